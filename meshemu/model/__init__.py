@@ -1,0 +1,1 @@
+"""meshemu.model package."""

@@ -1,0 +1,1 @@
+"""meshemu.verify package."""
