@@ -1,0 +1,156 @@
+"""Which kernel route a node installs for a prefix: Calico's per-pool encapsulation rule.
+
+Owns the decision, shared by the planner (expected FIB) and the agent (programmed FIB):
+- IPIP Always: `<block> via <node IP> dev tunl0 onlink`;
+- IPIP CrossSubnet: the tunnel only when the next hop is outside this node's subnet (the prefix
+  of its address), else `<block> via <node IP> dev <uplink>`;
+- VXLAN Always / CrossSubnet (same subnet test): `<block> via <remote VTEP> dev vxlan.calico
+  onlink` (`vxlan-v6.calico` for IPv6, as Felix names it);
+- Never: `via <node IP> dev <uplink>` inside the subnet; across subnets the next hop is only
+  reachable through the node's default router, which knows no pod routes.
+The node's own blocks are blackholes; its pods have host routes on their `cali` interfaces.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from meshemu.model.names import IPIP_DEVICE, UPLINK, VXLAN_DEVICE
+
+
+@dataclass(frozen=True)
+class FibRoute:
+    """One expected (or observed) kernel route of a node."""
+
+    prefix: str
+    type: str  # unicast | blackhole
+    via: str | None = None
+    dev: str | None = None
+    onlink: bool = False
+    reason: str = ""
+
+    def key(self) -> tuple[str, str, str | None, str | None, bool]:
+        """What must be equal between expected and observed (the reason is commentary)."""
+        return (self.prefix, self.type, self.via, self.dev, self.onlink)
+
+    def text(self) -> str:
+        if self.type == "blackhole":
+            return f"blackhole {self.prefix}"
+        parts = [self.prefix]
+        if self.via:
+            parts.append(f"via {self.via}")
+        if self.dev:
+            parts.append(f"dev {self.dev}")
+        if self.onlink:
+            parts.append("onlink")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class PoolRule:
+    """A pool's encapsulation as the route decision needs it."""
+
+    name: str
+    cidr: str
+    ipip_mode: str
+    vxlan_mode: str
+
+    @property
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.cidr)
+
+    def rule_text(self) -> str:
+        if self.ipip_mode == "Always":
+            return "IPIP always (tunl0)"
+        if self.ipip_mode == "CrossSubnet":
+            return "IPIP across subnets, direct inside the subnet"
+        if self.vxlan_mode == "Always":
+            return "VXLAN always"
+        if self.vxlan_mode == "CrossSubnet":
+            return "VXLAN across subnets, direct inside the subnet"
+        return "no encapsulation (native routing)"
+
+    def encapsulation(self) -> str:
+        """The conformance category: what Calico's BIRD config says about this pool."""
+        if self.ipip_mode != "Never":
+            return "ipip"
+        if self.vxlan_mode != "Never":
+            return "vxlan"
+        return "none"
+
+
+@dataclass(frozen=True)
+class RouteContext:
+    """What a node knows when it programs a learned route."""
+
+    node_subnet: Mapping[int, str]  # family -> this node's subnet prefix
+    gateway: Mapping[int, str]  # family -> default router address
+    vteps: Mapping[str, str]  # remote node address -> its VTEP address (same family)
+
+
+def pool_of(prefix: str, pools: Sequence[PoolRule]) -> PoolRule | None:
+    network = ipaddress.ip_network(prefix)
+    for pool in pools:
+        candidate = pool.network
+        if candidate.version == network.version and network.subnet_of(candidate):  # type: ignore[arg-type]
+            return pool
+    return None
+
+
+def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteContext) -> FibRoute:
+    """The kernel route for a learned `prefix` whose BGP next hop is `next_hop`."""
+    family = ipaddress.ip_network(prefix).version
+    hop = ipaddress.ip_address(next_hop)
+    subnet = ctx.node_subnet.get(family)
+    same_subnet = subnet is not None and hop in ipaddress.ip_network(subnet)
+    where = "inside" if same_subnet else "outside"
+    pool = pool_of(prefix, pools)
+    mode_ipip = pool.ipip_mode if pool else "Never"
+    mode_vxlan = pool.vxlan_mode if pool else "Never"
+    pool_text = f"pool {pool.name}" if pool else "no pool"
+    if family == 4 and (mode_ipip == "Always" or (mode_ipip == "CrossSubnet" and not same_subnet)):
+        return FibRoute(
+            prefix,
+            "unicast",
+            next_hop,
+            IPIP_DEVICE,
+            True,
+            f"{pool_text} ipipMode {mode_ipip}: next hop {next_hop} is {where} this node's "
+            f"subnet {subnet}, so IP-in-IP through tunl0",
+        )
+    if mode_vxlan == "Always" or (mode_vxlan == "CrossSubnet" and not same_subnet):
+        vtep = ctx.vteps.get(next_hop)
+        if vtep is not None:
+            return FibRoute(
+                prefix,
+                "unicast",
+                vtep,
+                VXLAN_DEVICE[family],
+                True,
+                f"{pool_text} vxlanMode {mode_vxlan}: next hop {next_hop} is {where} this node's "
+                f"subnet {subnet}, so VXLAN to its VTEP {vtep}",
+            )
+    encap_mode = mode_ipip if family == 4 and mode_ipip != "Never" else mode_vxlan
+    if same_subnet:
+        return FibRoute(
+            prefix,
+            "unicast",
+            next_hop,
+            UPLINK,
+            False,
+            f"{pool_text} mode {encap_mode}: next hop {next_hop} is inside this node's subnet "
+            f"{subnet}, so routed directly over {UPLINK}",
+        )
+    gateway = ctx.gateway.get(family)
+    return FibRoute(
+        prefix,
+        "unicast",
+        gateway,
+        UPLINK,
+        False,
+        f"{pool_text} mode {encap_mode}: next hop {next_hop} is outside this node's subnet "
+        f"{subnet} and the pool does not encapsulate, so the route resolves through the default "
+        f"router {gateway}, which knows no pod routes (traffic stops there)",
+    )

@@ -1,0 +1,341 @@
+"""The BGP sessions of every node, exactly as Calico's confd builds them.
+
+Owns the session rules (checked against Calico's own rendered BIRD configuration by the
+conformance test):
+- node-to-node mesh between all nodes that are not route reflectors; of each pair, the side
+  whose peer address is higher (compared as text) is passive;
+- BGPPeers with `peerIP`: global (no node, no nodeSelector) or node-specific; a peer IP that is
+  one of the cluster's nodes uses that node's AS and listen port, and for a *global* peer the
+  same text comparison decides the passive side; a node whose own address is the peer IP gets
+  the reverse sessions towards the nodes the BGPPeer applies to (unless `reversePeering: Manual`);
+- BGPPeers with `peerSelector`: sessions from every node the peer applies to towards every
+  selected node, and the reverse (unless `reversePeering: Manual`); never passive;
+- a route reflector (node with a cluster ID) marks its sessions to nodes outside its cluster as
+  route-reflector clients.
+Sessions are unique per (peer address, port); the first rule that creates one wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from meshemu.model.addressing import IPAddress, parse_peer_ip
+from meshemu.model.selector import Selector, parse_selector
+from meshemu.model.topology import BgpSpec, PeerSpec
+
+DEFAULT_BGP_PORT = 179
+
+
+@dataclass(frozen=True)
+class SessionNode:
+    """What the session rules need to know about a node."""
+
+    name: str
+    ipv4: IPAddress | None
+    ipv6: IPAddress | None
+    as_number: int
+    cluster_id: str | None
+    labels: Mapping[str, str]
+    listen_port: int
+
+    def address(self, family: int) -> IPAddress | None:
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+@dataclass(frozen=True)
+class Session:
+    """One BGP session of one node, with the reason it exists."""
+
+    family: int
+    local_ip: str
+    local_as: int
+    peer_ip: str
+    peer_port: int
+    peer_as: int
+    kind: str  # mesh | global | node
+    passive: bool
+    rr_client: bool
+    cluster_id: str | None
+    password: str | None
+    peer_node: str | None  # the lab node at the other end; None for an external peer
+    source: str  # "mesh" or the BGPPeer's name
+    reason: str
+    source_address: bool = True
+    keep_next_hop: bool = False
+    graceful_restart_time: int | None = None
+    allow_local_as: int | None = None
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.peer_ip, self.peer_port)
+
+
+def _duration_seconds(text: str | None) -> int | None:
+    """Kubernetes durations as Calico writes them: `10s`, `2m`, `1m30s`, `120`."""
+    if text is None:
+        return None
+    total, number = 0, ""
+    units = {"h": 3600, "m": 60, "s": 1}
+    for char in text.strip():
+        if char.isdigit():
+            number += char
+        elif char in units and number:
+            total, number = total + int(number) * units[char], ""
+        else:
+            raise ValueError(f"{text!r} is not a duration like 120s or 2m")
+    return total + (int(number) if number else 0)
+
+
+def _is_rr_client(local: SessionNode, peer: SessionNode | None) -> bool:
+    return local.cluster_id is not None and peer is not None and peer.cluster_id != local.cluster_id
+
+
+class _PeerScope:
+    """Which nodes a BGPPeer applies to (its `node` / `nodeSelector`, or all for a global)."""
+
+    def __init__(self, peer: PeerSpec) -> None:
+        self.peer = peer
+        self.selector: Selector | None = (
+            parse_selector(peer.node_selector) if peer.node_selector is not None else None
+        )
+
+    @property
+    def is_global(self) -> bool:
+        return self.peer.node is None and self.peer.node_selector is None
+
+    def applies_to(self, node: SessionNode) -> bool:
+        if self.peer.node is not None:
+            return node.name == self.peer.node
+        if self.selector is not None:
+            return self.selector.matches(node.labels)
+        return True
+
+
+def plan_sessions(nodes: Sequence[SessionNode], bgp: BgpSpec) -> dict[str, tuple[Session, ...]]:
+    """Every node's sessions, sorted by family, peer address and port."""
+    by_ip = {
+        str(addr): node for node in nodes for addr in (node.ipv4, node.ipv6) if addr is not None
+    }
+    scopes = {name: _PeerScope(peer) for name, peer in sorted(bgp.peers.items())}
+    mesh_restart = _duration_seconds(bgp.node_mesh_max_restart_time)
+    out: dict[str, tuple[Session, ...]] = {}
+    for local in nodes:
+        sessions: dict[tuple[str, int], Session] = {}
+        add = _adder(sessions)
+
+        if bgp.node_to_node_mesh_enabled and local.cluster_id is None:
+            for other in nodes:
+                if other is local or other.cluster_id is not None:
+                    continue
+                for family in (4, 6):
+                    mine, theirs = local.address(family), other.address(family)
+                    if mine is None or theirs is None:
+                        continue
+                    passive = str(theirs) > str(mine)
+                    add(
+                        Session(
+                            family=family,
+                            local_ip=str(mine),
+                            local_as=local.as_number,
+                            peer_ip=str(theirs),
+                            peer_port=other.listen_port,
+                            peer_as=other.as_number,
+                            kind="mesh",
+                            passive=passive,
+                            rr_client=False,
+                            cluster_id=None,
+                            password=bgp.node_mesh_password,
+                            peer_node=other.name,
+                            source="mesh",
+                            reason=(
+                                f"node-to-node mesh with {other.name}; "
+                                + (
+                                    f"passive: {theirs} > {mine} as text, so {other.name} connects"
+                                    if passive
+                                    else f"active: {mine} > {theirs} as text, so this node connects"
+                                )
+                            ),
+                            graceful_restart_time=mesh_restart,
+                        )
+                    )
+        for name, scope in scopes.items():
+            peer = scope.peer
+            if peer.peer_ip is not None:
+                _explicit_peer(local, name, scope, nodes, by_ip, add)
+            elif peer.peer_selector is not None:
+                _selector_peer(local, name, scope, nodes, add)
+        out[local.name] = tuple(
+            sorted(
+                sessions.values(),
+                key=lambda s: (s.family, _address_sort_key(s.peer_ip), s.peer_port),
+            )
+        )
+    return out
+
+
+def _adder(sessions: dict[tuple[str, int], Session]) -> Callable[[Session], None]:
+    """Sessions are unique per (peer address, port): the first rule that makes one wins."""
+
+    def add(session: Session) -> None:
+        sessions.setdefault(session.key, session)
+
+    return add
+
+
+def _address_sort_key(text: str) -> tuple[int, int]:
+    from ipaddress import ip_address
+
+    address = ip_address(text)
+    return (address.version, int(address))
+
+
+def _node_session(
+    local: SessionNode,
+    other: SessionNode,
+    family: int,
+    peer: PeerSpec,
+    source: str,
+    reason: str,
+) -> Session | None:
+    mine, theirs = local.address(family), other.address(family)
+    if mine is None or theirs is None:
+        return None
+    rr_client = _is_rr_client(local, other)
+    return Session(
+        family=family,
+        local_ip=str(mine),
+        local_as=peer.local_as_number or local.as_number,
+        peer_ip=str(theirs),
+        peer_port=other.listen_port,
+        peer_as=other.as_number,
+        kind="node",
+        passive=False,
+        rr_client=rr_client,
+        cluster_id=local.cluster_id if rr_client else None,
+        password=peer.password,
+        peer_node=other.name,
+        source=source,
+        reason=reason
+        + (f"; {other.name} is a route-reflector client of this node" if rr_client else ""),
+        source_address=peer.source_address == "UseNodeIP",
+        keep_next_hop=peer.keep_original_next_hop,
+        graceful_restart_time=_duration_seconds(peer.max_restart_time),
+        allow_local_as=peer.num_allowed_local_as_numbers,
+    )
+
+
+def _explicit_peer(
+    local: SessionNode,
+    name: str,
+    scope: _PeerScope,
+    nodes: Sequence[SessionNode],
+    by_ip: Mapping[str, SessionNode],
+    add: Callable[[Session], None],
+) -> None:
+    peer = scope.peer
+    assert peer.peer_ip is not None
+    address, port = parse_peer_ip(peer.peer_ip)
+    family = address.version
+    mine = local.address(family)
+    target = by_ip.get(str(address))
+    if target is local:
+        # This node *is* the peer: it takes the other side of the sessions of every node the
+        # BGPPeer applies to (Calico's automatic reverse peering).
+        if peer.reverse_peering == "Manual":
+            return
+        for other in nodes:
+            if other is local or not scope.applies_to(other):
+                continue
+            session = _node_session(
+                local,
+                other,
+                family,
+                peer,
+                name,
+                f"BGPPeer {name} makes {other.name} peer with {address}, this node's address "
+                "(reverse peering)",
+            )
+            if session is not None:
+                add(session)
+        return
+    if mine is None or not scope.applies_to(local):
+        return
+    kind = "global" if scope.is_global else "node"
+    peer_port = port or (target.listen_port if target is not None else DEFAULT_BGP_PORT)
+    peer_as = peer.as_number or (target.as_number if target is not None else 0)
+    passive = kind == "global" and target is not None and str(address) > str(mine)
+    rr_client = _is_rr_client(local, target)
+    what = f"cluster node {target.name}" if target is not None else "external peer"
+    applies = (
+        "all nodes"
+        if scope.is_global
+        else f"node {peer.node}"
+        if peer.node is not None
+        else f"nodes matching {peer.node_selector!r}"
+    )
+    reason = f"BGPPeer {name} ({kind}, applies to {applies}) peers with {what} {address}"
+    if passive:
+        reason += f"; passive: {address} > {mine} as text"
+    if rr_client:
+        reason += f"; {target.name if target else address} is a route-reflector client"
+    add(
+        Session(
+            family=family,
+            local_ip=str(mine),
+            local_as=peer.local_as_number or local.as_number,
+            peer_ip=str(address),
+            peer_port=peer_port,
+            peer_as=peer_as,
+            kind=kind,
+            passive=passive,
+            rr_client=rr_client,
+            cluster_id=local.cluster_id if rr_client else None,
+            password=peer.password,
+            peer_node=target.name if target is not None else None,
+            source=name,
+            reason=reason,
+            source_address=peer.source_address == "UseNodeIP",
+            keep_next_hop=peer.keep_original_next_hop,
+            graceful_restart_time=_duration_seconds(peer.max_restart_time),
+            allow_local_as=peer.num_allowed_local_as_numbers,
+        )
+    )
+
+
+def _selector_peer(
+    local: SessionNode,
+    name: str,
+    scope: _PeerScope,
+    nodes: Sequence[SessionNode],
+    add: Callable[[Session], None],
+) -> None:
+    peer = scope.peer
+    assert peer.peer_selector is not None
+    peer_selector = parse_selector(peer.peer_selector)
+    targets: list[tuple[SessionNode, str]] = []
+    if scope.applies_to(local):
+        targets += [
+            (
+                other,
+                f"BGPPeer {name}: this node matches its nodeSelector and {other.name} its "
+                f"peerSelector {peer.peer_selector!r}",
+            )
+            for other in nodes
+            if other is not local and peer_selector.matches(other.labels)
+        ]
+    if peer.reverse_peering == "Auto" and peer_selector.matches(local.labels):
+        targets += [
+            (
+                other,
+                f"BGPPeer {name}: {other.name} peers with this node because this node matches "
+                f"peerSelector {peer.peer_selector!r} (automatic reverse peering)",
+            )
+            for other in nodes
+            if other is not local and scope.applies_to(other)
+        ]
+    for other, reason in targets:
+        for family in (4, 6):
+            session = _node_session(local, other, family, peer, name, reason)
+            if session is not None:
+                add(session)
