@@ -26,8 +26,11 @@ the node address, so the kernel picks `src`, sets protocol 4 from the socket, fi
 checksum, routes the packet out of the uplink and fragments it if a path MTU requires, and the
 packet passes netfilter as any locally generated packet. Only the outer TTL is set per packet
 (ancillary IP_TTL), copied from the inner packet as the kernel driver does with its default
-`ttl inherit`. Raw IPPROTO_IPIP sockets receive the whole outer packet, so decapsulation strips the
-outer header honouring its IHL.
+`ttl inherit`. One difference from the driver: with IP_PMTUDISC_WANT the kernel sets DF on the
+outer packet when it fits the path and fragments it when it does not, where the driver copies the
+inner DF; EMSGSIZE (only possible above 64 KiB or with a locked MTU) is answered like the driver,
+with ICMP "fragmentation needed" to the inner sender. Raw IPPROTO_IPIP sockets receive the whole
+outer packet, so decapsulation strips the outer header honouring its IHL.
 """
 
 from __future__ import annotations

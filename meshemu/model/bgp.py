@@ -176,7 +176,11 @@ def propagate(
     out_links: dict[str, list[Adjacency]] = {}
     for adj in adjacencies:
         out_links.setdefault(adj.speaker, []).append(adj)
-    back: dict[tuple[str, str], Link] = {(a.speaker, a.peer): a.link for a in adjacencies}
+    # Two speakers may share a session per family (IPv4 and IPv6 transport).
+    back: dict[tuple[str, str, int], Link] = {
+        (a.speaker, a.peer, ipaddress.ip_address(a.link.peer_ip).version): a.link
+        for a in adjacencies
+    }
     # adj_in[speaker][(peer_ip, prefix)] = path
     adj_in: dict[str, dict[tuple[str, str], Path]] = {name: {} for name in speakers}
     best: dict[str, dict[str, Path]] = {}
@@ -201,7 +205,8 @@ def propagate(
         for name, me in sorted(speakers.items()):
             for adj in out_links.get(name, ()):
                 receiver = speakers[adj.peer]
-                reverse = back.get((adj.peer, name))
+                family = ipaddress.ip_address(adj.link.peer_ip).version
+                reverse = back.get((adj.peer, name, family))
                 if reverse is None:
                     continue
                 sent = {}

@@ -18,9 +18,7 @@ from meshemu.model.load import load_topology
 from meshemu.model.plan import build_plan
 
 ROOT = Path(__file__).resolve().parents[2]
-CORPUS = Path(
-    os.environ.get("MESHEMU_CONFORMANCE", ROOT.parent / "shared" / "calico-conformance")
-)
+CORPUS = Path(os.environ.get("MESHEMU_CONFORMANCE", ROOT.parent / "shared" / "calico-conformance"))
 CASES = sorted(p.name for p in (CORPUS / "cases").iterdir()) if (CORPUS / "cases").is_dir() else []
 
 KIND_BY_PREFIX = {"Mesh": "mesh", "Global": "global", "Node": "node"}
@@ -41,13 +39,23 @@ def bird_sessions(text: str) -> list[dict[str, Any]]:
             (int(line.split()[2].rstrip(";")) for line in lines if line.startswith("local as ")),
             int(template_as.group(1)) if template_as else None,
         )
-        cluster = next((line.split()[3].rstrip(";") for line in lines if "rr cluster id" in line), None)
+        cluster = next(
+            (line.split()[3].rstrip(";") for line in lines if "rr cluster id" in line), None
+        )
         restart = next(
-            (int(line.split()[3].rstrip(";")) for line in lines if line.startswith("graceful restart time")),
+            (
+                int(line.split()[3].rstrip(";"))
+                for line in lines
+                if line.startswith("graceful restart time")
+            ),
             None,
         )
         allow = next(
-            (int(line.split()[3].rstrip(";")) for line in lines if line.startswith("allow local as")),
+            (
+                int(line.split()[3].rstrip(";"))
+                for line in lines
+                if line.startswith("allow local as")
+            ),
             None,
         )
         sessions.append(
