@@ -278,7 +278,16 @@ def convert_bundle(
                     conv.problems,
                 )
                 continue
+            # IPv6 pools asking for IP-in-IP get the Installation-worded explanation here
+            # (encapsulation, not ipipMode), and are not converted so the rules do not repeat it.
+            _check_tutorial_pools(
+                (doc.get("spec") or {}).get("calicoNetwork"),
+                f"{loc}.spec.calicoNetwork",
+                conv.problems,
+            )
             for index, ipool in enumerate(inst.calicoNetwork.ipPools):
+                if _family(ipool.cidr) == 6 and ipool.encapsulation.startswith("IPIP"):
+                    continue
                 pool_name = ipool.name or f"default-ipv{_family(ipool.cidr)}-ippool"
                 ipip, vxlan = INSTALLATION_ENCAP[ipool.encapsulation]
                 pools[pool_name] = (
@@ -429,6 +438,15 @@ def _build(
 ) -> None:
     subnets: dict[str, dict[str, str]] = {}
     node_data: dict[str, dict[str, Any]] = {}
+    if not nodes and not conv.problems:
+        conv.problems.append(
+            Problem(
+                "bundle",
+                "has no projectcalico.org/v3 Node resources",
+                "meshemu places each node by its spec.bgp.ipv4Address/ipv6Address; add the "
+                "output of `calicoctl get nodes -o yaml`",
+            )
+        )
     for name, (loc, meta, spec) in nodes.items():
         conv.origins[f"nodes.{name}"] = f"{loc}.spec.bgp"
         node_bgp = spec.bgp

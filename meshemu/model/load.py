@@ -87,12 +87,19 @@ def load_topology(
         text = path.read_text()
     except OSError as err:
         raise ConfigError([Problem(str(path), f"cannot read: {err.strerror}", "")]) from None
-    return load_topology_text(text, str(path), name or lab_name_from_path(path), pods_per_node)
+    return load_topology_text(
+        text, str(path), name or lab_name_from_path(path), pods_per_node, name_override=name
+    )
 
 
 def load_topology_text(
-    text: str, source: str, default_name: str, pods_per_node: int | None = None
+    text: str,
+    source: str,
+    default_name: str,
+    pods_per_node: int | None = None,
+    name_override: str | None = None,
 ) -> Topology:
+    """`default_name` names a bundle's lab; `name_override` (`--name`) replaces any lab name."""
     documents = parse_yaml(text, source)
     if not documents:
         raise ConfigError([Problem(source, "is empty", "write a topology or Calico resources")])
@@ -111,6 +118,8 @@ def load_topology_text(
         data = documents[0]
         if not isinstance(data, dict):
             raise ConfigError([Problem(source, "is not a mapping", "a topology is a mapping")])
+        if name_override is not None:
+            data["name"] = name_override
         if pods_per_node is not None:
             for node in (data.get("nodes") or {}).values():
                 if isinstance(node, dict):

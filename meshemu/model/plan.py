@@ -548,6 +548,26 @@ def _notes(
                     f"{session.peer_port}) cannot come up: the other side has no matching "
                     "session, or neither side connects to a port the other listens on"
                 )
+    for node in nodes:
+        # Unencapsulated routes whose BGP next hop is in another subnet resolve through the
+        # default router, which knows no pod routes: say so, not only in each route's reason.
+        next_hop = {r.prefix: r.next_hop for r in node.rib if r.learned_from is not None}
+        via_router = [
+            r
+            for r in node.fib
+            if r.prefix in next_hop
+            and r.via is not None
+            and r.via != next_hop[r.prefix]
+            and r.via in (node.gateway4, node.gateway6)
+        ]
+        if via_router:
+            notes.append(
+                f"{node.name}: {', '.join(r.prefix for r in via_router)} "
+                f"{'is' if len(via_router) == 1 else 'are'} across subnets in a pool without "
+                f"encapsulation (mode Never), so traffic goes to the default router "
+                f"{', '.join(sorted({r.via or '' for r in via_router}))}, which knows no pod "
+                "routes: those pods are unreachable unless the routers learn pod routes"
+            )
     block_count = {n.name: len(n.blocks) for n in nodes}
     for node in nodes:
         learned = {r.origin_node for r in node.rib if r.learned_from is not None}

@@ -1,0 +1,347 @@
+"""The per-node agent: ExaBGP's API process, playing calico-node's route programming.
+
+Owns, for one node: announcing the node's blocks with itself as next hop; the Adj-RIB-In per
+peer; best-path selection and route reflection (the rules in `model.bgp`, shared with the
+planner); programming the node's kernel FIB exactly as `model.routes` decides (blackholes for
+its own blocks, direct / tunl0 / VXLAN routes for learned ones), withdrawing when a peer
+withdraws or its session drops; and writing its observed sessions, RIB and FIB as JSON into the
+lab's state folder, atomically, on every change.
+
+`AgentCore` is pure (events in, commands and desired routes out) so it is unit-tested without
+ExaBGP or root; `main` is the thin runtime around it (stdin, stdout, netlink, files).
+Run by ExaBGP as `python -m meshemu.controlplane.agent --state DIR --node NAME`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path as FsPath
+from typing import Any
+
+from meshemu.controlplane.events import (
+    StateEvent,
+    UpdateEvent,
+    announce_command,
+    parse_message,
+    withdraw_command,
+)
+from meshemu.model.bgp import Link, Path, Speaker, accept, best_path, export, received
+from meshemu.model.routes import FibRoute, PoolRule, RouteContext, route_for
+
+
+@dataclass
+class PeerState:
+    peer_ip: str
+    peer_node: str | None
+    kind: str
+    state: str = "idle"
+    since: float = field(default_factory=time.time)
+    reason: str = ""
+    received: int = 0
+
+
+class AgentCore:
+    """A node's BGP decisions: Adj-RIB-In, Loc-RIB, Adj-RIB-Out and the desired FIB."""
+
+    def __init__(self, plan: dict[str, Any], node_name: str) -> None:
+        node = next(n for n in plan["nodes"] if n["name"] == node_name)
+        self.node = node
+        self.me = Speaker(
+            name=node_name,
+            router_id=node["router_id"],
+            as_number=node["as_number"],
+            cluster_id=node["cluster_id"],
+            addresses={f: node[f"ipv{f}"] for f in (4, 6) if node[f"ipv{f}"]},
+        )
+        self.links: dict[str, Link] = {}
+        self.peers: dict[str, PeerState] = {}
+        for s in node["sessions"]:
+            if s["peer_node"] is None:
+                continue  # external peers are not emulated
+            self.links[s["peer_ip"]] = Link(
+                peer_ip=s["peer_ip"],
+                peer_as=s["peer_as"],
+                local_as=s["local_as"],
+                rr_client=s["rr_client"],
+                keep_next_hop=s["keep_next_hop"],
+                allow_local_as=s["allow_local_as"] or 0,
+            )
+            self.peers[s["peer_ip"]] = PeerState(s["peer_ip"], s["peer_node"], s["kind"])
+        self.router_ids = {
+            n[f"ipv{f}"]: n["router_id"] for n in plan["nodes"] for f in (4, 6) if n[f"ipv{f}"]
+        }
+        self.pools = [
+            PoolRule(p["name"], p["cidr"], p["ipip_mode"], p["vxlan_mode"]) for p in plan["pools"]
+        ]
+        exported = {p["name"] for p in plan["pools"] if not p["disable_bgp_export"]}
+        self.own: dict[str, Path] = {}
+        for cidr, pool in node["block_pools"].items():
+            if pool in exported:
+                family = ipaddress.ip_network(cidr).version
+                self.own[cidr] = Path(prefix=cidr, next_hop=node[f"ipv{family}"])
+        self.blackholes = list(node["blocks"])
+        vteps: dict[str, str] = {}
+        for other in plan["nodes"]:
+            for vtep in other["vteps"]:
+                address = other[f"ipv{vtep['family']}"]
+                if address:
+                    vteps[address] = vtep["address"]
+        self.ctx = RouteContext(
+            node_subnet={f: node[f"subnet_ipv{f}"] for f in (4, 6) if node[f"subnet_ipv{f}"]},
+            gateway={f: node[f"gateway{f}"] for f in (4, 6) if node[f"gateway{f}"]},
+            vteps=vteps,
+        )
+        self.adj_in: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
+        self.adj_out: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
+        self.best: dict[str, Path] = dict(self.own)
+
+    # -- decisions -------------------------------------------------------------------------
+    def _recompute(self, prefixes: Iterable[str]) -> set[str]:
+        changed = set()
+        for prefix in prefixes:
+            candidates = [rib[prefix] for rib in self.adj_in.values() if prefix in rib]
+            if prefix in self.own:
+                candidates.append(self.own[prefix])
+            chosen = best_path(candidates)
+            if chosen != self.best.get(prefix):
+                changed.add(prefix)
+                if chosen is None:
+                    self.best.pop(prefix, None)
+                else:
+                    self.best[prefix] = chosen
+        return changed
+
+    def _exports(self, prefixes: Iterable[str]) -> list[str]:
+        """Adj-RIB-Out changes as ExaBGP commands."""
+        commands = []
+        for prefix in sorted(prefixes):
+            path = self.best.get(prefix)
+            for peer, link in self.links.items():
+                wanted = export(path, self.me, link) if path is not None else None
+                current = self.adj_out[peer].get(prefix)
+                if wanted == current:
+                    continue
+                if wanted is None:
+                    assert current is not None
+                    commands.append(withdraw_command(peer, current))
+                    del self.adj_out[peer][prefix]
+                else:
+                    commands.append(announce_command(peer, wanted))
+                    self.adj_out[peer][prefix] = wanted
+        return commands
+
+    def start(self) -> list[str]:
+        """Announce the node's own blocks to every peer (ExaBGP sends them once established)."""
+        return self._exports(self.own)
+
+    def on_state(self, event: StateEvent) -> list[str]:
+        peer = self.peers.get(event.peer)
+        if peer is None:
+            return []
+        if event.state != peer.state:
+            peer.state, peer.since, peer.reason = event.state, time.time(), event.reason
+        if event.state == "down" and self.adj_in.get(event.peer):
+            lost = list(self.adj_in[event.peer])
+            self.adj_in[event.peer] = {}
+            return self._exports(self._recompute(lost))
+        return []
+
+    def on_update(self, event: UpdateEvent) -> list[str]:
+        link = self.links.get(event.peer)
+        if link is None or event.end_of_rib:
+            return []
+        rib = self.adj_in[event.peer]
+        touched = set()
+        for prefix in event.withdrawn:
+            if rib.pop(prefix, None) is not None:
+                touched.add(prefix)
+        router_id = self.router_ids.get(event.peer, event.peer if ":" not in event.peer else "")
+        for path in event.announced:
+            stored = received(path, link, router_id)
+            touched.add(path.prefix)
+            if accept(stored, self.me, link):
+                rib[path.prefix] = stored
+            else:
+                rib.pop(path.prefix, None)  # a looped route replaces nothing
+        self.peers[event.peer].received = len(rib)
+        return self._exports(self._recompute(touched))
+
+    def desired_fib(self) -> dict[str, FibRoute]:
+        routes = {cidr: FibRoute(cidr, "blackhole") for cidr in self.blackholes}
+        for prefix, path in self.best.items():
+            if path.learned_from is not None and prefix not in routes:
+                routes[prefix] = route_for(prefix, path.next_hop, self.pools, self.ctx)
+        return routes
+
+    def snapshot(self) -> dict[str, Any]:
+        rib = []
+        for peer, paths in sorted(self.adj_in.items()):
+            for prefix, path in sorted(paths.items()):
+                rib.append(_path_json(path, self.best.get(prefix) == path, peer))
+        for prefix, path in sorted(self.own.items()):
+            rib.append(_path_json(path, self.best.get(prefix) == path, None))
+        return {
+            "sessions": [
+                {
+                    "peer_ip": p.peer_ip,
+                    "peer_node": p.peer_node,
+                    "kind": p.kind,
+                    "state": "established" if p.state == "up" else p.state,
+                    "since": p.since,
+                    "info": p.reason,
+                    "prefixes_received": p.received,
+                }
+                for p in self.peers.values()
+            ],
+            "rib": rib,
+            "adj_out": {peer: sorted(paths) for peer, paths in sorted(self.adj_out.items())},
+        }
+
+
+def _path_json(path: Path, best: bool, peer: str | None) -> dict[str, Any]:
+    return {
+        "prefix": path.prefix,
+        "next_hop": path.next_hop,
+        "learned_from": peer,
+        "as_path": list(path.as_path),
+        "local_pref": path.local_pref,
+        "originator_id": path.originator_id,
+        "cluster_list": list(path.cluster_list),
+        "best": best,
+    }
+
+
+class Runtime:
+    """stdin/stdout with ExaBGP, the kernel FIB, the state file."""
+
+    def __init__(self, state_dir: FsPath, node: str) -> None:
+        import json
+
+        from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle
+
+        plan = json.loads((state_dir / "plan.json").read_text())
+        self.core = AgentCore(plan, node)
+        self.out_file = state_dir / "nodes" / node / "agent.json"
+        self.proto = RTPROT_MESHEMU
+        self.netlink = NetnsHandle(None)
+        self.programmed: dict[str, FibRoute] = {}
+        self.errors: list[str] = []
+        self.started = time.time()
+
+    def send(self, commands: list[str]) -> None:
+        for command in commands:
+            sys.stdout.write(command + "\n")
+        sys.stdout.flush()
+
+    def sync_fib(self) -> None:
+        wanted = self.core.desired_fib()
+        for prefix, route in list(self.programmed.items()):
+            if prefix not in wanted:
+                self._apply("del", route)
+                del self.programmed[prefix]
+        for prefix, route in wanted.items():
+            if self.programmed.get(prefix) != route:
+                if self._apply("replace", route):
+                    self.programmed[prefix] = route
+
+    def _apply(self, command: str, route: FibRoute) -> bool:
+        from meshemu.errors import DataplaneError
+
+        try:
+            self.netlink.route(
+                command,
+                route.prefix,
+                via=route.via,
+                dev=route.dev,
+                onlink=route.onlink,
+                kind=route.type,
+                proto=self.proto,
+            )
+            return True
+        except DataplaneError as err:
+            self.errors = [*self.errors[-19:], f"{time.strftime('%H:%M:%S')} {err}"]
+            return False
+
+    def write_state(self) -> None:
+        from meshemu.state import write_json_atomic
+
+        data = self.core.snapshot()
+        data.update(
+            {
+                "node": self.core.me.name,
+                "pid": os.getpid(),
+                "started": self.started,
+                "updated": time.time(),
+                "fib": [
+                    {
+                        "prefix": r.prefix,
+                        "via": r.via,
+                        "dev": r.dev,
+                        "onlink": r.onlink,
+                        "type": r.type,
+                    }
+                    for r in sorted(self.programmed.values(), key=lambda r: r.prefix)
+                ],
+                "errors": self.errors,
+            }
+        )
+        write_json_atomic(self.out_file, data)
+
+    def run(self) -> int:
+        self.send(self.core.start())
+        self.sync_fib()
+        self.write_state()
+        selector = selectors.DefaultSelector()
+        stdin = sys.stdin.fileno()
+        os.set_blocking(stdin, False)
+        selector.register(stdin, selectors.EVENT_READ)
+        pending = b""
+        while True:
+            timeout = 1.0 if len(self.programmed) != len(self.core.desired_fib()) else None
+            ready = selector.select(timeout)
+            if not ready:
+                # Routes through a device that was not there yet (tunl0 restarting) retried.
+                self.sync_fib()
+                self.write_state()
+                continue
+            try:
+                chunk = os.read(stdin, 65536)
+            except BlockingIOError:
+                continue
+            if not chunk:
+                return 0  # ExaBGP closed our stdin: it is shutting down
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            commands: list[str] = []
+            for raw in lines:
+                event = parse_message(raw.decode(errors="replace"))
+                if isinstance(event, StateEvent):
+                    commands += self.core.on_state(event)
+                elif isinstance(event, UpdateEvent):
+                    commands += self.core.on_update(event)
+            self.send(commands)
+            self.sync_fib()
+            self.write_state()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="meshemu node agent (ExaBGP API process)")
+    parser.add_argument("--state", required=True, type=FsPath)
+    parser.add_argument("--node", required=True)
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    pid_file = args.state / "nodes" / args.node / "agent.pid"
+    pid_file.write_text(f"{os.getpid()}\n")
+    return Runtime(args.state, args.node).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

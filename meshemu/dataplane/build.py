@@ -1,0 +1,160 @@
+"""Builds a lab's dataplane from the plan: namespaces, fabric, routers, nodes, tunnels, pods.
+
+Owns the order and content of the kernel objects of a lab, through `dataplane.netlink` only.
+Every namespace is recorded in the state folder before it is created, so a failure at any point
+leaves a state `down` can clean. Processes (user-space tunnels) are started by `lab`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+
+from meshemu.dataplane.netlink import NetnsHandle, create_netns, in_netns, write_sysctls
+from meshemu.model import names
+from meshemu.model.plan import LabPlan, NodePlan, PodPlan
+
+# Calico's pod plumbing: the host side of every pod veth has this MAC, the pod's IPv4 default
+# route goes to 169.254.1.1 (answered by proxy ARP), and its IPv6 default route goes to the
+# host side's link-local address, which this MAC yields (EUI-64).
+CALI_MAC = "ee:ee:ee:ee:ee:ee"
+POD_GATEWAY4 = "169.254.1.1"
+POD_GATEWAY6 = "fe80::ecee:eeff:feee:eeee"
+
+ROUTER_SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv6.conf.all.accept_dad": "0",
+    "net.ipv4.conf.all.rp_filter": "0",
+    "net.ipv4.conf.default.rp_filter": "0",
+}
+POD_SYSCTLS = {
+    "net.ipv6.conf.default.accept_dad": "0",
+    "net.ipv6.conf.all.accept_dad": "0",
+}
+
+Record = Callable[[str], None]
+
+
+def _prefixlen(prefix: str | None) -> int:
+    assert prefix is not None
+    return ipaddress.ip_network(prefix).prefixlen
+
+
+def new_netns(name: str, record: Record, sysctls: dict[str, str]) -> None:
+    record(name)
+    create_netns(name)
+    with in_netns(name) as ns:
+        ns.up("lo")
+    if sysctls:
+        write_sysctls(name, sysctls)
+
+
+def build_fabric(plan: LabPlan, record: Record) -> None:
+    new_netns(plan.fabric_netns, record, {})
+    with in_netns(plan.fabric_netns) as fabric:
+        for subnet in plan.subnets:
+            fabric.add_bridge(subnet.bridge)
+
+
+def build_routers(plan: LabPlan, record: Record) -> None:
+    bridges = {s.name: s.bridge for s in plan.subnets}
+    for router in plan.routers:
+        new_netns(router.netns, record, ROUTER_SYSCTLS)
+        with in_netns(plan.fabric_netns) as fabric:
+            for iface in router.interfaces:
+                fabric.add_veth(
+                    iface.fabric_ifname, router.netns, iface.ifname, master=bridges[iface.subnet]
+                )
+        subnet_prefix = {s.name: (s.ipv4, s.ipv6) for s in plan.subnets}
+        with in_netns(router.netns) as ns:
+            for iface in router.interfaces:
+                ns.up(iface.ifname)
+                v4net, v6net = subnet_prefix[iface.subnet]
+                if iface.ipv4:
+                    ns.add_address(iface.ifname, iface.ipv4, _prefixlen(v4net))
+                if iface.ipv6:
+                    ns.add_address(iface.ifname, iface.ipv6, _prefixlen(v6net))
+            for route in router.routes:
+                ns.route("add", route.prefix, via=route.via)
+
+
+def node_sysctls() -> dict[str, str]:
+    return {
+        **ROUTER_SYSCTLS,
+        # Encapsulated and pod traffic arrives on interfaces that are not the reverse path.
+        "net.ipv4.conf.all.rp_filter": "0",
+        "net.ipv4.conf.default.rp_filter": "0",
+    }
+
+
+def build_node(plan: LabPlan, node: NodePlan, record: Record, ipip_kernel: bool) -> None:
+    bridge = next(s.bridge for s in plan.subnets if s.name == node.subnet)
+    new_netns(node.netns, record, node_sysctls())
+    with in_netns(plan.fabric_netns) as fabric:
+        fabric.add_veth(node.fabric_ifname, node.netns, node.uplink, master=bridge)
+    with in_netns(node.netns) as ns:
+        ns.up(node.uplink)
+        if node.ipv4:
+            ns.add_address(node.uplink, node.ipv4, _prefixlen(node.ipv4_prefix))
+        if node.ipv6:
+            ns.add_address(node.uplink, node.ipv6, _prefixlen(node.ipv6_prefix))
+        if node.gateway4:
+            ns.route("add", "0.0.0.0/0", via=node.gateway4, dev=node.uplink)
+        if node.gateway6:
+            ns.route("add", "::/0", via=node.gateway6, dev=node.uplink)
+        if ipip_kernel and node.ipip_tunnel_address and ns.has_link(names.IPIP_DEVICE):
+            ns.up(names.IPIP_DEVICE)
+            ns.add_address(names.IPIP_DEVICE, node.ipip_tunnel_address, 32)
+        build_vxlan(plan, node, ns)
+
+
+def build_vxlan(plan: LabPlan, node: NodePlan, ns: NetnsHandle) -> None:
+    """Felix's VXLAN device per family, with a neighbour and FDB entry for every remote VTEP."""
+    for vtep in node.vteps:
+        local = node.address(vtep.family)
+        if local is None:
+            continue
+        device = names.VXLAN_DEVICE[vtep.family]
+        ns.add_vxlan(
+            device, names.VXLAN_VNI[vtep.family], local, node.uplink, names.VXLAN_PORT, vtep.mac
+        )
+        ns.add_address(device, vtep.address, 32 if vtep.family == 4 else 128)
+        for other in plan.nodes:
+            if other.name == node.name:
+                continue
+            for remote in other.vteps:
+                remote_ip = other.address(remote.family)
+                if remote.family != vtep.family or remote_ip is None:
+                    continue
+                ns.add_neighbor(device, remote.address, remote.mac)
+                ns.add_fdb(device, remote.mac, remote_ip)
+
+
+def build_pod(node: NodePlan, pod: PodPlan, record: Record) -> None:
+    new_netns(pod.netns, record, POD_SYSCTLS)
+    with in_netns(node.netns) as host:
+        host.add_veth(pod.host_ifname, pod.netns, names.POD_IFNAME, mac=CALI_MAC)
+        if pod.ipv4:
+            host.route("add", f"{pod.ipv4}/32", dev=pod.host_ifname, scope="link")
+        if pod.ipv6:
+            host.route("add", f"{pod.ipv6}/128", dev=pod.host_ifname)
+    write_sysctls(
+        node.netns,
+        {
+            f"net.ipv4.conf.{pod.host_ifname}.proxy_arp": "1",
+            f"net.ipv4.neigh.{pod.host_ifname}.proxy_delay": "0",
+        },
+    )
+    with in_netns(pod.netns) as ns:
+        ns.up(names.POD_IFNAME)
+        if pod.ipv4:
+            ns.add_address(names.POD_IFNAME, pod.ipv4, 32)
+            ns.route("add", f"{POD_GATEWAY4}/32", dev=names.POD_IFNAME, scope="link")
+            ns.route("add", "0.0.0.0/0", via=POD_GATEWAY4, dev=names.POD_IFNAME)
+            ns.add_neighbor(names.POD_IFNAME, POD_GATEWAY4, CALI_MAC)
+        if pod.ipv6:
+            ns.add_address(names.POD_IFNAME, pod.ipv6, 128)
+            ns.route("add", "::/0", via=POD_GATEWAY6, dev=names.POD_IFNAME)
+            ns.add_neighbor(names.POD_IFNAME, POD_GATEWAY6, CALI_MAC)

@@ -1,0 +1,529 @@
+"""Lab lifecycle: up (plan -> running, converged lab), down, and what `status` reads.
+
+Owns the phases of `up` (preflight, state folder, dataplane, tunnels, speakers behind the start
+gate, convergence) and `down` (stop the recorded processes, remove the recorded namespaces, drop
+the state folder). A failure or Ctrl-C during `up` brings down what was created. `down` acts
+only on what the state folder lists, is idempotent, and works when processes were killed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshemu.dataplane import build
+from meshemu.dataplane.netlink import (
+    in_netns,
+    netns_exists,
+    pids_in_netns,
+    remove_netns,
+    write_sysctls,
+)
+from meshemu.errors import DataplaneError, EnvironmentProblem, LabError, SpeakerError
+from meshemu.model import names
+from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.render import render_exabgp
+from meshemu.model.routes import FibRoute
+from meshemu.state import LabState, Resource, process_start_time, write_json_atomic
+from meshemu.verify.fib import FibDiff, compare_fib
+
+Progress = Callable[[str], None]
+GATE_FILE = "start-gate"
+
+
+@dataclass
+class UpResult:
+    name: str
+    converged: bool
+    seconds: dict[str, float] = field(default_factory=dict)
+    diffs: list[FibDiff] = field(default_factory=list)
+    ipip: str = ""
+
+
+def preflight(plan: LabPlan) -> str:
+    """Check this machine can run the lab; returns the IPIP implementation to use."""
+    if os.geteuid() != 0:
+        raise EnvironmentProblem(
+            "meshemu up needs root (network namespaces, veths, routes): run it with sudo or as root"
+        )
+    for module in ("veth", "bridge"):
+        pass  # created on demand; a missing one is reported by the kernel's error below
+    needs_ipip = any(p.ipip_mode != "Never" for p in plan.pools)
+    needs_vxlan = any(p.vxlan_mode != "Never" for p in plan.pools)
+    ipip = "none"
+    if needs_ipip:
+        from meshemu.dataplane.ipip_tun import kernel_has_ipip
+
+        if kernel_has_ipip():
+            ipip = "kernel"
+        elif Path("/dev/net/tun").exists():
+            ipip = "userspace"
+        else:
+            raise EnvironmentProblem(
+                "this kernel has no ipip module and no /dev/net/tun: IP-in-IP pools cannot be "
+                "emulated here (load the ipip or tun module, or use vxlanMode)"
+            )
+    if needs_vxlan and not Path("/sys/module/vxlan").exists():
+        try:
+            subprocess.run(["modprobe", "vxlan"], check=False, capture_output=True, timeout=10)
+        except OSError:
+            pass
+    return ipip
+
+
+def _record_netns(state: LabState) -> Callable[[str], None]:
+    def record(name: str) -> None:
+        state.record(Resource("netns", name))
+
+    return record
+
+
+def _start_tunnel(state: LabState, node: NodePlan) -> subprocess.Popen[bytes]:
+    node_dir = state.node_dir(node.name)
+    assert node.ipv4 is not None
+    log = open(node_dir / "tunnel.log", "ab")  # noqa: SIM115 (handed to the child)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "meshemu.dataplane.ipip_tun",
+            "--netns",
+            node.netns,
+            "--local",
+            node.ipv4,
+            "--ready-file",
+            str(node_dir / "tunnel.ready"),
+            "--stats-file",
+            str(node_dir / "tunnel.json"),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    state.record(
+        Resource("process", f"tunnel:{node.name}", proc.pid, process_start_time(proc.pid), "tunnel")
+    )
+    return proc
+
+
+def _listening(netns: str, port: int) -> bool:
+    """Is a TCP socket listening on `port` inside `netns`? (/proc/net shows the caller's ns.)"""
+    from pyroute2 import netns as pr_netns
+
+    hexport = f":{port:04X}"
+    pr_netns.pushns(netns)
+    try:
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if fields[1].endswith(hexport) and fields[3] == "0A":
+                    return True
+    finally:
+        pr_netns.popns()
+    return False
+
+
+def observe_fib(node: NodePlan) -> list[FibRoute]:
+    with in_netns(node.netns) as ns:
+        return ns.routes()
+
+
+def check_convergence(plan: LabPlan) -> list[FibDiff]:
+    pools = [p.cidr for p in plan.pools]
+    return [compare_fib(n.name, n.fib, observe_fib(n), pools) for n in plan.nodes]
+
+
+def up(
+    plan: LabPlan,
+    topology: Path,
+    progress: Progress,
+    timeout: float | None = None,
+) -> UpResult:
+    state = LabState(plan.name)
+    ipip = preflight(plan)
+    state.create()
+    result = UpResult(plan.name, False, ipip=ipip)
+    try:
+        _up(plan, topology, state, ipip, progress, result, timeout)
+    except BaseException:
+        progress("up failed: removing what was created")
+        down(plan.name, progress=lambda _m: None)
+        raise
+    return result
+
+
+def _phase(result: UpResult, name: str, start: float, progress: Progress, detail: str) -> float:
+    now = time.monotonic()
+    result.seconds[name] = round(now - start, 3)
+    progress(f"  {name:<12} {now - start:6.2f}s  {detail}")
+    return now
+
+
+def _up(
+    plan: LabPlan,
+    topology: Path,
+    state: LabState,
+    ipip: str,
+    progress: Progress,
+    result: UpResult,
+    timeout: float | None,
+) -> None:
+    started = time.monotonic()
+    state.write_summary(
+        {
+            "name": plan.name,
+            "topology": str(topology.resolve()),
+            "phase": "creating",
+            "ipip": ipip,
+            "created": time.time(),
+        }
+    )
+    state.write_plan(plan.to_json())
+    record = _record_netns(state)
+    t = time.monotonic()
+    build.build_fabric(plan, record)
+    build.build_routers(plan, record)
+    for node in plan.nodes:
+        build.build_node(plan, node, record, ipip_kernel=ipip == "kernel")
+    t = _phase(
+        result,
+        "nodes",
+        t,
+        progress,
+        f"{len(plan.nodes)} node and {len(plan.routers)} router namespaces, "
+        f"{len(plan.subnets)} subnets",
+    )
+    pods = 0
+    for node in plan.nodes:
+        for pod in node.pods:
+            build.build_pod(node, pod, record)
+            pods += 1
+    t = _phase(result, "pods", t, progress, f"{pods} pods with cali interfaces")
+
+    tunnels: list[tuple[NodePlan, subprocess.Popen[bytes]]] = []
+    if ipip == "userspace":
+        tunnels = [(n, _start_tunnel(state, n)) for n in plan.nodes if n.ipv4]
+        deadline = time.monotonic() + 20
+        for node, proc in tunnels:
+            ready = state.node_dir(node.name) / "tunnel.ready"
+            while not ready.exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise DataplaneError(
+                        f"user-space tunl0 of {node.name} did not start; see "
+                        f"{state.node_dir(node.name) / 'tunnel.log'}"
+                    )
+                time.sleep(0.02)
+            if node.ipip_tunnel_address:
+                with in_netns(node.netns) as ns:
+                    ns.add_address(names.IPIP_DEVICE, node.ipip_tunnel_address, 32)
+        t = _phase(
+            result,
+            "tunnels",
+            t,
+            progress,
+            f"{len(tunnels)} user-space tunl0 (TUN + raw IP-in-IP socket; no ipip module)",
+        )
+    elif ipip == "kernel":
+        progress("  tunnels      kernel ipip tunl0")
+
+    _start_speakers(plan, state)
+    gate = state.dir / GATE_FILE
+    deadline = time.monotonic() + 30 + 0.5 * len(plan.nodes)
+    waiting = [n for n in plan.nodes if any(s.peer_node for s in n.sessions)]
+    while waiting:
+        waiting = [n for n in waiting if not _listening(n.netns, n.listen_port)]
+        if waiting and time.monotonic() > deadline:
+            raise SpeakerError(
+                "speakers not listening: "
+                + ", ".join(n.name for n in waiting)
+                + f" (see {state.dir}/nodes/<node>/exabgp.log)"
+            )
+        if waiting:
+            time.sleep(0.05)
+    gate.write_text("open\n")
+    t = _phase(
+        result,
+        "speakers",
+        t,
+        progress,
+        f"{len(plan.nodes)} ExaBGP speakers listening; start gate opened",
+    )
+
+    limit = timeout if timeout is not None else 30 + 0.5 * len(plan.nodes)
+    deadline = time.monotonic() + limit
+    while True:
+        diffs = check_convergence(plan)
+        if all(d.ok for d in diffs):
+            result.converged = True
+            break
+        if time.monotonic() > deadline:
+            result.diffs = [d for d in diffs if not d.ok]
+            break
+        time.sleep(0.1)
+    good = sum(d.ok for d in diffs)
+    t = _phase(
+        result,
+        "converged" if result.converged else "timeout",
+        t,
+        progress,
+        f"{good}/{len(plan.nodes)} nodes' kernel FIB equal the plan",
+    )
+    result.seconds["total"] = round(time.monotonic() - started, 3)
+    summary = state.summary()
+    summary.update({"phase": "up", "up_seconds": result.seconds, "converged": result.converged})
+    state.write_summary(summary)
+
+
+def _start_speakers(plan: LabPlan, state: LabState) -> None:
+    from meshemu.controlplane.speaker import SpeakerLauncher, exabgp_environment
+
+    launcher = SpeakerLauncher()
+    gate = state.dir / GATE_FILE
+    for node in plan.nodes:
+        node_dir = state.node_dir(node.name)
+        agent = [
+            sys.executable,
+            "-m",
+            "meshemu.controlplane.agent",
+            "--state",
+            str(state.dir),
+            "--node",
+            node.name,
+        ]
+        config = node_dir / "exabgp.conf"
+        config.write_text(render_exabgp(plan, node, agent))
+        bind = [a for a in (node.ipv4, node.ipv6) if a]
+        env = exabgp_environment(bind, node.listen_port, node_dir / "exabgp.log", {})
+        state.record(Resource("process", f"speaker:{node.name}", None, None, "speaker-starting"))
+        pid = launcher.start(node.netns, config, env, node_dir / "exabgp.out", gate)
+        state.record(
+            Resource("process", f"speaker:{node.name}", pid, process_start_time(pid), "speaker")
+        )
+
+
+def _alive(resource: Resource) -> bool:
+    return (
+        resource.pid is not None
+        and resource.start_time is not None
+        and process_start_time(resource.pid) == resource.start_time
+    )
+
+
+@dataclass
+class DownResult:
+    name: str
+    processes: int = 0
+    namespaces: int = 0
+    seconds: float = 0.0
+    existed: bool = True
+
+
+def down(name: str, progress: Progress) -> DownResult:
+    """Remove exactly what the lab's state folder lists; safe to run again."""
+    started = time.monotonic()
+    state = LabState(name)
+    result = DownResult(name)
+    if not state.dir.exists():
+        result.existed = False
+        return result
+    resources = state.resources()
+    namespaces = [r.name for r in resources if r.kind == "netns"]
+    # Stop processes: the recorded ones (checked by start time, so a reused pid is spared),
+    # then anything still running inside one of the lab's recorded namespaces.
+    victims: set[int] = {r.pid for r in resources if r.kind == "process" and _alive(r) and r.pid}
+    for netns in namespaces:
+        victims.update(pids_in_netns(netns))
+    victims.discard(os.getpid())
+    for pid in victims:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 3
+    while victims and time.monotonic() < deadline:
+        victims = {pid for pid in victims if _exists(pid)}
+        if victims:
+            time.sleep(0.02)
+    for pid in victims:
+        _signal(pid, signal.SIGKILL)
+    result.processes = sum(1 for r in resources if r.kind == "process" and r.pid)
+    for netns in reversed(namespaces):
+        if remove_netns(netns):
+            result.namespaces += 1
+    _remove_state_dir(state.dir)
+    result.seconds = round(time.monotonic() - started, 3)
+    progress(
+        f"lab {name} down: {result.processes} processes stopped, {result.namespaces} namespaces "
+        f"removed in {result.seconds:.2f}s"
+    )
+    return result
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie child of ours counts as gone.
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+
+
+def _remove_state_dir(path: Path) -> None:
+    """The state folder holds only files meshemu wrote; remove it bottom-up."""
+    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if child.is_dir() and not child.is_symlink():
+            child.rmdir()
+        else:
+            child.unlink(missing_ok=True)
+    path.rmdir()
+
+
+def lab_status(name: str) -> dict[str, Any]:
+    """What `meshemu status` shows: per node its sessions, processes and pods."""
+    state = LabState(name)
+    if not state.exists:
+        raise LabError(f"no lab named {name!r} is up (see `meshemu status --all`)")
+    plan = state.plan()
+    summary = state.summary()
+    resources = state.resources()
+    alive = {r.name: _alive(r) for r in resources if r.kind == "process" and r.pid}
+    nodes = []
+    for node in plan["nodes"]:
+        agent = state.agent_state(node["name"]) or {}
+        agent_pid = _read_pid(state.dir / "nodes" / node["name"] / "agent.pid")
+        observed = {s["peer_ip"]: s for s in agent.get("sessions", [])}
+        speaker_alive = alive.get(f"speaker:{node['name']}", False)
+        sessions = []
+        for s in node["sessions"]:
+            seen = observed.get(s["peer_ip"], {})
+            if s["peer_node"] is None:
+                state_text, info = "not emulated", "external peer"
+            elif not speaker_alive:
+                state_text, info = "down", "speaker not running"
+            else:
+                state_text = seen.get("state", "idle")
+                info = seen.get("info", "")
+            sessions.append(
+                {
+                    "peer_ip": s["peer_ip"],
+                    "peer_node": s["peer_node"],
+                    "kind": s["kind"],
+                    "family": s["family"],
+                    "state": state_text,
+                    "since": seen.get("since"),
+                    "info": info,
+                }
+            )
+        nodes.append(
+            {
+                "name": node["name"],
+                "netns": node["netns"],
+                "ipv4": node["ipv4"],
+                "ipv6": node["ipv6"],
+                "subnet": node["subnet"],
+                "speaker": "running" if speaker_alive else "dead",
+                "agent": "running" if agent_pid and _exists(agent_pid) else "dead",
+                "sessions": sessions,
+                "pods": [
+                    {"name": p["name"], "netns": p["netns"], "ipv4": p["ipv4"], "ipv6": p["ipv6"]}
+                    for p in node["pods"]
+                ],
+                "agent_errors": agent.get("errors", []),
+            }
+        )
+    tunnels = {r.name.split(":", 1)[1]: _alive(r) for r in resources if r.role == "tunnel"}
+    return {
+        "name": name,
+        "phase": summary.get("phase"),
+        "ipip": summary.get("ipip"),
+        "up_seconds": summary.get("up_seconds"),
+        "topology": summary.get("topology"),
+        "state_dir": str(state.dir),
+        "tunnels": tunnels,
+        "nodes": nodes,
+    }
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def load_running_plan(name: str) -> LabPlan:
+    """Rebuild the LabPlan of a running lab from the topology it was started with."""
+    from meshemu.model.load import load_topology
+    from meshemu.model.plan import build_plan
+
+    state = LabState(name)
+    summary = state.summary()
+    if not summary:
+        raise LabError(f"no lab named {name!r} is up")
+    topo = load_topology(Path(summary["topology"]), name=name)
+    plan = build_plan(topo)
+    if plan.to_json() != state.plan():
+        raise LabError(
+            f"the topology file of lab {name!r} changed since `up`; status uses the saved plan"
+        )
+    return plan
+
+
+def write_sysctl_in(netns: str, key: str, value: str) -> None:
+    write_sysctls(netns, {key: value})
+
+
+def netns_of(name: str, target: str) -> str:
+    """`NODE` or `NODE/POD` -> its namespace in lab `name`."""
+    state = LabState(name)
+    plan = state.plan()
+    node_name, _, pod_name = target.partition("/")
+    for node in plan["nodes"]:
+        if node["name"] != node_name:
+            continue
+        if not pod_name:
+            return str(node["netns"])
+        for pod in node["pods"]:
+            if pod["name"] == pod_name:
+                return str(pod["netns"])
+        raise LabError(
+            f"node {node_name} has no pod {pod_name!r} "
+            f"(pods: {', '.join(p['name'] for p in node['pods'])})"
+        )
+    for router in plan["routers"]:
+        if router["name"] == node_name and not pod_name:
+            return str(router["netns"])
+    raise LabError(f"lab {name} has no node {node_name!r}")
+
+
+__all__ = [
+    "DownResult",
+    "UpResult",
+    "check_convergence",
+    "down",
+    "lab_status",
+    "netns_exists",
+    "netns_of",
+    "up",
+    "write_json_atomic",
+]
