@@ -8,6 +8,7 @@ only on what the state folder lists, is idempotent, and works when processes wer
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from typing import Any
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import (
     in_netns,
+    missing_link_kinds,
     netns_exists,
     pids_in_netns,
     remove_netns,
@@ -53,10 +55,15 @@ def preflight(plan: LabPlan) -> str:
         raise EnvironmentProblem(
             "meshemu up needs root (network namespaces, veths, routes): run it with sudo or as root"
         )
-    for module in ("veth", "bridge"):
-        pass  # created on demand; a missing one is reported by the kernel's error below
     needs_ipip = any(p.ipip_mode != "Never" for p in plan.pools)
     needs_vxlan = any(p.vxlan_mode != "Never" for p in plan.pools)
+    kinds = ["veth", "bridge"] + (["vxlan"] if needs_vxlan else [])
+    missing = missing_link_kinds(kinds)
+    if missing:
+        raise EnvironmentProblem(
+            f"this kernel cannot create {', '.join(missing)} interfaces, which the lab needs "
+            "(load the module with modprobe, or use a kernel that has it)"
+        )
     ipip = "none"
     if needs_ipip:
         from meshemu.dataplane.ipip_tun import kernel_has_ipip
@@ -70,11 +77,6 @@ def preflight(plan: LabPlan) -> str:
                 "this kernel has no ipip module and no /dev/net/tun: IP-in-IP pools cannot be "
                 "emulated here (load the ipip or tun module, or use vxlanMode)"
             )
-    if needs_vxlan and not Path("/sys/module/vxlan").exists():
-        try:
-            subprocess.run(["modprobe", "vxlan"], check=False, capture_output=True, timeout=10)
-        except OSError:
-            pass
     return ipip
 
 
@@ -370,10 +372,8 @@ def down(name: str, progress: Progress) -> DownResult:
 
 
 def _signal(pid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _exists(pid: int) -> bool:
@@ -482,7 +482,9 @@ def load_running_plan(name: str) -> LabPlan:
         raise LabError(f"no lab named {name!r} is up")
     topo = load_topology(Path(summary["topology"]), name=name)
     plan = build_plan(topo)
-    if plan.to_json() != state.plan():
+    import json
+
+    if json.loads(json.dumps(plan.to_json())) != state.plan():
         raise LabError(
             f"the topology file of lab {name!r} changed since `up`; status uses the saved plan"
         )

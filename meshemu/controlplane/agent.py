@@ -248,9 +248,8 @@ class Runtime:
                 self._apply("del", route)
                 del self.programmed[prefix]
         for prefix, route in wanted.items():
-            if self.programmed.get(prefix) != route:
-                if self._apply("replace", route):
-                    self.programmed[prefix] = route
+            if self.programmed.get(prefix) != route and self._apply("replace", route):
+                self.programmed[prefix] = route
 
     def _apply(self, command: str, route: FibRoute) -> bool:
         from meshemu.errors import DataplaneError

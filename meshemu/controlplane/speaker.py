@@ -74,8 +74,8 @@ class SpeakerLauncher:
         os.environ["EXABGP_ENVFILE"] = "/nonexistent"  # read at import time
         try:
             import exabgp.application.main as exabgp_main
-            import exabgp.application.server  # noqa: F401  (reactor, configuration)
-            import exabgp.reactor.api.processes  # noqa: F401
+            import exabgp.application.server
+            import exabgp.reactor.api.processes
             import exabgp.reactor.api.response  # noqa: F401
         except ImportError as err:
             raise SpeakerError(f"cannot import ExaBGP: {err}") from err

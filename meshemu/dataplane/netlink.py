@@ -30,6 +30,7 @@ RTPROT_KERNEL = 2
 # so its routes can be told apart from the CNI's pod routes and the kernel's own.
 RTPROT_MESHEMU = 80
 RT_TABLE_MAIN = 254
+NUD_PERMANENT = 0x80
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
 
 
@@ -195,7 +196,7 @@ class NetnsHandle:
     def add_fdb(self, ifname: str, mac: str, dst: str) -> None:
         try:
             self.ipr.fdb(
-                "append", ifindex=self.index(ifname), lladdr=mac, dst=dst, state="permanent"
+                "append", ifindex=self.index(ifname), lladdr=mac, dst=dst, state=NUD_PERMANENT
             )
         except NetlinkError as err:
             if err.code != errno.EEXIST:
@@ -322,3 +323,45 @@ def pids_in_netns(name: str) -> list[int]:
         except OSError:
             continue
     return pids
+
+
+def missing_link_kinds(kinds: list[str]) -> list[str]:
+    """Which of these link kinds the kernel cannot create, probed in a throwaway namespace.
+
+    A forked child unshares a new, unnamed network namespace (gone when the child exits, so
+    nothing can leak) and tries each kind there; the host's namespace is never touched.
+    """
+    import ctypes
+    import json
+
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        missing: list[str] = []
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.unshare(0x40000000) != 0:  # CLONE_NEWNET
+                raise OSError(ctypes.get_errno(), "unshare")
+            with IPRoute(groups=0) as ipr:
+                for kind in kinds:
+                    extra: dict[str, Any] = {}
+                    if kind == "veth":
+                        extra = {"peer": {"ifname": "probe1"}}
+                    elif kind == "vxlan":
+                        extra = {"vxlan_id": 42}
+                    try:
+                        ipr.link("add", ifname="probe0", kind=kind, **extra)
+                        ipr.link("del", index=ipr.link_lookup(ifname="probe0")[0])
+                    except NetlinkError:
+                        missing.append(kind)
+        except OSError:
+            missing = list(kinds)
+        os.write(write_fd, json.dumps(missing).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        data = inp.read()
+    os.waitpid(pid, 0)
+    result = json.loads(data or "[]")
+    return [str(k) for k in result]

@@ -1,0 +1,342 @@
+"""Real packets in the lab: ICMP echo between pods, and captures on the fabric.
+
+Owns sending probes from inside pod namespaces (raw ICMP / ICMPv6 sockets in a forked child
+that enters the namespace; no ping binary needed) and capturing frames on a namespace's
+interfaces (AF_PACKET), classifying each as plain, IP-in-IP (outer protocol 4) or VXLAN (UDP
+4789) with the inner addresses. It reads the plan; it never changes the lab.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ipaddress
+import json
+import os
+import select
+import socket
+import struct
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from meshemu.model.plan import LabPlan, NodePlan, PodPlan
+from meshemu.model.routes import FibRoute, route_for
+
+CLONE_NEWNET = 0x40000000
+ETH_P_ALL = 0x0003
+
+
+def _enter(netns: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {netns}")
+    finally:
+        os.close(fd)
+
+
+def in_child(netns: str, work: object, *args: object) -> object:
+    """Run `work(*args)` in a forked child inside `netns`; return its JSON-able result."""
+    assert callable(work)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        code = 0
+        try:
+            _enter(netns)
+            payload = json.dumps({"ok": work(*args)})
+        except BaseException as err:  # reported to the parent, never raised past the fork
+            payload = json.dumps({"error": f"{type(err).__name__}: {err}"})
+            code = 1
+        with os.fdopen(write_fd, "w") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        data = json.loads(inp.read() or '{"error": "child died"}')
+    os.waitpid(pid, 0)
+    if "error" in data:
+        raise RuntimeError(f"in {netns}: {data['error']}")
+    return data.get("ok")
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = (total >> 16) + (total & 0xFFFF)
+    total += total >> 16
+    return ~total & 0xFFFF
+
+
+def ping_all(
+    targets: list[str], timeout: float = 1.0, attempts: int = 3
+) -> dict[str, float | None]:
+    """From the current namespace: echo each target; RTT in ms, or None when unanswered."""
+    ident = os.getpid() & 0xFFFF
+    sockets = {
+        4: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+        6: socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6),
+    }
+    result: dict[str, float | None] = {t: None for t in targets}
+    sent_at: dict[tuple[int, int], tuple[str, float]] = {}
+    seq = 0
+    try:
+        for _attempt in range(attempts):
+            pending = [t for t in targets if result[t] is None]
+            if not pending:
+                break
+            for target in pending:
+                seq += 1
+                family = ipaddress.ip_address(target).version
+                kind = 8 if family == 4 else 128
+                header = struct.pack("!BBHHH", kind, 0, 0, ident, seq)
+                payload = b"meshemu-probe"
+                if family == 4:
+                    header = struct.pack("!BBHHH", kind, 0, _checksum(header + payload), ident, seq)
+                sent_at[(family, seq)] = (target, time.monotonic())
+                sockets[family].sendto(header + payload, (target, 0))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and any(result[t] is None for t in pending):
+                ready, _, _ = select.select(list(sockets.values()), [], [], 0.05)
+                for sock in ready:
+                    data = sock.recv(2048)
+                    family = 4 if sock.family == socket.AF_INET else 6
+                    if family == 4:
+                        data = data[(data[0] & 0x0F) * 4 :]
+                    if len(data) < 8:
+                        continue
+                    kind, _code, _sum, rid, rseq = struct.unpack("!BBHHH", data[:8])
+                    if kind not in (0, 129) or rid != ident:
+                        continue
+                    entry = sent_at.get((family, rseq))
+                    if entry and result[entry[0]] is None:
+                        result[entry[0]] = round((time.monotonic() - entry[1]) * 1000, 3)
+    finally:
+        for sock in sockets.values():
+            sock.close()
+    return result
+
+
+@dataclass(frozen=True)
+class Cell:
+    source: str  # node/pod
+    target: str
+    family: int
+    source_ip: str
+    target_ip: str
+    path: str  # expected: local | direct | ipip | vxlan | router
+    rtt_ms: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.rtt_ms is not None
+
+
+def expected_path(plan: LabPlan, src: NodePlan, dst: NodePlan, family: int) -> str:
+    if src.name == dst.name:
+        return "local"
+    block = next(
+        (b.cidr for b in dst.blocks if ipaddress.ip_network(b.cidr).version == family), None
+    )
+    route: FibRoute | None = next((r for r in src.fib if r.prefix == block), None)
+    if route is None:
+        return "none"
+    if route.dev == "tunl0":
+        return "ipip"
+    if route.dev and route.dev.startswith("vxlan"):
+        return "vxlan"
+    return "direct" if route.via == dst.address(family) else "router"
+
+
+def _pods(plan: LabPlan) -> list[tuple[NodePlan, PodPlan]]:
+    return [(n, p) for n in plan.nodes for p in n.pods]
+
+
+def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
+    """Every pod to every other pod, IPv4 and IPv6, one forked prober per source pod."""
+    pods = _pods(plan)
+    children: list[tuple[NodePlan, PodPlan, int, int]] = []
+    for node, pod in pods:
+        targets = [
+            ip
+            for other_node, other in pods
+            if other is not pod
+            for ip in (other.ipv4 if pod.ipv4 else None, other.ipv6 if pod.ipv6 else None)
+            if ip
+        ]
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            try:
+                _enter(pod.netns)
+                payload = json.dumps(ping_all(targets, timeout))
+            except BaseException as err:
+                payload = json.dumps({"error": str(err)})
+            with os.fdopen(write_fd, "w") as out:
+                out.write(payload)
+            os._exit(0)
+        os.close(write_fd)
+        children.append((node, pod, pid, read_fd))
+    cells = []
+    for node, pod, pid, read_fd in children:
+        with os.fdopen(read_fd) as inp:
+            answers = json.loads(inp.read() or "{}")
+        os.waitpid(pid, 0)
+        for other_node, other in pods:
+            if other is pod:
+                continue
+            for family, src_ip, dst_ip in ((4, pod.ipv4, other.ipv4), (6, pod.ipv6, other.ipv6)):
+                if src_ip and dst_ip:
+                    rtt = (
+                        answers.get(dst_ip)
+                        if isinstance(answers.get(dst_ip), (int, float))
+                        else None
+                    )
+                    cells.append(
+                        Cell(
+                            f"{node.name}/{pod.name}",
+                            f"{other_node.name}/{other.name}",
+                            family,
+                            src_ip,
+                            dst_ip,
+                            expected_path(plan, node, other_node, family),
+                            rtt,
+                        )
+                    )
+    return cells
+
+
+PATH_LETTER = {"local": "L", "direct": "D", "ipip": "I", "vxlan": "V", "router": "R", "none": "?"}
+
+
+def render_matrix(plan: LabPlan, cells: Iterable[Cell]) -> str:
+    """Rows: source pods; columns: target pods; letter = path, lower case = unreachable."""
+    cells = list(cells)
+    names = [f"{n.name}/{p.name}" for n, p in _pods(plan)]
+    lines = []
+    for family in (4, 6):
+        subset = {(c.source, c.target): c for c in cells if c.family == family}
+        if not subset:
+            continue
+        lines.append(
+            f"IPv{family} pod reachability (row -> column; L local, D direct, I IP-in-IP, "
+            "V VXLAN, R via router; lower case = no answer)"
+        )
+        short = [str(i + 1) for i in range(len(names))]
+        lines.append(" " * 16 + " ".join(s.rjust(2) for s in short))
+        for i, source in enumerate(names):
+            row = []
+            for target in names:
+                cell = subset.get((source, target))
+                if cell is None:
+                    row.append(" .")
+                    continue
+                letter = PATH_LETTER.get(cell.path, "?")
+                row.append((letter if cell.ok else letter.lower()).rjust(2))
+            lines.append(f"{short[i]:>2} {source:<13}" + " ".join(row))
+        bad = sum(1 for c in subset.values() if not c.ok)
+        lines.append(f"  {len(subset) - bad}/{len(subset)} reachable")
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Frame:
+    ifname: str
+    encap: str  # plain | ipip | vxlan
+    outer_src: str
+    outer_dst: str
+    inner_src: str | None
+    inner_dst: str | None
+    inner_proto: int | None
+
+
+def _ip_summary(data: bytes) -> tuple[str, str, int, bytes] | None:
+    if not data:
+        return None
+    version = data[0] >> 4
+    if version == 4 and len(data) >= 20:
+        ihl = (data[0] & 0x0F) * 4
+        return (
+            str(ipaddress.IPv4Address(data[12:16])),
+            str(ipaddress.IPv4Address(data[16:20])),
+            data[9],
+            data[ihl:],
+        )
+    if version == 6 and len(data) >= 40:
+        return (
+            str(ipaddress.IPv6Address(data[8:24])),
+            str(ipaddress.IPv6Address(data[24:40])),
+            data[6],
+            data[40:],
+        )
+    return None
+
+
+def classify(ifname: str, frame: bytes) -> Frame | None:
+    """One Ethernet frame -> what crossed the wire (pure, unit-tested)."""
+    if len(frame) < 14:
+        return None
+    ethertype = struct.unpack("!H", frame[12:14])[0]
+    if ethertype not in (0x0800, 0x86DD):
+        return None
+    outer = _ip_summary(frame[14:])
+    if outer is None:
+        return None
+    src, dst, proto, rest = outer
+    if proto == 4:
+        inner = _ip_summary(rest)
+        if inner:
+            return Frame(ifname, "ipip", src, dst, inner[0], inner[1], inner[2])
+    if proto == 17 and len(rest) >= 8 + 8 + 14:
+        dport = struct.unpack("!H", rest[2:4])[0]
+        if dport == 4789:
+            inner_frame = rest[16:]
+            inner = _ip_summary(inner_frame[14:])
+            if inner:
+                return Frame(ifname, "vxlan", src, dst, inner[0], inner[1], inner[2])
+    return Frame(ifname, "plain", src, dst, None, None, proto)
+
+
+def capture(netns: str, seconds: float, ifnames: list[str] | None = None) -> list[Frame]:
+    """Capture for `seconds` in `netns` (all its interfaces unless named); blocks."""
+
+    def work() -> list[dict[str, object]]:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        names = {index: name for index, name in socket.if_nameindex()}
+        frames: list[dict[str, object]] = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([sock], [], [], 0.05)
+            if not ready:
+                continue
+            data, address = sock.recvfrom(65535)
+            ifname = names.get(socket.if_nametoindex(address[0]), address[0])
+            if ifnames and ifname not in ifnames:
+                continue
+            if address[2] == socket.PACKET_OUTGOING:
+                continue  # each frame once: as received on a port
+            frame = classify(ifname, data)
+            if frame is not None:
+                frames.append(frame.__dict__)
+        sock.close()
+        return frames
+
+    raw = in_child(netns, work)
+    assert isinstance(raw, list)
+    return [Frame(**f) for f in raw]
+
+
+__all__ = [
+    "Cell",
+    "Frame",
+    "capture",
+    "classify",
+    "reachability_matrix",
+    "render_matrix",
+    "route_for",
+]
