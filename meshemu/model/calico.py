@@ -169,7 +169,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
 
 @dataclass
 class BundleConversion:
-    """The converted topology input (as a plain dict for `Topology`) and where each part came from."""
+    """The converted topology input (a plain dict for `Topology`) and where each part came from."""
 
     data: dict[str, Any]
     # Native-topology location prefix -> bundle location, so rule problems point into the bundle.
@@ -482,7 +482,8 @@ def _build(
                     Problem(
                         f"{loc}.spec.bgp.{field_name}",
                         f"{text!r} has no prefix length",
-                        "Calico's node subnet is the prefix of this address: write e.g. 10.0.0.2/24",
+                        "Calico's node subnet is the prefix of this address: "
+                        "write e.g. 10.0.0.2/24",
                     )
                 )
                 continue

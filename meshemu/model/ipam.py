@@ -66,8 +66,11 @@ def allocate(
                 continue
             if selectors[pool.name].matches(node.labels):
                 per_family.setdefault(pool.cidr.version, []).append(pool)
+        # No pool gives this node an address: Calico's CNI could start no pod there, so the
+        # node gets none (the planner notes it) rather than pods without addresses.
+        pods = node.pods if per_family else 0
         assignments: list[dict[int, str]] = []
-        for index in range(node.pods):
+        for index in range(pods):
             assignment = {}
             for family, candidates in per_family.items():
                 chosen = candidates[index % len(candidates)]

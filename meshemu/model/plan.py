@@ -459,6 +459,13 @@ def build_plan(topo: Topology) -> LabPlan:
             )
         )
     notes = _notes(node_plans, adjacencies, sessions)
+    for node in node_plans:
+        asked = topo.nodes[node.name].pods
+        if asked and not node.pods:
+            notes.append(
+                f"{node.name}: no enabled IP pool selects this node, so it runs none of its "
+                f"{asked} pods (Calico could give them no address)"
+            )
     return LabPlan(
         name=topo.name,
         description=topo.description,

@@ -121,6 +121,32 @@ def _check_routers(topo: Topology) -> list[Problem]:
                         f"known subnets: {', '.join(sorted(topo.subnets))}",
                     )
                 )
+    # Nodes in subnets no chain of routers joins could never reach each other, yet the plan
+    # would expect their sessions up and their routes learned.
+    group = {name: name for name in topo.subnets}
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    for router in topo.routers.values():
+        known = [s for s in router.subnets if s in group]
+        for other in known[1:]:
+            group[root(other)] = root(known[0])
+    used = sorted({n.subnet for n in topo.nodes.values() if n.subnet in group})
+    islands: dict[str, list[str]] = {}
+    for name in used:
+        islands.setdefault(root(name), []).append(name)
+    if len(islands) > 1:
+        parts = " | ".join(", ".join(names) for names in islands.values())
+        problems.append(
+            Problem(
+                "routers",
+                f"no router joins the node subnets {parts}: their nodes cannot reach each other",
+                f"add a router, e.g. routers: {{spine: {{subnets: [{', '.join(used)}]}}}}",
+            )
+        )
     return problems
 
 

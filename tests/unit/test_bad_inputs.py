@@ -118,10 +118,16 @@ def peer(**spec: object) -> Callable[[dict[str, Any]], None]:
 CASES: list[Any] = [
     # --- the file itself ---
     pytest.param(
-        "name: t\nsubnets: [rack1\nnodes: {}\n", [], ["malformed YAML", "bad.yaml:"], id="yaml-unclosed"
+        "name: t\nsubnets: [rack1\nnodes: {}\n",
+        [],
+        ["malformed YAML", "bad.yaml:"],
+        id="yaml-unclosed",
     ),
     pytest.param(
-        "name: t\nnodes:\n\tnode1: {}\n", [], ["malformed YAML", "bad.yaml:3:"], id="yaml-tab-indent"
+        "name: t\nnodes:\n\tnode1: {}\n",
+        [],
+        ["malformed YAML", "bad.yaml:3:"],
+        id="yaml-tab-indent",
     ),
     pytest.param("", [], ["bad.yaml", "is empty"], id="empty-file"),
     pytest.param("# only a comment\n", [], ["bad.yaml", "is empty"], id="comment-only"),
@@ -131,7 +137,10 @@ CASES: list[Any] = [
     ),
     # --- wrong types ---
     pytest.param(
-        native(setp("nodes|node1|pods", "many")), [], ["nodes.node1.pods", "integer"], id="pods-text"
+        native(setp("nodes|node1|pods", "many")),
+        [],
+        ["nodes.node1.pods", "integer"],
+        id="pods-text",
     ),
     pytest.param(
         native(setp("nodes|node1|pods", 251)), [], ["nodes.node1.pods"], id="pods-out-of-range"
@@ -163,9 +172,16 @@ CASES: list[Any] = [
         ["pools.v4.ipipMode", "Always", "CrossSubnet", "Never"],
         id="ipip-mode-unknown",
     ),
-    pytest.param(native(delp("nodes|node1|subnet")), [], ["nodes.node1.subnet", "required"], id="node-no-subnet"),
+    pytest.param(
+        native(delp("nodes|node1|subnet")),
+        [],
+        ["nodes.node1.subnet", "required"],
+        id="node-no-subnet",
+    ),
     # --- unknown keys ---
-    pytest.param(native(setp("colour", "red")), [], ["colour: unknown field"], id="unknown-top-key"),
+    pytest.param(
+        native(setp("colour", "red")), [], ["colour: unknown field"], id="unknown-top-key"
+    ),
     pytest.param(
         native(setp("nodes|node1|colour", "red")),
         [],
@@ -235,6 +251,12 @@ CASES: list[Any] = [
         [],
         ["routers.node1", "both a node and a router"],
         id="node-router-name-clash",
+    ),
+    pytest.param(
+        native(delp("routers")),
+        [],
+        ["routers: no router joins the node subnets rack1 | rack2", "add a router"],
+        id="subnets-not-joined",
     ),
     # --- overlaps ---
     pytest.param(
@@ -470,8 +492,7 @@ CASES: list[Any] = [
         id="subnet-name-shell",
     ),
     pytest.param(
-        native(peer(**{"peerIP": "10.0.9.9", "asNumber": 65000}))
-        .replace("p1:", "'peer`id`':"),
+        native(peer(**{"peerIP": "10.0.9.9", "asNumber": 65000})).replace("p1:", "'peer`id`':"),
         [],
         ["bgp.peers.peer`id`", "not a DNS label"],
         id="peer-name-backtick",
@@ -539,6 +560,13 @@ CASES: list[Any] = [
     ),
     # --- Calico bundles ---
     pytest.param(
+        "apiVersion: projectcalico.org/v3\nkind: IPPool\nmetadata: {name: p4}\n"
+        "spec: {cidr: 192.168.0.0/16}\n",
+        [],
+        ["bundle: has no projectcalico.org/v3 Node resources", "calicoctl get nodes"],
+        id="calico-bundle-without-nodes",
+    ),
+    pytest.param(
         TUTORIAL_MANIFEST,
         [],
         [
@@ -569,7 +597,9 @@ CASES: list[Any] = [
         id="installation-unknown-encapsulation",
     ),
     pytest.param(
-        bundle("apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: worker-c}\nspec: {}\n"),
+        bundle(
+            "apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {name: worker-c}\nspec: {}\n"
+        ),
         [],
         ["Node/worker-c.spec.bgp", "has no ipv4Address or ipv6Address"],
         id="calico-node-without-bgp",
@@ -602,7 +632,9 @@ CASES: list[Any] = [
         id="calico-wrong-apiversion",
     ),
     pytest.param(
-        bundle("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\n"),
+        bundle(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\n"
+        ),
         [],
         ["document 3.kind", "unsupported kind 'GlobalNetworkPolicy'"],
         id="calico-unknown-kind",
@@ -685,9 +717,7 @@ def test_case_ids_are_distinct() -> None:
     assert len(CASES) >= 35
 
 
-def test_many_problems_reported_at_once(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_many_problems_reported_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     text = native(
         edits(
             setp("nodes|node3|subnet", "rack9"),
@@ -750,7 +780,9 @@ def test_tutorial_manifest_explains_the_fix(
     ipip_line = next(line for line in lines if "IPv4-only" in line)
     assert "fd80:24e2:f998:72d7::/64" in ipip_line
     assert "VXLAN" in ipip_line and "native routing" in ipip_line
-    field_line = next(line for line in lines if line.strip().startswith("document 1.ipPools[0].ipipMode"))
+    field_line = next(
+        line for line in lines if line.strip().startswith("document 1.ipPools[0].ipipMode")
+    )
     assert "encapsulation" in field_line
 
 

@@ -47,7 +47,7 @@ def test_json_key_contract(capsys: pytest.CaptureFixture[str], path: str) -> Non
     data = plan_json(capsys, path)
     assert isinstance(data["nodes"], list) and data["nodes"]
     for node in data["nodes"]:
-        assert NODE_KEYS <= set(node), NODE_KEYS - set(node)
+        assert set(node) >= NODE_KEYS, NODE_KEYS - set(node)
         assert isinstance(node["name"], str)
         assert isinstance(node["ipv4"], str) and isinstance(node["ipv6"], str)
         assert isinstance(node["subnet"], str)
@@ -55,7 +55,7 @@ def test_json_key_contract(capsys: pytest.CaptureFixture[str], path: str) -> Non
         assert all(isinstance(b, str) and "/" in b for b in node["blocks"])
         assert node["sessions"], node["name"]
         for session in node["sessions"]:
-            assert SESSION_KEYS <= set(session), SESSION_KEYS - set(session)
+            assert set(session) >= SESSION_KEYS, SESSION_KEYS - set(session)
             assert session["kind"] in {"mesh", "global", "node"}
             assert isinstance(session["passive"], bool)
             assert isinstance(session["rr_client"], bool)
@@ -63,7 +63,7 @@ def test_json_key_contract(capsys: pytest.CaptureFixture[str], path: str) -> Non
             assert isinstance(session["peer_as"], int) and isinstance(session["local_as"], int)
             assert session["cluster_id"] is None or isinstance(session["cluster_id"], str)
         for route in node["fib"]:
-            assert FIB_KEYS <= set(route), FIB_KEYS - set(route)
+            assert set(route) >= FIB_KEYS, FIB_KEYS - set(route)
             assert route["type"] in {"unicast", "blackhole"}
             assert isinstance(route["onlink"], bool)
             if route["type"] == "blackhole":

@@ -477,3 +477,23 @@ def test_plan_is_frozen(flagship: LabPlan) -> None:
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         flagship.node("node1").fib[0].via = "x"  # type: ignore[misc]
+
+
+def test_node_no_pool_selects_gets_no_pods_and_a_note() -> None:
+    plan = plan_text(
+        """
+name: unsel
+subnets:
+  lan: {ipv4: 10.0.0.0/24}
+nodes:
+  a: {subnet: lan, labels: {zone: x}}
+  b: {subnet: lan}
+pools:
+  p: {cidr: 192.168.0.0/16, nodeSelector: "zone == 'x'"}
+"""
+    )
+    a, b = plan.node("a"), plan.node("b")
+    assert len(a.pods) == 2 and all(p.ipv4 for p in a.pods)
+    assert b.pods == () and b.blocks == ()
+    assert [r.prefix for r in b.fib] == [a.blocks[0].cidr]
+    assert any(n.startswith("b: no enabled IP pool selects this node") for n in plan.notes)
