@@ -398,6 +398,28 @@ def _remove_state_dir(path: Path) -> None:
     path.rmdir()
 
 
+def recover_state(plan: LabPlan) -> int:
+    """Rebuild the record of a lab whose state folder was lost, from its plan's namespaces.
+
+    Only namespaces the plan names (so the lab's own) are recorded; `down` then stops what runs
+    inside them and removes them. Returns how many were found.
+    """
+    state = LabState(plan.name)
+    if state.exists:
+        raise LabError(f"lab {plan.name!r} still has its state folder: use `meshemu down`")
+    state.dir.mkdir(parents=True, exist_ok=True)
+    expected = [plan.fabric_netns, *(r.netns for r in plan.routers)]
+    for node in plan.nodes:
+        expected += [node.netns, *(p.netns for p in node.pods)]
+    found = 0
+    for name in expected:
+        if netns_exists(name):
+            state.record(Resource("netns", name))
+            found += 1
+    state.write_summary({"name": plan.name, "phase": "recovered"})
+    return found
+
+
 def lab_status(name: str) -> dict[str, Any]:
     """What `meshemu status` shows: per node its sessions, processes and pods."""
     state = LabState(name)

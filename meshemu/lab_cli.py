@@ -60,7 +60,16 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     from meshemu.lab import down
 
-    if args.all:
+    if args.recover:
+        from meshemu.lab import recover_state
+        from meshemu.model.load import load_topology
+        from meshemu.model.plan import build_plan
+
+        plan = build_plan(load_topology(Path(args.recover), name=args.name))
+        found = recover_state(plan)
+        _say(f"lab {plan.name}: state folder rebuilt from the plan, {found} namespaces found")
+        names = [plan.name]
+    elif args.all:
         names = list_labs()
     elif args.name:
         names = [args.name]
@@ -290,6 +299,12 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("down", help="remove a lab (exactly what its state folder lists)")
     p.add_argument("name", nargs="?", help="lab name (default: the only lab up)")
     p.add_argument("--all", action="store_true", help="every lab that is up")
+    p.add_argument(
+        "--recover",
+        metavar="TOPOLOGY",
+        help="the lab's state folder is lost: find its namespaces from the plan of TOPOLOGY "
+        "(with NAME as the lab name) and remove them",
+    )
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="sessions per node, like `calicoctl node status`")

@@ -40,7 +40,7 @@ def exabgp_environment(
         "exabgp.daemon.pid": "",
         "exabgp.daemon.daemonize": "false",
         "exabgp.log.destination": str(log_file),
-        "exabgp.log.level": "INFO",
+        "exabgp.log.level": os.environ.get("MESHEMU_EXABGP_LOG", "INFO"),
         "exabgp.tcp.bind": " ".join(bind),
         "exabgp.tcp.port": str(port),
         "EXABGP_ENVFILE": "/nonexistent",
@@ -65,6 +65,20 @@ def _install_start_gate(gate: Path) -> None:
 
     delay.Delay.backoff = backoff
     delay.Delay.increase = increase
+
+
+def _forget_parent_logging() -> None:
+    """Drop logging handlers inherited from the parent (a CLI, a test runner).
+
+    They write to descriptors the child is about to close; once ExaBGP reuses those numbers
+    for BGP sockets, a stray log line would be written into a TCP session.
+    """
+    import logging
+
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    for logger in loggers:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
 
 
 class SpeakerLauncher:
@@ -92,12 +106,18 @@ class SpeakerLauncher:
         code = 1
         try:
             os.setsid()  # its own session: Ctrl-C at the terminal does not reach it
+            _forget_parent_logging()
             out = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.dup2(out, 1)
             os.dup2(out, 2)
             os.closerange(3, 65536)  # drop the parent's netlink sockets and files
+            # The parent's sys.stdout may be a wrapper around a descriptor just closed (a test
+            # runner capturing output): bind the standard streams to the new 0, 1 and 2.
+            sys.stdin = open(0, closefd=False)  # noqa: SIM115
+            sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+            sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
             fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
             if self._libc.setns(fd, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), f"setns {netns}")

@@ -10,7 +10,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from meshemu.dataplane.netlink import NetnsHandle, create_netns, in_netns, write_sysctls
+from meshemu.dataplane.netlink import (
+    NetnsHandle,
+    create_netns,
+    in_netns,
+    netns_exists,
+    write_sysctls,
+)
+from meshemu.errors import DataplaneError
 from meshemu.model import names
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan
 
@@ -43,6 +50,13 @@ def _prefixlen(prefix: str | None) -> int:
 
 
 def new_netns(name: str, record: Record, sysctls: dict[str, str]) -> None:
+    if netns_exists(name):
+        # Checked before recording: a namespace this lab did not create is never its to remove.
+        raise DataplaneError(
+            f"namespace {name} already exists: a lab with this name is up or was not brought "
+            "down (`meshemu down NAME`, or `meshemu down --recover TOPOLOGY` if its state "
+            "folder is lost)"
+        )
     record(name)
     create_netns(name)
     with in_netns(name) as ns:

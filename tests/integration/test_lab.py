@@ -1,0 +1,240 @@
+"""The running lab end to end: real namespaces, ExaBGP speakers, agents, routes and packets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from meshemu.errors import EnvironmentProblem
+from meshemu.lab import check_convergence, down, lab_status, up
+from meshemu.model.load import load_topology
+from meshemu.model.plan import LabPlan, build_plan
+from meshemu.state import LabState
+from meshemu.verify.probe import Frame, capture, reachability_matrix
+
+from .conftest import TOPOLOGIES, lab_leftovers
+
+pytestmark = pytest.mark.integration
+
+
+def plan_for(topology: str, name: str) -> LabPlan:
+    return build_plan(load_topology(TOPOLOGIES / topology, name=name))
+
+
+def bring_up(plan: LabPlan, topology: str) -> None:
+    result = up(plan, TOPOLOGIES / topology, progress=print, timeout=float(os.environ.get('IT_TIMEOUT', 60)))
+    if not result.converged:
+        state = LabState(plan.name)
+        for node in plan.nodes:
+            print(node.name, json.dumps(state.agent_state(node.name), indent=None)[:3000])
+            log = state.dir / "nodes" / node.name / "exabgp.log"
+            print("\n".join(log.read_text().splitlines()[-15:]))
+    assert result.converged, [line for d in result.diffs for line in d.describe()]
+
+
+def established(plan: LabPlan) -> dict[str, list[str]]:
+    """Per node, the planned lab-internal sessions that are not Established."""
+    status = lab_status(plan.name)
+    return {
+        n["name"]: [s["peer_ip"] for s in n["sessions"] if s["peer_node"] and s["state"] != "established"]
+        for n in status["nodes"]
+    }
+
+
+def wait_for(predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
+    start = time.monotonic()
+    while not predicate():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def speaker_pid(plan: LabPlan, node: str) -> int:
+    pids = [
+        r.pid for r in LabState(plan.name).resources()
+        if r.name == f"speaker:{node}" and r.pid is not None
+    ]
+    assert pids, f"no speaker recorded for {node}"
+    return pids[-1]
+
+
+def test_flagship_dual_stack_converges_and_every_pod_reaches_every_pod(lab_env: Path) -> None:
+    plan = plan_for("flagship.yaml", "it-flag")
+    bring_up(plan, "flagship.yaml")
+
+    assert all(not bad for bad in established(plan).values()), established(plan)
+    assert all(d.ok for d in check_convergence(plan))
+
+    frames: list[Frame] = []
+    sniffer = threading.Thread(target=lambda: frames.extend(capture(plan.fabric_netns, 3.0)))
+    sniffer.start()
+    time.sleep(0.5)
+    cells = reachability_matrix(plan)
+    sniffer.join()
+
+    pods = sum(len(n.pods) for n in plan.nodes)
+    assert len(cells) == 2 * pods * (pods - 1)
+    assert [c for c in cells if not c.ok] == []
+    # The planned path per cell: IPIP only across subnets for IPv4, VXLAN across for IPv6.
+    paths = Counter((c.family, c.path) for c in cells)
+    assert set(paths) == {(4, "local"), (4, "direct"), (4, "ipip"), (6, "local"), (6, "direct"), (6, "vxlan")}
+
+    subnet_of = {a: n.subnet for n in plan.nodes for a in (n.ipv4, n.ipv6) if a}
+    pod_ips = {a for n in plan.nodes for p in n.pods for a in (p.ipv4, p.ipv6) if a}
+    ipip = [f for f in frames if f.encap == "ipip"]
+    vxlan = [f for f in frames if f.encap == "vxlan"]
+    assert ipip and vxlan
+    for frame in ipip:
+        # Outer: node to node across subnets; inner: the pod packet (ICMP).
+        assert subnet_of[frame.outer_src] != subnet_of[frame.outer_dst], frame
+        assert frame.inner_src in pod_ips and frame.inner_dst in pod_ips, frame
+        assert ":" not in frame.outer_src
+    for frame in vxlan:
+        assert subnet_of[frame.outer_src] != subnet_of[frame.outer_dst], frame
+        assert ":" in frame.inner_src  # IPv6 pods ride VXLAN
+    # Inside a subnet pod packets travel plain, node to node, with the pod addresses outside.
+    plain_pod = [f for f in frames if f.encap == "plain" and f.outer_src in pod_ips and f.outer_dst in pod_ips]
+    assert plain_pod
+    assert all(not (f.encap == "ipip" and subnet_of[f.outer_src] == subnet_of[f.outer_dst]) for f in frames)
+
+    result = down(plan.name, progress=print)
+    assert result.namespaces == 1 + len(plan.routers) + len(plan.nodes) + pods
+    assert lab_leftovers(plan.name, lab_env / plan.name) == []
+    assert down(plan.name, progress=print).existed is False  # idempotent
+
+
+def test_route_reflectors_converge_and_survive_losing_one_reflector(lab_env: Path) -> None:
+    plan = plan_for("route-reflectors.yaml", "it-rr")
+    bring_up(plan, "route-reflectors.yaml")
+    assert all(not bad for bad in established(plan).values())
+    assert all(c.ok for c in reachability_matrix(plan))
+
+    os.kill(speaker_pid(plan, "rr1"), signal.SIGKILL)
+    wait_for(
+        lambda: next(n for n in lab_status(plan.name)["nodes"] if n["name"] == "rr1")["speaker"] == "dead",
+        5, "status to report rr1's speaker dead",
+    )
+    # Clients keep every route through rr2: the FIB still equals the plan, pods still reach.
+    time.sleep(1.0)
+    wait_for(lambda: all(d.ok for d in check_convergence(plan)), 15, "FIBs equal the plan via rr2")
+    assert all(c.ok for c in reachability_matrix(plan))
+    node1 = json.loads((LabState(plan.name).dir / "nodes" / "node1" / "agent.json").read_text())
+    rr1_ip = plan.node("rr1").ipv4
+    assert all(r["learned_from"] != rr1_ip for r in node1["rib"])
+
+
+def test_killing_a_speaker_withdraws_its_blocks_everywhere(lab_env: Path) -> None:
+    plan = plan_for("mesh.yaml", "it-kill")
+    bring_up(plan, "mesh.yaml")
+    victim = plan.node("node2")
+    os.kill(speaker_pid(plan, "node2"), signal.SIGKILL)
+
+    def withdrawn() -> bool:
+        for node in plan.nodes:
+            if node.name == victim.name:
+                continue
+            with_routes = {r.prefix for r in _observed(node)}
+            if any(b.cidr in with_routes for b in victim.blocks):
+                return False
+        return True
+
+    seconds = wait_for(withdrawn, 15, "node2's blocks to leave every other FIB")
+    print(f"withdrawn everywhere after {seconds:.2f}s")
+    status = lab_status(plan.name)
+    assert next(n for n in status["nodes"] if n["name"] == "node2")["speaker"] == "dead"
+
+
+def _observed(node):  # type: ignore[no-untyped-def]
+    from meshemu.lab import observe_fib
+
+    return observe_fib(node)
+
+
+def test_two_labs_side_by_side(lab_env: Path) -> None:
+    first, second = plan_for("mesh.yaml", "it-a"), plan_for("mesh.yaml", "it-b")
+    bring_up(first, "mesh.yaml")
+    bring_up(second, "mesh.yaml")
+    assert all(c.ok for c in reachability_matrix(first))
+    assert all(c.ok for c in reachability_matrix(second))
+    down(first.name, progress=print)
+    assert all(d.ok for d in check_convergence(second))
+
+
+def test_down_after_every_process_was_killed(lab_env: Path) -> None:
+    plan = plan_for("mesh.yaml", "it-crash")
+    bring_up(plan, "mesh.yaml")
+    for node in plan.nodes:
+        os.kill(speaker_pid(plan, node.name), signal.SIGKILL)
+    result = down(plan.name, progress=print)
+    assert result.namespaces == 1 + len(plan.nodes) + sum(len(n.pods) for n in plan.nodes)
+    assert lab_leftovers(plan.name, lab_env / plan.name) == []
+
+
+def test_failure_during_up_removes_what_was_created(
+    lab_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshemu.dataplane import build
+
+    plan = plan_for("flagship.yaml", "it-fail")
+    calls = {"n": 0}
+    real = build.build_pod
+
+    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("injected failure while creating pods")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(build, "build_pod", failing)
+    with pytest.raises(RuntimeError, match="injected"):
+        up(plan, TOPOLOGIES / "flagship.yaml", progress=print)
+    assert lab_leftovers(plan.name, lab_env / plan.name) == []
+    assert not (lab_env / plan.name).exists()
+
+
+def test_not_root_is_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    with pytest.raises(EnvironmentProblem, match="root"):
+        up(plan_for("mesh.yaml", "it-user"), TOPOLOGIES / "mesh.yaml", progress=print)
+
+
+def test_cli_up_status_routes_exec_down(lab_env: Path) -> None:
+    env = dict(os.environ)
+    cli = [sys.executable, "-m", "meshemu.cli"]
+    topo = str(TOPOLOGIES / "flagship.yaml")
+    run = subprocess.run([*cli, "up", topo, "--name", "it-cli"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "converged" in run.stdout
+    status = subprocess.run([*cli, "status", "it-cli", "--json"], env=env, capture_output=True, text=True)
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert {n["name"] for n in data["nodes"]} == {"node1", "node2", "node3", "node4"}
+    for node in data["nodes"]:
+        assert {"name", "netns", "ipv4", "ipv6", "sessions", "pods"} <= set(node)
+        assert all(s["state"] == "established" for s in node["sessions"])
+        assert all({"name", "netns", "ipv4", "ipv6"} <= set(p) for p in node["pods"])
+    text = subprocess.run([*cli, "status", "it-cli"], env=env, capture_output=True, text=True)
+    assert "node-to-node mesh" in text.stdout and "Established" in text.stdout
+    routes = subprocess.run([*cli, "routes", "node1", "--lab", "it-cli", "--json"], env=env, capture_output=True, text=True)
+    assert routes.returncode == 0, routes.stdout
+    assert all(r["matches_plan"] for r in json.loads(routes.stdout)["routes"])
+    shown = subprocess.run(
+        [*cli, "exec", "node1/pod1", "--lab", "it-cli", "--", sys.executable, "-c",
+         "import socket; print(socket.if_nameindex())"],
+        env=env, capture_output=True, text=True,
+    )
+    assert shown.returncode == 0 and "eth0" in shown.stdout
+    gone = subprocess.run([*cli, "down", "it-cli"], env=env, capture_output=True, text=True)
+    assert gone.returncode == 0 and "namespaces removed" in gone.stdout
+    again = subprocess.run([*cli, "down", "it-cli"], env=env, capture_output=True, text=True)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
