@@ -317,10 +317,12 @@ def _start_speakers(plan: LabPlan, state: LabState) -> None:
 
 
 def _alive(resource: Resource) -> bool:
+    """The recorded process still runs (same pid *and* start time, and not a zombie)."""
     return (
         resource.pid is not None
         and resource.start_time is not None
         and process_start_time(resource.pid) == resource.start_time
+        and _exists(resource.pid)
     )
 
 

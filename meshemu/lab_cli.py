@@ -239,8 +239,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
     from meshemu.lab import netns_of
 
-    name = resolve_lab(args.lab)
-    command = [c for c in args.command if c != "--"] if args.command[:1] == ["--"] else args.command
+    command = list(args.command)
+    # argparse hands everything after the target over; options may still precede `--`.
+    lab = args.lab
+    while command and command[0] != "--":
+        if command[0] == "--lab" and len(command) > 1:
+            lab, command = command[1], command[2:]
+        elif command[0].startswith("--lab="):
+            lab, command = command[0].split("=", 1)[1], command[1:]
+        else:
+            break
+    if command[:1] == ["--"]:
+        command = command[1:]
+    name = resolve_lab(lab)
     if not command:
         raise LabError("give a command after --, e.g. meshemu exec node1 -- ip route")
     target = netns_of(name, args.target)

@@ -78,9 +78,13 @@ def allocate(
                 demand[(node.name, chosen.name)] = demand.get((node.name, chosen.name), 0) + 1
             assignments.append(assignment)
         pod_pools[node.name] = assignments
-        # A node with pods in an encapsulating pool needs a tunnel address from it.
+        # Like calico-node, every node an encapsulating pool selects gets a tunnel address
+        # from it (tunl0 for IPIP, the VTEP for VXLAN), pods or not: a route reflector
+        # without pods still needs its VTEP to reach the pods of others.
         for family, candidates in per_family.items():
-            used = [c for c in candidates if demand.get((node.name, c.name), 0) > 0]
+            used = [c for c in candidates if demand.get((node.name, c.name), 0) > 0] + [
+                c for c in candidates if demand.get((node.name, c.name), 0) == 0
+            ]
             for kind in ("ipip", "vxlan"):
                 pool_for_tunnel = next((c for c in used if getattr(c, kind)), None)
                 if pool_for_tunnel is not None:

@@ -263,7 +263,11 @@ def test_rr_reflectors_have_no_mesh_sessions(rr: LabPlan) -> None:
     for name in REFLECTORS:
         node = rr.node(name)
         assert node.cluster_id == CLUSTER_ID
-        assert node.blocks == () and node.pods == ()
+        # No pods, but like calico-node it holds tunnel addresses (tunl0 and the VXLAN VTEP),
+        # so it owns one block per encapsulating pool.
+        assert node.pods == ()
+        assert [b.pool for b in node.blocks] == ["ipv4-pool", "ipv6-pool"]
+        assert node.ipip_tunnel_address is not None and len(node.vteps) == 1
         # 4 clients + the other reflector, in both families.
         assert len(node.sessions) == 10
         assert {s.peer_node for s in node.sessions} == {*CLIENTS, *(set(REFLECTORS) - {name})}
@@ -300,11 +304,18 @@ def test_rr_every_client_learns_every_other_client(rr: LabPlan) -> None:
     for name in CLIENTS:
         node = rr.node(name)
         learned = {r.prefix: r for r in node.rib if r.learned_from is not None}
-        expected = {b.cidr for other in CLIENTS if other != name for b in rr.node(other).blocks}
+        expected = {b.cidr for other in rr.nodes if other.name != name for b in other.blocks}
         assert set(learned) == expected
         reflector_ips = {rr.node(r).address(f) for r in REFLECTORS for f in (4, 6)}
         for entry in learned.values():
             origin = rr.node(entry.origin_node)
+            if origin.name in REFLECTORS:
+                # A reflector's own block: best straight from it; the copy reflected by the
+                # other reflector carries ORIGINATOR_ID and CLUSTER_LIST and loses.
+                assert entry.originator_id is None and entry.cluster_list == ()
+                assert entry.learned_from in (origin.ipv4, origin.ipv6)
+                assert entry.paths == 2
+                continue
             assert entry.originator_id == origin.router_id
             assert entry.cluster_list == (CLUSTER_ID,)
             assert entry.learned_from in reflector_ips
@@ -318,7 +329,8 @@ def test_rr_reflectors_learn_clients_directly(rr: LabPlan) -> None:
     for name in REFLECTORS:
         node = rr.node(name)
         learned = {r.prefix: r for r in node.rib if r.learned_from is not None}
-        assert set(learned) == {b.cidr for c in CLIENTS for b in rr.node(c).blocks}
+        others = [*CLIENTS, *(set(REFLECTORS) - {name})]
+        assert set(learned) == {b.cidr for c in others for b in rr.node(c).blocks}
         for entry in learned.values():
             # Straight from the client: no reflection attributes; the other reflector's copy
             # carries our own cluster ID and is dropped, so one path only.
