@@ -200,6 +200,7 @@ def _up(
     build.build_routers(plan, record)
     for node in plan.nodes:
         build.build_node(plan, node, record, ipip_kernel=ipip == "kernel")
+    build.seed_neighbors(plan)
     t = _phase(
         result,
         "nodes",
@@ -241,6 +242,7 @@ def _up(
     elif ipip == "kernel":
         progress("  tunnels      kernel ipip tunl0")
 
+    _start_fibd(state)
     _start_speakers(plan, state)
     gate = state.dir / GATE_FILE
     deadline = time.monotonic() + 30 + 0.5 * len(plan.nodes)
@@ -266,15 +268,23 @@ def _up(
 
     limit = timeout if timeout is not None else 30 + 0.5 * len(plan.nodes)
     deadline = time.monotonic() + limit
+    pools = [p.cidr for p in plan.pools]
+    pending = list(plan.nodes)
+    # Poll only the nodes not converged yet (reading 50 kernels ten times a second would
+    # steal the CPU the speakers need), then confirm every node once more at the end.
     while True:
-        diffs = check_convergence(plan)
-        if all(d.ok for d in diffs):
-            result.converged = True
-            break
+        pending = [n for n in pending if not compare_fib(n.name, n.fib, observe_fib(n), pools).ok]
+        if not pending:
+            diffs = check_convergence(plan)
+            if all(d.ok for d in diffs):
+                result.converged = True
+                break
+            pending = [n for n, d in zip(plan.nodes, diffs, strict=True) if not d.ok]
         if time.monotonic() > deadline:
+            diffs = check_convergence(plan)
             result.diffs = [d for d in diffs if not d.ok]
             break
-        time.sleep(0.1)
+        time.sleep(0.1 if len(plan.nodes) <= 10 else 0.25)
     good = sum(d.ok for d in diffs)
     t = _phase(
         result,
@@ -289,11 +299,31 @@ def _up(
     state.write_summary(summary)
 
 
-def _start_speakers(plan: LabPlan, state: LabState) -> None:
-    from meshemu.controlplane.speaker import SpeakerLauncher, exabgp_environment
+def _start_fibd(state: LabState) -> None:
+    """The lab's route programmer, which applies every agent's kernel-route changes."""
+    log = open(state.dir / "fibd.log", "ab")  # noqa: SIM115 (handed to the child)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshemu.dataplane.fibd", "--state", str(state.dir)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    log.close()
+    state.record(Resource("process", "fibd", proc.pid, process_start_time(proc.pid), "fibd"))
+    deadline = time.monotonic() + 15
+    while not (state.dir / "fibd.ready").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SpeakerError(f"the route programmer did not start; see {state.dir / 'fibd.log'}")
+        time.sleep(0.02)
 
-    launcher = SpeakerLauncher()
-    gate = state.dir / GATE_FILE
+
+def _start_speakers(plan: LabPlan, state: LabState) -> None:
+    """Write every node's ExaBGP config, then let the slim launcher fork the speakers."""
+    from meshemu.controlplane.launcher import LAUNCH_FILE
+    from meshemu.controlplane.speaker import exabgp_environment
+
+    nodes = []
     for node in plan.nodes:
         node_dir = state.node_dir(node.name)
         agent = [
@@ -308,12 +338,28 @@ def _start_speakers(plan: LabPlan, state: LabState) -> None:
         config = node_dir / "exabgp.conf"
         config.write_text(render_exabgp(plan, node, agent))
         bind = [a for a in (node.ipv4, node.ipv6) if a]
-        env = exabgp_environment(bind, node.listen_port, node_dir / "exabgp.log", {})
-        state.record(Resource("process", f"speaker:{node.name}", None, None, "speaker-starting"))
-        pid = launcher.start(node.netns, config, env, node_dir / "exabgp.out", gate)
-        state.record(
-            Resource("process", f"speaker:{node.name}", pid, process_start_time(pid), "speaker")
+        nodes.append(
+            {
+                "name": node.name,
+                "netns": node.netns,
+                "config": str(config),
+                "output": str(node_dir / "exabgp.out"),
+                "env": exabgp_environment(bind, node.listen_port, node_dir / "exabgp.log", {}),
+            }
         )
+    write_json_atomic(
+        state.dir / LAUNCH_FILE,
+        {"lab": plan.name, "gate": str(state.dir / GATE_FILE), "nodes": nodes},
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "meshemu.controlplane.launcher", "--state", str(state.dir)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if run.returncode != 0:
+        raise SpeakerError(f"starting the speakers failed: {run.stderr.strip()[-2000:]}")
 
 
 def _alive(resource: Resource) -> bool:

@@ -19,6 +19,7 @@ import ipaddress
 import os
 import selectors
 import signal
+import socket
 import sys
 import time
 from collections.abc import Iterable
@@ -102,6 +103,8 @@ class AgentCore:
         self.adj_in: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
         self.adj_out: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
         self.best: dict[str, Path] = dict(self.own)
+        # Prefixes whose kernel route may need changing since the runtime last looked.
+        self.dirty: set[str] = set(self.blackholes) | set(self.own)
 
     # -- decisions -------------------------------------------------------------------------
     def _recompute(self, prefixes: Iterable[str]) -> set[str]:
@@ -113,6 +116,7 @@ class AgentCore:
             chosen = best_path(candidates)
             if chosen != self.best.get(prefix):
                 changed.add(prefix)
+                self.dirty.add(prefix)
                 if chosen is None:
                     self.best.pop(prefix, None)
                 else:
@@ -174,11 +178,21 @@ class AgentCore:
         self.peers[event.peer].received = len(rib)
         return self._exports(self._recompute(touched))
 
+    def route(self, prefix: str) -> FibRoute | None:
+        """The kernel route this node wants for `prefix` now, or None for no route."""
+        if prefix in self.blackholes:
+            return FibRoute(prefix, "blackhole")
+        path = self.best.get(prefix)
+        if path is None or path.learned_from is None:
+            return None
+        return route_for(prefix, path.next_hop, self.pools, self.ctx)
+
     def desired_fib(self) -> dict[str, FibRoute]:
-        routes = {cidr: FibRoute(cidr, "blackhole") for cidr in self.blackholes}
-        for prefix, path in self.best.items():
-            if path.learned_from is not None and prefix not in routes:
-                routes[prefix] = route_for(prefix, path.next_hop, self.pools, self.ctx)
+        routes = {}
+        for prefix in set(self.blackholes) | set(self.best):
+            route = self.route(prefix)
+            if route is not None:
+                routes[prefix] = route
         return routes
 
     def snapshot(self) -> dict[str, Any]:
@@ -220,65 +234,130 @@ def _path_json(path: Path, best: bool, peer: str | None) -> dict[str, Any]:
 
 
 class Runtime:
-    """stdin/stdout with ExaBGP, the kernel FIB, the state file."""
+    """stdin/stdout with ExaBGP, FIB changes through the lab's route programmer, the state file.
+
+    The agent holds no netlink library of its own: it sends route changes to the lab's `fibd`
+    over a unix socket (see `dataplane.fibd`), which keeps every node's agent small.
+    """
+
+    STATE_INTERVAL = 0.25  # seconds between state-file writes while updates stream in
 
     def __init__(self, state_dir: FsPath, node: str) -> None:
         import json
 
-        from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle
-
         plan = json.loads((state_dir / "plan.json").read_text())
         self.core = AgentCore(plan, node)
+        self.netns = self.core.node["netns"]
         self.out_file = state_dir / "nodes" / node / "agent.json"
-        self.proto = RTPROT_MESHEMU
-        self.netlink = NetnsHandle(None)
+        self.fibd_path = state_dir / "fib.sock"
+        self.fibd: socket.socket | None = None
         self.programmed: dict[str, FibRoute] = {}
         self.errors: list[str] = []
         self.started = time.time()
+        self.last_write = 0.0
+        self.state_pending = True
 
     def send(self, commands: list[str]) -> None:
-        for command in commands:
-            sys.stdout.write(command + "\n")
-        sys.stdout.flush()
+        if commands:
+            sys.stdout.write("".join(command + "\n" for command in commands))
+            sys.stdout.flush()
+
+    def _fibd(self) -> socket.socket | None:
+        if self.fibd is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(str(self.fibd_path))
+            except OSError as err:
+                sock.close()
+                self._error(f"route programmer unreachable: {err}")
+                return None
+            self.fibd = sock
+        return self.fibd
+
+    def _error(self, text: str) -> None:
+        self.errors = [*self.errors[-19:], f"{time.strftime('%H:%M:%S')} {text}"]
 
     def sync_fib(self) -> None:
-        wanted = self.core.desired_fib()
-        for prefix, route in list(self.programmed.items()):
-            if prefix not in wanted:
-                self._apply("del", route)
-                del self.programmed[prefix]
-        for prefix, route in wanted.items():
-            if self.programmed.get(prefix) != route and self._apply("replace", route):
-                self.programmed[prefix] = route
+        """Send the kernel-route changes of the dirty prefixes; failures stay dirty."""
+        import json
 
-    def _apply(self, command: str, route: FibRoute) -> bool:
-        from meshemu.errors import DataplaneError
-
+        changes: list[tuple[str, FibRoute | None, dict[str, object]]] = []
+        for prefix in sorted(self.core.dirty):
+            wanted = self.core.route(prefix)
+            current = self.programmed.get(prefix)
+            if wanted == current:
+                continue
+            if wanted is None:
+                assert current is not None
+                request = {
+                    "netns": self.netns,
+                    "op": "del",
+                    "prefix": prefix,
+                    "type": current.type,
+                    "via": current.via,
+                    "dev": current.dev,
+                }
+            else:
+                request = {
+                    "netns": self.netns,
+                    "op": "replace",
+                    "prefix": prefix,
+                    "type": wanted.type,
+                    "via": wanted.via,
+                    "dev": wanted.dev,
+                    "onlink": wanted.onlink,
+                }
+            changes.append((prefix, wanted, request))
+        if not changes:
+            self.core.dirty.clear()
+            return
+        sock = self._fibd()
+        if sock is None:
+            return
+        payload = "".join(json.dumps(request) + "\n" for _, _, request in changes)
         try:
-            self.netlink.route(
-                command,
-                route.prefix,
-                via=route.via,
-                dev=route.dev,
-                onlink=route.onlink,
-                kind=route.type,
-                proto=self.proto,
-            )
-            return True
-        except DataplaneError as err:
-            self.errors = [*self.errors[-19:], f"{time.strftime('%H:%M:%S')} {err}"]
-            return False
+            sock.sendall(payload.encode())
+            replies = self._read_lines(sock, len(changes))
+        except OSError as err:
+            self._error(f"route programmer: {err}")
+            self.fibd = None
+            return
+        self.state_pending = True
+        failed = set()
+        for (prefix, wanted, _), reply in zip(changes, replies, strict=True):
+            if reply == "ok":
+                if wanted is None:
+                    self.programmed.pop(prefix, None)
+                else:
+                    self.programmed[prefix] = wanted
+            else:
+                failed.add(prefix)
+                self._error(f"{prefix}: {reply}")
+        self.core.dirty = failed
 
-    def write_state(self) -> None:
+    def _read_lines(self, sock: socket.socket, count: int) -> list[str]:
+        data = b""
+        while data.count(b"\n") < count:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise OSError("route programmer closed the connection")
+            data += chunk
+        return data.decode().splitlines()[:count]
+
+    def write_state(self, force: bool = False) -> None:
         from meshemu.state import write_json_atomic
 
+        now = time.time()
+        if not force and now - self.last_write < self.STATE_INTERVAL:
+            self.state_pending = True
+            return
         data = self.core.snapshot()
         data.update(
             {
                 "node": self.core.me.name,
                 "pid": os.getpid(),
                 "started": self.started,
-                "updated": time.time(),
+                "updated": now,
                 "fib": [
                     {
                         "prefix": r.prefix,
@@ -293,29 +372,33 @@ class Runtime:
             }
         )
         write_json_atomic(self.out_file, data)
+        self.last_write, self.state_pending = now, False
 
     def run(self) -> int:
         self.send(self.core.start())
         self.sync_fib()
-        self.write_state()
+        self.write_state(force=True)
         selector = selectors.DefaultSelector()
         stdin = sys.stdin.fileno()
         os.set_blocking(stdin, False)
         selector.register(stdin, selectors.EVENT_READ)
         pending = b""
         while True:
-            timeout = 1.0 if len(self.programmed) != len(self.core.desired_fib()) else None
+            # Wake up to retry failed routes (tunl0 restarting) and to flush a pending state.
+            timeout = (
+                1.0 if self.core.dirty else self.STATE_INTERVAL if self.state_pending else None
+            )
             ready = selector.select(timeout)
             if not ready:
-                # Routes through a device that was not there yet (tunl0 restarting) retried.
                 self.sync_fib()
-                self.write_state()
+                self.write_state(force=True)
                 continue
             try:
                 chunk = os.read(stdin, 65536)
             except BlockingIOError:
                 continue
             if not chunk:
+                self.write_state(force=True)
                 return 0  # ExaBGP closed our stdin: it is shutting down
             pending += chunk
             *lines, pending = pending.split(b"\n")
@@ -324,6 +407,7 @@ class Runtime:
                 event = parse_message(raw.decode(errors="replace"))
                 if isinstance(event, StateEvent):
                     commands += self.core.on_state(event)
+                    self.state_pending = True
                 elif isinstance(event, UpdateEvent):
                     commands += self.core.on_update(event)
             self.send(commands)

@@ -41,6 +41,9 @@ def exabgp_environment(
         "exabgp.daemon.daemonize": "false",
         "exabgp.log.destination": str(log_file),
         "exabgp.log.level": os.environ.get("MESHEMU_EXABGP_LOG", "INFO"),
+        # A line per message received or sent: with dozens of peers per speaker this costs
+        # more CPU than BGP itself.
+        "exabgp.log.statistics": "false",
         "exabgp.tcp.bind": " ".join(bind),
         "exabgp.tcp.port": str(port),
         "EXABGP_ENVFILE": "/nonexistent",

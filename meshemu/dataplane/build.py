@@ -79,7 +79,11 @@ def build_routers(plan: LabPlan, record: Record) -> None:
         with in_netns(plan.fabric_netns) as fabric:
             for iface in router.interfaces:
                 fabric.add_veth(
-                    iface.fabric_ifname, router.netns, iface.ifname, master=bridges[iface.subnet]
+                    iface.fabric_ifname,
+                    router.netns,
+                    iface.ifname,
+                    master=bridges[iface.subnet],
+                    peer_mac=iface.mac,
                 )
         subnet_prefix = {s.name: (s.ipv4, s.ipv6) for s in plan.subnets}
         with in_netns(router.netns) as ns:
@@ -107,7 +111,9 @@ def build_node(plan: LabPlan, node: NodePlan, record: Record, ipip_kernel: bool)
     bridge = next(s.bridge for s in plan.subnets if s.name == node.subnet)
     new_netns(node.netns, record, node_sysctls())
     with in_netns(plan.fabric_netns) as fabric:
-        fabric.add_veth(node.fabric_ifname, node.netns, node.uplink, master=bridge)
+        fabric.add_veth(
+            node.fabric_ifname, node.netns, node.uplink, master=bridge, peer_mac=node.uplink_mac
+        )
     with in_netns(node.netns) as ns:
         ns.up(node.uplink)
         if node.ipv4:
@@ -172,3 +178,39 @@ def build_pod(node: NodePlan, pod: PodPlan, record: Record) -> None:
             ns.add_address(names.POD_IFNAME, pod.ipv6, 128)
             ns.route("add", "::/0", via=POD_GATEWAY6, dev=names.POD_IFNAME)
             ns.add_neighbor(names.POD_IFNAME, POD_GATEWAY6, CALI_MAC)
+
+
+def seed_neighbors(plan: LabPlan) -> int:
+    """Permanent ARP/NDP entries between the nodes and routers of each subnet.
+
+    The MACs are known from the plan, so there is no need for the broadcast storm of a large
+    mesh starting at once (every node resolving every other within a second), in which lost
+    ARP replies delay first SYNs by seconds. Returns how many entries were written.
+    """
+    stations: dict[str, list[tuple[str, str | None, str | None, str]]] = {}
+    for node in plan.nodes:
+        stations.setdefault(node.subnet, []).append(
+            (node.netns, node.ipv4, node.ipv6, node.uplink_mac)
+        )
+    for router in plan.routers:
+        for iface in router.interfaces:
+            stations.setdefault(iface.subnet, []).append(
+                (router.netns, iface.ipv4, iface.ipv6, iface.mac)
+            )
+    ifname = {n.netns: n.uplink for n in plan.nodes}
+    for router in plan.routers:
+        for iface in router.interfaces:
+            ifname[f"{router.netns}#{iface.subnet}"] = iface.ifname
+    count = 0
+    for subnet, members in stations.items():
+        for netns in {m[0] for m in members}:
+            device = ifname.get(netns) or ifname[f"{netns}#{subnet}"]
+            with in_netns(netns) as ns:
+                for other_ns, ipv4, ipv6, mac in members:
+                    if other_ns == netns:
+                        continue
+                    for address in (ipv4, ipv6):
+                        if address:
+                            ns.add_neighbor(device, address, mac)
+                            count += 1
+    return count

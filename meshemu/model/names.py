@@ -59,3 +59,9 @@ def fabric_port_ifname(kind: str, index: int, subnet_index: int = 0) -> str:
 
 def router_ifname(subnet_index: int) -> str:
     return f"eth{subnet_index}"
+
+
+def mac_address(lab: str, owner: str) -> str:
+    """A stable, locally administered unicast MAC for an interface the lab creates."""
+    digest = hashlib.sha1(f"{lab}.{owner}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))

@@ -42,6 +42,7 @@ class RouterInterface:
     fabric_ifname: str
     ipv4: str | None
     ipv6: str | None
+    mac: str
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,7 @@ class NodePlan:
     gateway4: str | None
     gateway6: str | None
     uplink: str
+    uplink_mac: str
     fabric_ifname: str
     as_number: int
     router_id: str
@@ -241,6 +243,7 @@ def build_plan(topo: Topology) -> LabPlan:
                     fabric_ifname=names.fabric_port_ifname("r", r_index, subnet.index),
                     ipv4=v4,
                     ipv6=v6,
+                    mac=names.mac_address(topo.name, f"{rname}.{sname}"),
                 )
             )
             graph.add_edge(("router", rname), ("subnet", sname))
@@ -443,6 +446,7 @@ def build_plan(topo: Topology) -> LabPlan:
                 gateway4=gateway[4],
                 gateway6=gateway[6],
                 uplink=names.UPLINK,
+                uplink_mac=names.mac_address(topo.name, name),
                 fabric_ifname=names.fabric_port_ifname("n", index),
                 as_number=by_name_sn[name].as_number,
                 router_id=speakers[name].router_id,
@@ -661,6 +665,7 @@ def plan_to_json(plan: LabPlan) -> dict[str, Any]:
                 "ipv4": n.ipv4,
                 "ipv6": n.ipv6,
                 "subnet": n.subnet,
+                "mac": n.uplink_mac,
                 "subnet_ipv4": n.ipv4_prefix,
                 "subnet_ipv6": n.ipv6_prefix,
                 "gateway4": n.gateway4,

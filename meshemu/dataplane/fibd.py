@@ -1,0 +1,118 @@
+"""The lab's route programmer: one process per lab applying the agents' FIB changes.
+
+Owns the kernel side of every agent's FIB: agents (one per node, inside the node's namespace)
+send route changes as JSON lines over a unix socket in the lab's state folder; this process
+holds one netlink handle per node namespace and applies them with `dataplane.netlink`, then
+answers each line with `ok` or the kernel's error. One process for the whole lab keeps pyroute2
+(about 20 MiB per Python process) out of the agents, which keeps each node small.
+
+Run by `lab` as `python -m meshemu.dataplane.fibd --state DIR`; stops on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle
+from meshemu.errors import DataplaneError
+
+SOCKET_NAME = "fib.sock"
+
+
+def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
+    """One change: {"netns", "op": replace|del, "prefix", "type", "via", "dev", "onlink"}."""
+    netns = str(request["netns"])
+    handle = handles.get(netns)
+    if handle is None:
+        handle = handles[netns] = NetnsHandle(netns)
+    try:
+        handle.route(
+            str(request["op"]),
+            str(request["prefix"]),
+            via=request.get("via"),
+            dev=request.get("dev"),
+            onlink=bool(request.get("onlink")),
+            kind=str(request.get("type", "unicast")),
+            proto=RTPROT_MESHEMU,
+        )
+    except DataplaneError as err:
+        handle._index.clear()  # an interface may have been recreated (tunl0 restarting)
+        return f"error {err}"
+    return "ok"
+
+
+def serve(state_dir: Path) -> int:
+    path = state_dir / SOCKET_NAME
+    path.unlink(missing_ok=True)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(256)
+    server.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ)
+    buffers: dict[socket.socket, bytes] = {}
+    handles: dict[str, NetnsHandle] = {}
+    stop = False
+
+    def on_term(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    (state_dir / "fibd.ready").write_text(f"{os.getpid()}\n")
+    while not stop:
+        for key, _ in selector.select(1.0):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            if sock is server:
+                try:
+                    conn, _addr = server.accept()
+                except BlockingIOError:
+                    continue
+                conn.setblocking(True)
+                selector.register(conn, selectors.EVENT_READ)
+                buffers[conn] = b""
+                continue
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                selector.unregister(sock)
+                buffers.pop(sock, None)
+                sock.close()
+                continue
+            data = buffers[sock] + chunk
+            *lines, buffers[sock] = data.split(b"\n")
+            replies = []
+            for line in lines:
+                try:
+                    replies.append(apply(handles, json.loads(line)))
+                except (ValueError, KeyError) as err:
+                    replies.append(f"error bad request: {err}")
+            if replies:
+                sock.sendall(("\n".join(replies) + "\n").encode())
+    for handle in handles.values():
+        handle.close()
+    path.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="meshemu route programmer of one lab")
+    parser.add_argument("--state", required=True, type=Path)
+    args = parser.parse_args(argv)
+    return serve(args.state)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
