@@ -285,6 +285,11 @@ def _up(
             result.diffs = [d for d in diffs if not d.ok]
             break
         time.sleep(0.1 if len(plan.nodes) <= 10 else 0.25)
+    if result.converged:
+        # The FIB is the proof; also wait (within the same deadline) until every agent has
+        # written its sessions as Established, so `status` right after `up` agrees.
+        while not _sessions_reported(plan, state) and time.monotonic() < deadline:
+            time.sleep(0.05)
     good = sum(d.ok for d in diffs)
     t = _phase(
         result,
@@ -297,6 +302,15 @@ def _up(
     summary = state.summary()
     summary.update({"phase": "up", "up_seconds": result.seconds, "converged": result.converged})
     state.write_summary(summary)
+
+
+def _sessions_reported(plan: LabPlan, state: LabState) -> bool:
+    for node in plan.nodes:
+        agent = state.agent_state(node.name) or {}
+        seen = {s["peer_ip"] for s in agent.get("sessions", []) if s["state"] == "established"}
+        if not set(node.expected_up) <= seen:
+            return False
+    return True
 
 
 def _start_fibd(state: LabState) -> None:

@@ -123,6 +123,9 @@ class NodePlan:
     ipip_tunnel_address: str | None
     vteps: tuple[Vtep, ...]
     sessions: tuple[Session, ...]
+    # Peer addresses of the sessions that can come up in the lab (both ends configured, an
+    # active side that connects to a listening port, matching AS numbers and passwords).
+    expected_up: tuple[str, ...]
     rib: tuple[RibEntry, ...]
     fib: tuple[FibRoute, ...]
 
@@ -458,6 +461,7 @@ def build_plan(topo: Topology) -> LabPlan:
                 ipip_tunnel_address=str(alloc.ipip_tunnel) if alloc.ipip_tunnel else None,
                 vteps=vteps,
                 sessions=sessions[name],
+                expected_up=tuple(sorted(a.link.peer_ip for a in adjacencies if a.speaker == name)),
                 rib=tuple(rib_entries),
                 fib=tuple(fib),
             )
@@ -681,6 +685,7 @@ def plan_to_json(plan: LabPlan) -> dict[str, Any]:
                 "vteps": [asdict(v) for v in n.vteps],
                 "pods": [asdict(p) for p in n.pods],
                 "sessions": [session_json(s) for s in n.sessions],
+                "expected_established": list(n.expected_up),
                 "rib": [asdict(r) for r in n.rib],
                 "fib": [route_json(r) for r in n.fib],
             }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 
 from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.sessions import Session
 
 AGENT_PROCESS = "agent"
 
@@ -22,6 +23,23 @@ def _quote_password(password: str) -> str:
     if "'" in password or "\n" in password:
         raise ValueError("a BGP password may not contain a single quote or a newline")
     return f"'{password}'"
+
+
+def effective_passive(plan: LabPlan, node: NodePlan, session: Session) -> bool:
+    """The passive flag the speaker gets.
+
+    Calico leaves both ends of some sessions active (peerSelector peerings, reverse peerings);
+    BIRD resolves the collision at once, but ExaBGP needs seconds to. The session that results
+    is the same whichever side connects, so where both ends are active the speaker whose peer
+    has the higher address (as text, like Calico's mesh rule) waits. The plan keeps Calico's flag.
+    """
+    if session.passive or session.peer_node is None:
+        return session.passive
+    other = plan.node(session.peer_node)
+    back = next((s for s in other.sessions if s.peer_ip == session.local_ip), None)
+    if back is None or back.passive:
+        return False
+    return session.peer_ip > session.local_ip
 
 
 def render_exabgp(plan: LabPlan, node: NodePlan, agent_command: list[str]) -> str:
@@ -46,7 +64,7 @@ def render_exabgp(plan: LabPlan, node: NodePlan, agent_command: list[str]) -> st
             f"    local-as {session.local_as};",
             f"    peer-as {session.peer_as};",
             f"    hold-time {plan.hold_time};",
-            f"    passive {'true' if session.passive else 'false'};",
+            f"    passive {'true' if effective_passive(plan, node, session) else 'false'};",
         ]
         if session.peer_port != 179:
             lines.append(f"    connect {session.peer_port};")
