@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,7 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_MAIN_PID = 0
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    # SIGTERM (from `meshemu down` or a CI runner) takes the same clean-up path as Ctrl-C, in
+    # this process only: libraries fork helpers (pyroute2 does, to open sockets in other
+    # namespaces) and stop them with SIGTERM; those must just end.
+    if os.getpid() != _MAIN_PID:
+        os._exit(143)
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    global _MAIN_PID
+    _MAIN_PID = os.getpid()
+    signal.signal(signal.SIGTERM, _terminate)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "pods", None) is not None and not 0 <= args.pods <= 250:

@@ -157,6 +157,8 @@ def up(
     state = LabState(plan.name)
     ipip = preflight(plan)
     state.create()
+    # Recorded so that a `down` arriving while this `up` still builds stops it first.
+    state.record(Resource("process", "up", os.getpid(), process_start_time(os.getpid()), "up"))
     result = UpResult(plan.name, False, ipip=ipip)
     try:
         _up(plan, topology, state, ipip, progress, result, timeout)
@@ -404,10 +406,26 @@ def down(name: str, progress: Progress) -> DownResult:
         result.existed = False
         return result
     resources = state.resources()
+    builder = next((r for r in resources if r.role == "up" and r.pid != os.getpid()), None)
+    if builder is not None and _alive(builder):
+        # `up` is still building this lab: stop it and let it remove what it made, so the two
+        # never race over the same namespaces.
+        assert builder.pid is not None
+        progress(f"lab {name}: stopping the `meshemu up` still building it (pid {builder.pid})")
+        _signal(builder.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(builder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not state.dir.exists():
+            result.seconds = round(time.monotonic() - started, 3)
+            return result
+        resources = state.resources()
     namespaces = [r.name for r in resources if r.kind == "netns"]
     # Stop processes: the recorded ones (checked by start time, so a reused pid is spared),
     # then anything still running inside one of the lab's recorded namespaces.
-    victims: set[int] = {r.pid for r in resources if r.kind == "process" and _alive(r) and r.pid}
+    victims: set[int] = {
+        r.pid for r in resources if r.kind == "process" and r.role != "up" and _alive(r) and r.pid
+    }
     for netns in namespaces:
         victims.update(pids_in_netns(netns))
     victims.discard(os.getpid())

@@ -355,10 +355,11 @@ def missing_link_kinds(kinds: list[str]) -> list[str]:
                         ipr.link("del", index=ipr.link_lookup(ifname="probe0")[0])
                     except NetlinkError:
                         missing.append(kind)
-        except OSError:
+        except BaseException:  # the child must never run on into the parent's code
             missing = list(kinds)
-        os.write(write_fd, json.dumps(missing).encode())
-        os._exit(0)
+        finally:
+            os.write(write_fd, json.dumps(missing).encode())
+            os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd) as inp:
         data = inp.read()

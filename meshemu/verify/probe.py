@@ -43,16 +43,17 @@ def in_child(netns: str, work: object, *args: object) -> object:
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        code = 0
+        code, payload = 1, '{"error": "interrupted"}'
         try:
             _enter(netns)
             payload = json.dumps({"ok": work(*args)})
+            code = 0
         except BaseException as err:  # reported to the parent, never raised past the fork
             payload = json.dumps({"error": f"{type(err).__name__}: {err}"})
-            code = 1
-        with os.fdopen(write_fd, "w") as out:
-            out.write(payload)
-        os._exit(code)
+        finally:
+            with os.fdopen(write_fd, "w") as out:
+                out.write(payload)
+            os._exit(code)
     os.close(write_fd)
     with os.fdopen(read_fd) as inp:
         data = json.loads(inp.read() or '{"error": "child died"}')
@@ -171,14 +172,16 @@ def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
         pid = os.fork()
         if pid == 0:
             os.close(read_fd)
+            payload = '{"error": "interrupted"}'
             try:
                 _enter(pod.netns)
                 payload = json.dumps(ping_all(targets, timeout))
-            except BaseException as err:
+            except BaseException as err:  # reported, never raised past the fork
                 payload = json.dumps({"error": str(err)})
-            with os.fdopen(write_fd, "w") as out:
-                out.write(payload)
-            os._exit(0)
+            finally:
+                with os.fdopen(write_fd, "w") as out:
+                    out.write(payload)
+                os._exit(0)
         os.close(write_fd)
         children.append((node, pod, pid, read_fd))
     cells = []
