@@ -9,6 +9,7 @@ only on what the state folder lists, is idempotent, and works when processes wer
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -336,12 +337,15 @@ def _start_fibd(state: LabState) -> None:
 
 def _start_speakers(plan: LabPlan, state: LabState) -> None:
     """Write every node's ExaBGP config, then let the slim launcher fork the speakers."""
+    from meshemu.controlplane.agent import AGENT_CONFIG, agent_config
     from meshemu.controlplane.launcher import LAUNCH_FILE
     from meshemu.controlplane.speaker import exabgp_environment
 
+    plan_json = json.loads(json.dumps(plan.to_json()))
     nodes = []
     for node in plan.nodes:
         node_dir = state.node_dir(node.name)
+        write_json_atomic(node_dir / AGENT_CONFIG, agent_config(plan_json, node.name))
         agent = [
             sys.executable,
             "-m",
@@ -584,8 +588,6 @@ def load_running_plan(name: str) -> LabPlan:
         raise LabError(f"no lab named {name!r} is up")
     topo = load_topology(Path(summary["topology"]), name=name)
     plan = build_plan(topo)
-    import json
-
     if json.loads(json.dumps(plan.to_json())) != state.plan():
         raise LabError(
             f"the topology file of lab {name!r} changed since `up`; status uses the saved plan"

@@ -64,11 +64,13 @@ def run(n: int) -> str:
         result = up(plan, path, progress=lambda _m: None, timeout=120)
         up_seconds = time.monotonic() - started
         speakers = [r.pid for r in LabState(plan.name).resources() if r.role == "speaker" and r.pid]
-        rss = pss = 0
+        rss = pss = speaker_rss = 0
         for pid in speakers:
             for process in (pid, *children(pid)):
                 r, p = memory_kib(process)
                 rss, pss = rss + r, pss + p
+                if process == pid:
+                    speaker_rss += r
         downed = down(plan.name, progress=lambda _m: None)
     sessions = sum(len(node.sessions) for node in plan.nodes) // 2
     return (
@@ -76,7 +78,8 @@ def run(n: int) -> str:
         f"{up_seconds:5.2f}s ({'converged' if result.converged else 'NOT converged'}; phases "
         + ", ".join(f"{k} {v:.2f}s" for k, v in result.seconds.items() if k != "total")
         + f"); down {downed.seconds:.2f}s; memory per node (speaker+agent) RSS "
-        f"{rss / len(speakers) / 1024:.1f} MiB, PSS {pss / len(speakers) / 1024:.1f} MiB"
+        f"{rss / len(speakers) / 1024:.1f} MiB (speaker {speaker_rss / len(speakers) / 1024:.1f}),"
+        f" PSS {pss / len(speakers) / 1024:.1f} MiB"
     )
 
 

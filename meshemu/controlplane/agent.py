@@ -220,6 +220,56 @@ class AgentCore:
         }
 
 
+AGENT_CONFIG = "agent-config.json"
+_NODE_FIELDS = (
+    "name",
+    "netns",
+    "ipv4",
+    "ipv6",
+    "router_id",
+    "as_number",
+    "cluster_id",
+    "blocks",
+    "block_pools",
+    "vteps",
+    "subnet_ipv4",
+    "subnet_ipv6",
+    "gateway4",
+    "gateway6",
+)
+_SESSION_FIELDS = (
+    "peer_ip",
+    "peer_as",
+    "local_as",
+    "kind",
+    "rr_client",
+    "keep_next_hop",
+    "allow_local_as",
+    "peer_node",
+)
+
+
+def agent_config(plan: dict[str, Any], node_name: str) -> dict[str, Any]:
+    """The part of the lab plan one node's agent needs, in the plan's own shape.
+
+    Each agent reads only this (not the whole plan, whose size grows with the square of the
+    node count), which keeps an agent's memory flat as labs grow.
+    """
+    nodes = []
+    for node in plan["nodes"]:
+        if node["name"] == node_name:
+            mine = {key: node[key] for key in _NODE_FIELDS}
+            mine["sessions"] = [{k: s[k] for k in _SESSION_FIELDS} for s in node["sessions"]]
+            nodes.append(mine)
+        else:
+            nodes.append({k: node[k] for k in ("name", "ipv4", "ipv6", "router_id", "vteps")})
+    pools = [
+        {k: p[k] for k in ("name", "cidr", "ipip_mode", "vxlan_mode", "disable_bgp_export")}
+        for p in plan["pools"]
+    ]
+    return {"nodes": nodes, "pools": pools}
+
+
 def _path_json(path: Path, best: bool, peer: str | None) -> dict[str, Any]:
     return {
         "prefix": path.prefix,
@@ -245,8 +295,8 @@ class Runtime:
     def __init__(self, state_dir: FsPath, node: str) -> None:
         import json
 
-        plan = json.loads((state_dir / "plan.json").read_text())
-        self.core = AgentCore(plan, node)
+        config = json.loads((state_dir / "nodes" / node / AGENT_CONFIG).read_text())
+        self.core = AgentCore(config, node)
         self.netns = self.core.node["netns"]
         self.out_file = state_dir / "nodes" / node / "agent.json"
         self.fibd_path = state_dir / "fib.sock"
