@@ -8,6 +8,7 @@ interfaces (AF_PACKET), classifying each as plain, IP-in-IP (outer protocol 4) o
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ipaddress
 import json
@@ -343,3 +344,114 @@ __all__ = [
     "render_matrix",
     "route_for",
 ]
+
+
+def tcp_transfer(
+    source_netns: str,
+    target_netns: str,
+    target_ip: str,
+    size: int,
+    port: int = 5001,
+    timeout: float = 30.0,
+) -> tuple[int, float]:
+    """Send `size` bytes over TCP from one namespace to a listener in another.
+
+    Returns (bytes received by the listener, seconds the transfer took).
+    """
+    family = socket.AF_INET6 if ":" in target_ip else socket.AF_INET
+    ready_r, ready_w = os.pipe()
+    result_r, result_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the listener
+        os.close(ready_r)
+        os.close(result_r)
+        received = 0
+        try:
+            _enter(target_netns)
+            server = socket.socket(family, socket.SOCK_STREAM)
+            server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            server.bind((target_ip, port))
+            server.listen(1)
+            server.settimeout(timeout)
+            os.write(ready_w, b"1")
+            conn, _ = server.accept()
+            conn.settimeout(timeout)
+            while True:
+                chunk = conn.recv(1 << 16)
+                if not chunk:
+                    break
+                received += len(chunk)
+            conn.close()
+        except BaseException:  # reported as a short count, never raised past the fork
+            pass
+        finally:
+            os.write(result_w, str(received).encode())
+            os._exit(0)
+    os.close(ready_w)
+    os.close(result_w)
+    try:
+        if os.read(ready_r, 1) != b"1":
+            raise RuntimeError(f"no TCP listener came up in {target_netns}")
+
+        def send() -> float:
+            client = socket.socket(family, socket.SOCK_STREAM)
+            client.settimeout(timeout)
+            started = time.monotonic()
+            client.connect((target_ip, port))
+            block = b"m" * (1 << 16)
+            left = size
+            while left > 0:
+                client.sendall(block[: min(left, len(block))])
+                left -= min(left, len(block))
+            client.shutdown(socket.SHUT_WR)
+            client.recv(1)  # wait for the listener to close: everything arrived
+            client.close()
+            return time.monotonic() - started
+
+        seconds = in_child(source_netns, send)
+        received = int(os.read(result_r, 64) or b"0")
+    finally:
+        os.close(ready_r)
+        os.close(result_r)
+        os.waitpid(pid, 0)
+    assert isinstance(seconds, float)
+    return received, seconds
+
+
+def flood(netns: str, target_ip: str, count: int) -> int:
+    """Send `count` ICMP echo requests as fast as possible; returns how many replies came."""
+
+    def work() -> int:
+        family = 4 if ":" not in target_ip else 6
+        sock = socket.socket(
+            socket.AF_INET if family == 4 else socket.AF_INET6,
+            socket.SOCK_RAW,
+            socket.IPPROTO_ICMP if family == 4 else socket.IPPROTO_ICMPV6,
+        )
+        sock.setblocking(False)
+        ident = os.getpid() & 0xFFFF
+        replies = 0
+        for seq in range(count):
+            header = struct.pack("!BBHHH", 8 if family == 4 else 128, 0, 0, ident, seq)
+            if family == 4:
+                header = struct.pack("!BBHHH", 8, 0, _checksum(header), ident, seq)
+            with contextlib.suppress(BlockingIOError):
+                sock.sendto(header, (target_ip, 0))
+            try:
+                while True:
+                    data = sock.recv(2048)
+                    replies += 1 if data else 0
+            except BlockingIOError:
+                pass
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([sock], [], [], 0.1)
+            if ready:
+                sock.recv(2048)
+                replies += 1
+        sock.close()
+        return replies
+
+    result = in_child(netns, work)
+    assert isinstance(result, int)
+    return result

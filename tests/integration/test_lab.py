@@ -293,3 +293,44 @@ def test_cli_up_status_routes_exec_down(lab_env: Path) -> None:
     assert gone.returncode == 0 and "namespaces removed" in gone.stdout
     again = subprocess.run([*cli, "down", "it-cli"], env=env, capture_output=True, text=True)
     assert again.returncode == 0 and "nothing to do" in again.stdout
+
+
+def test_ipip_tunnel_carries_a_tcp_transfer_and_survives_a_flood(lab_env: Path) -> None:
+    from meshemu.verify.probe import flood, ping_all, tcp_transfer
+
+    plan = plan_for("flagship.yaml", "it-load")
+    bring_up(plan, "flagship.yaml")
+    source, target = plan.node("node1").pods[0], plan.node("node3").pods[0]
+    assert source.ipv4 and target.ipv4
+    size = 5 * 1024 * 1024
+    received, seconds = tcp_transfer(source.netns, target.netns, target.ipv4, size)
+    print(f"5 MiB through IP-in-IP in {seconds:.2f}s")
+    assert received == size
+    replies = flood(source.netns, target.ipv4, 2000)
+    print(f"flood: {replies}/2000 replies")
+    assert replies > 1000
+    from meshemu.verify.probe import in_child
+
+    after = in_child(source.netns, ping_all, [target.ipv4])
+    assert isinstance(after, dict) and after[target.ipv4] is not None
+
+
+def test_md5_password_sessions(lab_env: Path, tmp_path: Path) -> None:
+    text = (
+        (TOPOLOGIES / "mesh.yaml")
+        .read_text()
+        .replace(
+            "bgp:\n  asNumber: 64512", "bgp:\n  asNumber: 64512\n  nodeMeshPassword: s3cret-key"
+        )
+    )
+    assert "nodeMeshPassword" in text
+    topo = tmp_path / "md5.yaml"
+    topo.write_text(text)
+    plan = build_plan(load_topology(topo, name="it-md5"))
+    assert all(s.password == "s3cret-key" for n in plan.nodes for s in n.sessions)
+    config = None
+    result = up(plan, topo, progress=print, timeout=30)
+    assert result.converged
+    config = (LabState(plan.name).dir / "nodes" / "node1" / "exabgp.conf").read_text()
+    assert "md5-password 's3cret-key';" in config
+    assert all(not bad for bad in established(plan).values())
