@@ -142,6 +142,46 @@ class AgentCore:
                     self.adj_out[peer][prefix] = wanted
         return commands
 
+    def restore(self, previous: dict[str, Any]) -> None:
+        """Take over the Adj-RIB-In a previous agent of this node recorded (it was restarted).
+
+        ExaBGP restarts a dead API process but replays nothing to it; the sessions stayed up,
+        so what the last agent learned is still what the peers advertise. A route refresh
+        asked of every peer afterwards (see `refresh_commands`) corrects anything missed.
+        """
+        for entry in previous.get("rib", []):
+            peer = entry.get("learned_from")
+            if peer not in self.adj_in:
+                continue
+            self.adj_in[peer][entry["prefix"]] = Path(
+                prefix=entry["prefix"],
+                next_hop=entry["next_hop"],
+                as_path=tuple(entry["as_path"]),
+                local_pref=entry["local_pref"],
+                originator_id=entry["originator_id"],
+                cluster_list=tuple(entry["cluster_list"]),
+                learned_from=peer,
+                learned_router_id=self.router_ids.get(peer, ""),
+                ebgp=self.links[peer].ebgp,
+                from_rr_client=self.links[peer].rr_client,
+            )
+        for session in previous.get("sessions", []):
+            peer = self.peers.get(session["peer_ip"])
+            if peer is not None:
+                peer.state = "up" if session["state"] == "established" else session["state"]
+                peer.since, peer.reason = session["since"], session["info"]
+                peer.received = len(self.adj_in.get(peer.peer_ip, {}))
+        self._recompute({p for rib in self.adj_in.values() for p in rib})
+
+    def refresh_commands(self) -> list[str]:
+        """Ask every established peer to send its routes again (BGP route refresh)."""
+        out = []
+        for peer_ip, peer in self.peers.items():
+            if peer.state == "up":
+                family = "ipv6" if ":" in peer_ip else "ipv4"
+                out.append(f"neighbor {peer_ip} announce route-refresh {family} unicast")
+        return out
+
     def start(self) -> list[str]:
         """Announce the node's own blocks to every peer (ExaBGP sends them once established)."""
         return self._exports(self.own)
@@ -297,6 +337,7 @@ class Runtime:
 
         config = json.loads((state_dir / "nodes" / node / AGENT_CONFIG).read_text())
         self.core = AgentCore(config, node)
+        self.restarted = False
         self.netns = self.core.node["netns"]
         self.out_file = state_dir / "nodes" / node / "agent.json"
         self.fibd_path = state_dir / "fib.sock"
@@ -306,6 +347,29 @@ class Runtime:
         self.started = time.time()
         self.last_write = 0.0
         self.state_pending = True
+        self._take_over()
+
+    def _take_over(self) -> None:
+        """A previous agent of this node left its state: continue from it."""
+        import json
+
+        try:
+            previous = json.loads(self.out_file.read_text())
+        except (OSError, ValueError):
+            return
+        if previous.get("pid") == os.getpid():
+            return
+        self.restarted = True
+        self.core.restore(previous)
+        for route in previous.get("fib", []):
+            self.programmed[route["prefix"]] = FibRoute(
+                route["prefix"], route["type"], route["via"], route["dev"], route["onlink"]
+            )
+        self.core.dirty |= set(self.programmed)
+        self.errors = [
+            *previous.get("errors", [])[-10:],
+            f"{time.strftime('%H:%M:%S')} agent restarted (previous pid {previous.get('pid')})",
+        ]
 
     def send(self, commands: list[str]) -> None:
         if commands:
@@ -426,6 +490,8 @@ class Runtime:
 
     def run(self) -> int:
         self.send(self.core.start())
+        if self.restarted:
+            self.send(self.core.refresh_commands())
         self.sync_fib()
         self.write_state(force=True)
         selector = selectors.DefaultSelector()

@@ -71,6 +71,8 @@ def render_exabgp(plan: LabPlan, node: NodePlan, agent_command: list[str]) -> st
         if session.password:
             lines.append(f"    md5-password {_quote_password(session.password)};")
         lines += [
+            # Lets a restarted agent ask its peers to send their routes again.
+            "    capability { route-refresh; }",
             f"    family {{ {family}; }}",
             f"    api {{ processes [ {AGENT_PROCESS} ]; neighbor-changes; "
             "receive { parsed; update; } }",

@@ -334,3 +334,32 @@ def test_md5_password_sessions(lab_env: Path, tmp_path: Path) -> None:
     config = (LabState(plan.name).dir / "nodes" / "node1" / "exabgp.conf").read_text()
     assert "md5-password 's3cret-key';" in config
     assert all(not bad for bad in established(plan).values())
+
+
+def test_killed_agent_is_restarted_and_keeps_the_fib(lab_env: Path) -> None:
+    plan = plan_for("mesh.yaml", "it-agent")
+    bring_up(plan, "mesh.yaml")
+    node_dir = LabState(plan.name).dir / "nodes" / "node1"
+    old_pid = int((node_dir / "agent.pid").read_text())
+    os.kill(old_pid, signal.SIGKILL)
+
+    def restarted() -> bool:
+        try:
+            pid = int((node_dir / "agent.pid").read_text())
+        except (OSError, ValueError):
+            return False
+        node = next(n for n in lab_status(plan.name)["nodes"] if n["name"] == "node1")
+        return pid != old_pid and node["agent"] == "running"
+
+    wait_for(restarted, 10, "ExaBGP to restart node1's agent")
+    assert all(d.ok for d in check_convergence(plan))
+    agent = json.loads((node_dir / "agent.json").read_text())
+    assert any("agent restarted" in e for e in agent["errors"])
+    # The new agent still acts on changes: node2's speaker dies, node1 withdraws its blocks.
+    os.kill(speaker_pid(plan, "node2"), signal.SIGKILL)
+    node2_blocks = {b.cidr for b in plan.node("node2").blocks}
+    wait_for(
+        lambda: not node2_blocks & {r.prefix for r in _observed(plan.node("node1"))},
+        15,
+        "node1 to withdraw node2's blocks",
+    )
