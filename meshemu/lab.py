@@ -34,10 +34,19 @@ from meshemu.model import names
 from meshemu.model.plan import LabPlan, NodePlan
 from meshemu.model.render import render_exabgp
 from meshemu.model.routes import FibRoute
+from meshemu.model.topology import Topology
 from meshemu.state import LabState, Resource, process_start_time, write_json_atomic
 from meshemu.verify.fib import FibDiff, compare_fib
 
 Progress = Callable[[str], None]
+# The interpreter of meshemu's own processes, named the same way whichever entry point (the
+# `meshemu` script, `python -m meshemu.cli`, a test runner) started the lab, so that a
+# rendered configuration only changes when its content does.
+PYTHON = (
+    str(Path(sys.prefix) / "bin" / "python3")
+    if (Path(sys.prefix) / "bin" / "python3").exists()
+    else sys.executable
+)
 GATE_FILE = "start-gate"
 
 
@@ -94,7 +103,7 @@ def _start_tunnel(state: LabState, node: NodePlan) -> subprocess.Popen[bytes]:
     log = open(node_dir / "tunnel.log", "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(
         [
-            sys.executable,
+            PYTHON,
             "-m",
             "meshemu.dataplane.ipip_tun",
             "--netns",
@@ -116,6 +125,25 @@ def _start_tunnel(state: LabState, node: NodePlan) -> subprocess.Popen[bytes]:
         Resource("process", f"tunnel:{node.name}", proc.pid, process_start_time(proc.pid), "tunnel")
     )
     return proc
+
+
+def start_tunnels(plan: LabPlan, state: LabState, nodes: list[NodePlan]) -> int:
+    """User-space tunl0 for these nodes; waits until each is up and addressed."""
+    tunnels = [(n, _start_tunnel(state, n)) for n in nodes]
+    deadline = time.monotonic() + 20
+    for node, proc in tunnels:
+        ready = state.node_dir(node.name) / "tunnel.ready"
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise DataplaneError(
+                    f"user-space tunl0 of {node.name} did not start; see "
+                    f"{state.node_dir(node.name) / 'tunnel.log'}"
+                )
+            time.sleep(0.02)
+        if node.ipip_tunnel_address:
+            with in_netns(node.netns) as ns:
+                ns.add_address(names.IPIP_DEVICE, node.ipip_tunnel_address, 32)
+    return len(tunnels)
 
 
 def _listening(netns: str, port: int) -> bool:
@@ -149,11 +177,20 @@ def check_convergence(plan: LabPlan) -> list[FibDiff]:
     return [compare_fib(n.name, n.fib, observe_fib(n), pools) for n in plan.nodes]
 
 
+TOPOLOGY_FILE = "topology.json"
+
+
+def save_topology(state: LabState, topo: Topology) -> None:
+    """The lab's effective topology (after live changes), from which its plan is rebuilt."""
+    write_json_atomic(state.dir / TOPOLOGY_FILE, topo.model_dump(mode="json", by_alias=True))
+
+
 def up(
     plan: LabPlan,
     topology: Path,
     progress: Progress,
     timeout: float | None = None,
+    topo: Topology | None = None,
 ) -> UpResult:
     state = LabState(plan.name)
     ipip = preflight(plan)
@@ -161,6 +198,8 @@ def up(
     # Recorded so that a `down` arriving while this `up` still builds stops it first.
     state.record(Resource("process", "up", os.getpid(), process_start_time(os.getpid()), "up"))
     result = UpResult(plan.name, False, ipip=ipip)
+    if topo is not None:
+        save_topology(state, topo)
     try:
         _up(plan, topology, state, ipip, progress, result, timeout)
     except BaseException:
@@ -219,28 +258,14 @@ def _up(
             pods += 1
     t = _phase(result, "pods", t, progress, f"{pods} pods with cali interfaces")
 
-    tunnels: list[tuple[NodePlan, subprocess.Popen[bytes]]] = []
     if ipip == "userspace":
-        tunnels = [(n, _start_tunnel(state, n)) for n in plan.nodes if n.ipv4]
-        deadline = time.monotonic() + 20
-        for node, proc in tunnels:
-            ready = state.node_dir(node.name) / "tunnel.ready"
-            while not ready.exists():
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise DataplaneError(
-                        f"user-space tunl0 of {node.name} did not start; see "
-                        f"{state.node_dir(node.name) / 'tunnel.log'}"
-                    )
-                time.sleep(0.02)
-            if node.ipip_tunnel_address:
-                with in_netns(node.netns) as ns:
-                    ns.add_address(names.IPIP_DEVICE, node.ipip_tunnel_address, 32)
+        count = start_tunnels(plan, state, [n for n in plan.nodes if n.ipv4])
         t = _phase(
             result,
             "tunnels",
             t,
             progress,
-            f"{len(tunnels)} user-space tunl0 (TUN + raw IP-in-IP socket; no ipip module)",
+            f"{count} user-space tunl0 (TUN + raw IP-in-IP socket; no ipip module)",
         )
     elif ipip == "kernel":
         progress("  tunnels      kernel ipip tunl0")
@@ -320,7 +345,7 @@ def _start_fibd(state: LabState) -> None:
     """The lab's route programmer, which applies every agent's kernel-route changes."""
     log = open(state.dir / "fibd.log", "ab")  # noqa: SIM115 (handed to the child)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "meshemu.dataplane.fibd", "--state", str(state.dir)],
+        [PYTHON, "-m", "meshemu.dataplane.fibd", "--state", str(state.dir)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
@@ -335,7 +360,38 @@ def _start_fibd(state: LabState) -> None:
         time.sleep(0.02)
 
 
-def _start_speakers(plan: LabPlan, state: LabState) -> None:
+def write_node_configs(
+    plan: LabPlan, state: LabState, node: NodePlan, plan_json: dict[str, Any] | None = None
+) -> tuple[Path, bool, bool]:
+    """Write a node's ExaBGP config and agent config; say which of the two changed."""
+    from meshemu.controlplane.agent import AGENT_CONFIG, agent_config
+
+    node_dir = state.node_dir(node.name)
+    agent = [
+        PYTHON,
+        "-m",
+        "meshemu.controlplane.agent",
+        "--state",
+        str(state.dir),
+        "--node",
+        node.name,
+    ]
+    config = node_dir / "exabgp.conf"
+    text = render_exabgp(plan, node, agent)
+    speaker_changed = not config.exists() or config.read_text() != text
+    if speaker_changed:
+        config.write_text(text)
+    agent_file = node_dir / AGENT_CONFIG
+    if plan_json is None:
+        plan_json = json.loads(json.dumps(plan.to_json()))
+    slice_ = agent_config(plan_json, node.name)
+    agent_changed = not agent_file.exists() or json.loads(agent_file.read_text()) != slice_
+    if agent_changed:
+        write_json_atomic(agent_file, slice_)
+    return config, speaker_changed, agent_changed
+
+
+def _start_speakers(plan: LabPlan, state: LabState, only: list[NodePlan] | None = None) -> None:
     """Write every node's ExaBGP config, then let the slim launcher fork the speakers."""
     from meshemu.controlplane.agent import AGENT_CONFIG, agent_config
     from meshemu.controlplane.launcher import LAUNCH_FILE
@@ -347,7 +403,7 @@ def _start_speakers(plan: LabPlan, state: LabState) -> None:
         node_dir = state.node_dir(node.name)
         write_json_atomic(node_dir / AGENT_CONFIG, agent_config(plan_json, node.name))
         agent = [
-            sys.executable,
+            PYTHON,
             "-m",
             "meshemu.controlplane.agent",
             "--state",
@@ -372,7 +428,7 @@ def _start_speakers(plan: LabPlan, state: LabState) -> None:
         {"lab": plan.name, "gate": str(state.dir / GATE_FILE), "nodes": nodes},
     )
     run = subprocess.run(
-        [sys.executable, "-m", "meshemu.controlplane.launcher", "--state", str(state.dir)],
+        [PYTHON, "-m", "meshemu.controlplane.launcher", "--state", str(state.dir)],
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -577,17 +633,26 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def load_running_plan(name: str) -> LabPlan:
-    """Rebuild the LabPlan of a running lab from the topology it was started with."""
+def load_running_topology(name: str) -> Topology:
+    """The effective topology of a running lab (as saved by `up` and live changes)."""
     from meshemu.model.load import load_topology
-    from meshemu.model.plan import build_plan
 
     state = LabState(name)
     summary = state.summary()
     if not summary:
         raise LabError(f"no lab named {name!r} is up")
-    topo = load_topology(Path(summary["topology"]), name=name)
-    plan = build_plan(topo)
+    saved = state.dir / TOPOLOGY_FILE
+    if saved.exists():
+        return Topology.model_validate(json.loads(saved.read_text()))
+    return load_topology(Path(summary["topology"]), name=name)
+
+
+def load_running_plan(name: str) -> LabPlan:
+    """Rebuild the LabPlan of a running lab from its effective topology."""
+    from meshemu.model.plan import build_plan
+
+    state = LabState(name)
+    plan = build_plan(load_running_topology(name))
     if json.loads(json.dumps(plan.to_json())) != state.plan():
         raise LabError(
             f"the topology file of lab {name!r} changed since `up`; status uses the saved plan"

@@ -165,6 +165,10 @@ class AgentCore:
                 ebgp=self.links[peer].ebgp,
                 from_rr_client=self.links[peer].rr_client,
             )
+        for peer_ip, sent in previous.get("adj_out", {}).items():
+            if peer_ip in self.adj_out and isinstance(sent, dict):
+                for prefix, next_hop in sent.items():
+                    self.adj_out[peer_ip][prefix] = Path(prefix=prefix, next_hop=next_hop)
         for session in previous.get("sessions", []):
             peer = self.peers.get(session["peer_ip"])
             if peer is not None:
@@ -183,8 +187,13 @@ class AgentCore:
         return out
 
     def start(self) -> list[str]:
-        """Announce the node's own blocks to every peer (ExaBGP sends them once established)."""
-        return self._exports(self.own)
+        """Announce the node's own blocks to every peer (ExaBGP sends them once established).
+
+        After a takeover this also withdraws what the previous agent announced and this one
+        no longer wants (a pool or block removed by a live change).
+        """
+        announced = {prefix for paths in self.adj_out.values() for prefix in paths}
+        return self._exports(set(self.own) | announced | set(self.best))
 
     def on_state(self, event: StateEvent) -> list[str]:
         peer = self.peers.get(event.peer)

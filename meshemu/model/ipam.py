@@ -50,9 +50,16 @@ def _blocks(cidr: IPNetwork, size: int) -> Iterator[IPNetwork]:
 
 
 def allocate(
-    pools: Sequence[PoolInput], nodes: Sequence[NodeInput]
+    pools: Sequence[PoolInput],
+    nodes: Sequence[NodeInput],
+    affinity: dict[str, list[tuple[str, str]]] | None = None,
 ) -> tuple[dict[str, NodeAllocation], list[Problem]]:
-    """Blocks and addresses for every node, in input order (deterministic)."""
+    """Blocks and addresses for every node, in input order (deterministic).
+
+    `affinity` (node -> [(pool, block)]) is what a running lab already has: like Calico's block
+    affinities, a node keeps its blocks across changes, and only new demand takes free blocks.
+    """
+    affinity = affinity or {}
     problems: list[Problem] = []
     selectors = {p.name: parse_selector(p.node_selector) for p in pools}
     # First pass: how many addresses each node needs from each pool.
@@ -96,7 +103,14 @@ def allocate(
     result = {node.name: NodeAllocation() for node in nodes}
     free: dict[tuple[str, str], list[IPAddress]] = {}
     for pool in pools:
-        block_iter = _blocks(pool.cidr, pool.block_size)
+        kept = {
+            node.name: [
+                ipaddress.ip_network(b) for p, b in affinity.get(node.name, []) if p == pool.name
+            ]
+            for node in nodes
+        }
+        taken = {str(b) for blocks in kept.values() for b in blocks}
+        block_iter = (b for b in _blocks(pool.cidr, pool.block_size) if str(b) not in taken)
         per_block = pool.cidr.num_addresses // (2 ** (pool.block_size - pool.cidr.prefixlen)) - 1
         available = 2 ** (pool.block_size - pool.cidr.prefixlen)
         needed_total = 0
@@ -108,8 +122,9 @@ def allocate(
             n_blocks = -(-count // max(per_block, 1))
             needed_total += n_blocks
             addresses: list[IPAddress] = []
-            for _ in range(n_blocks):
-                block = next(block_iter, None)
+            reuse = kept[node.name][:n_blocks]
+            for index in range(n_blocks):
+                block = reuse[index] if index < len(reuse) else next(block_iter, None)
                 if block is None:
                     break
                 result[node.name].blocks.append((pool.name, block))

@@ -185,8 +185,12 @@ def _mac_for(lab: str, node: str, family: int) -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def build_plan(topo: Topology) -> LabPlan:
-    """Decide the whole lab; raise ConfigError for valid-looking input that cannot be planned."""
+def build_plan(topo: Topology, previous: LabPlan | None = None) -> LabPlan:
+    """Decide the whole lab; raise ConfigError for valid-looking input that cannot be planned.
+
+    `previous`: the plan of the running lab this topology changes; nodes keep their addresses
+    and block affinities, so a live change moves only what it must.
+    """
     problems: list[Problem] = []
     subnets = tuple(
         SubnetPlan(
@@ -201,9 +205,18 @@ def build_plan(topo: Topology) -> LabPlan:
     subnet_by_name = {s.name: s for s in subnets}
 
     # Addresses: fixed ones first, then routers, then nodes take the next free host addresses.
+    kept_address: dict[tuple[str, int], str] = {}
+    if previous is not None:
+        for old in previous.nodes:
+            spec = topo.nodes.get(old.name)
+            if spec is not None and spec.subnet == old.subnet:
+                for family in (4, 6):
+                    old_address = old.address(family)
+                    if old_address is not None:
+                        kept_address[(old.name, family)] = old_address
     taken: set[str] = {
         str(a) for n in topo.nodes.values() for a in (n.ipv4, n.ipv6) if a is not None
-    }
+    } | set(kept_address.values())
     free: dict[tuple[str, int], list[IPAddress]] = {}
     for subnet in subnets:
         for family, prefix in ((4, subnet.ipv4), (6, subnet.ipv6)):
@@ -260,6 +273,8 @@ def build_plan(topo: Topology) -> LabPlan:
             family: (
                 str(fixed)
                 if fixed is not None
+                else kept_address[(name, family)]
+                if (name, family) in kept_address and f"ipv{family}" in wanted
                 else take(spec.subnet, family, f"nodes.{name}")
                 if f"ipv{family}" in wanted
                 else None
@@ -305,6 +320,9 @@ def build_plan(topo: Topology) -> LabPlan:
             )
             for name, spec in topo.nodes.items()
         ],
+        affinity={n.name: [(b.pool, b.cidr) for b in n.blocks] for n in previous.nodes}
+        if previous is not None
+        else None,
     )
     problems += ipam_problems
     if problems:

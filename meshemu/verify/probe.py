@@ -247,6 +247,47 @@ def render_matrix(plan: LabPlan, cells: Iterable[Cell]) -> str:
     return "\n".join(lines)
 
 
+def render_observed_matrix(plan: LabPlan, cells: Iterable[object]) -> str:
+    """The matrix with the path each probe was *seen* taking on the fabric.
+
+    Upper case: reached by the expected path; lower case: unreachable; `!`: reached but by
+    another path than the plan's.
+    """
+    entries = list(cells)
+    names = [f"{n.name}/{p.name}" for n, p in _pods(plan)]
+    letter = {**PATH_LETTER, "unseen": "?"}
+    lines = []
+    for family in (4, 6):
+        subset = {
+            (e.cell.source, e.cell.target): e  # type: ignore[attr-defined]
+            for e in entries
+            if e.cell.family == family  # type: ignore[attr-defined]
+        }
+        if not subset:
+            continue
+        lines.append(
+            f"IPv{family} pods, path seen on the wire (L local, D direct, R router, I IP-in-IP, "
+            "V VXLAN; lower case: no answer; ! other path than planned)"
+        )
+        lines.append(" " * 16 + " ".join(str(i + 1).rjust(2) for i in range(len(names))))
+        for i, source in enumerate(names):
+            row = []
+            for target in names:
+                entry = subset.get((source, target))
+                if entry is None:
+                    row.append(" .")
+                    continue
+                cell = entry.cell  # type: ignore[attr-defined]
+                mark = letter.get(entry.observed_path, "?")  # type: ignore[attr-defined]
+                if not cell.ok:
+                    mark = letter.get(cell.path, "?").lower()
+                elif entry.observed_path != cell.path:  # type: ignore[attr-defined]
+                    mark = "!" + mark
+                row.append(mark.rjust(2))
+            lines.append(f"{i + 1:>2} {source:<13}" + " ".join(row))
+    return "\n".join(lines)
+
+
 @dataclass(frozen=True)
 class Frame:
     ifname: str
