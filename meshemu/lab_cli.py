@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from meshemu.errors import LabError
+from meshemu.model.topology import Topology
 from meshemu.state import LabState, list_labs
+from meshemu.verify.results import Report
 
 PEER_TYPE = {"mesh": "node-to-node mesh", "global": "global", "node": "node specific"}
 
@@ -35,13 +37,20 @@ def resolve_lab(name: str | None) -> str:
     raise LabError(f"several labs are up ({', '.join(labs)}): say which with --lab NAME")
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    from meshemu.cli import _load_plan
-    from meshemu.lab import up
+def _load_topology(args: argparse.Namespace) -> Topology:
+    from meshemu.model.load import load_topology
 
-    plan = _load_plan(args)
+    return load_topology(Path(args.file), name=args.name, pods_per_node=args.pods)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from meshemu.lab import up
+    from meshemu.model.plan import build_plan
+
+    topo = _load_topology(args)
+    plan = build_plan(topo)
     _say(f"bringing up lab {plan.name} from {args.file}")
-    result = up(plan, Path(args.file), _say, timeout=args.timeout)
+    result = up(plan, Path(args.file), _say, timeout=args.timeout, topo=topo)
     if result.converged:
         _say(
             f"lab {plan.name} is up and converged in {result.seconds['total']:.2f}s "
@@ -266,16 +275,17 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: up, show, check reachability, down (always)."""
-    from meshemu.cli import _load_plan
     from meshemu.lab import down, lab_status, up
+    from meshemu.model.plan import build_plan
     from meshemu.report.plan_text import plan_summary
     from meshemu.verify.probe import reachability_matrix, render_matrix
 
-    plan = _load_plan(args)
+    topo = _load_topology(args)
+    plan = build_plan(topo)
     _say(plan_summary(plan))
     code = 1
     try:
-        result = up(plan, Path(args.file), _say, timeout=args.timeout)
+        result = up(plan, Path(args.file), _say, timeout=args.timeout, topo=topo)
         _say("")
         _say(render_status(lab_status(plan.name)))
         if not result.converged:
@@ -297,6 +307,93 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not args.keep:
             down(plan.name, _say)
     return code
+
+
+def write_reports(report: Report, json_path: str | None, junit_path: str | None) -> None:
+    from meshemu.report.junit import render_junit
+
+    if json_path:
+        Path(json_path).write_text(json.dumps(report.to_json(), indent=2) + "\n")
+    if junit_path:
+        Path(junit_path).write_text(render_junit([report]))
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from meshemu.lab import load_running_plan
+    from meshemu.report.terminal import render_report
+    from meshemu.verify.checks import verify_results
+    from meshemu.verify.observe import observe
+
+    name = resolve_lab(args.lab)
+    started = time.monotonic()
+    plan = load_running_plan(name)
+    observation = observe(plan, dataplane=not args.no_dataplane)
+    results = verify_results(plan, observation)
+    # Failing checks first, so the first lines say what is wrong.
+    results.sort(key=lambda r: r.ok)
+    report = Report(
+        f"verify lab {name}",
+        name,
+        tuple(results),
+        round(time.monotonic() - started, 3),
+        {"lab": name, "nodes": str(len(plan.nodes))},
+    )
+    write_reports(report, args.json_file, args.junit)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(render_report(report))
+        if observation.matrix:
+            from meshemu.verify.probe import render_observed_matrix
+
+            print()
+            print(render_observed_matrix(plan, observation.matrix))
+    return 0 if report.ok else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from meshemu.report.terminal import render_report
+    from meshemu.scenario.model import load_scenario
+    from meshemu.scenario.runner import Runner
+
+    path = Path(args.scenario)
+    scenario, topo, topo_path = load_scenario(path)
+    _say(
+        f"scenario {scenario.name}: {len(scenario.steps)} steps on lab {topo.name} "
+        f"({topo_path.name})"
+    )
+    report = Runner(scenario, topo, topo_path, path.parent, _say).run()
+    write_reports(report, args.json, args.junit)
+    _say("")
+    _say(render_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    from meshemu.lab import load_running_plan
+    from meshemu.scenario.runner import take_snapshot
+    from meshemu.verify.snapshot import write_snapshot
+
+    name = resolve_lab(args.lab)
+    data = take_snapshot(load_running_plan(name))
+    write_snapshot(Path(args.output), data)
+    _say(f"snapshot of lab {name} written to {args.output} ({len(data['nodes'])} nodes)")
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from meshemu.lab import load_running_plan
+    from meshemu.scenario.runner import take_snapshot
+    from meshemu.verify.snapshot import diff_snapshots, read_snapshot, render_diff
+
+    before = read_snapshot(Path(args.a))
+    if args.b is None:
+        after = take_snapshot(load_running_plan(resolve_lab(args.lab)))
+    else:
+        after = read_snapshot(Path(args.b))
+    changes = diff_snapshots(before, after)
+    print(render_diff(changes), end="")
+    return 1 if changes else 0
 
 
 def add_commands(sub: Any) -> None:
@@ -335,6 +432,33 @@ def add_commands(sub: Any) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
     p.add_argument("--lab")
     p.set_defaults(func=cmd_exec)
+
+    p = sub.add_parser("verify", help="check a running lab against its plan, with real packets")
+    p.add_argument("lab", nargs="?", help="lab name (default: the only lab up)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json-file", help="also write the JSON report to this file")
+    p.add_argument("--junit", help="also write a JUnit XML report to this file")
+    p.add_argument(
+        "--no-dataplane", action="store_true", help="sessions, RIB and FIB only (no packets)"
+    )
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("run", help="run a scenario: up, faults and changes, timed expectations")
+    p.add_argument("scenario")
+    p.add_argument("--json", help="write the JSON report to this file")
+    p.add_argument("--junit", help="write a JUnit XML report to this file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("snapshot", help="write a running lab's sessions, RIBs and FIBs to a file")
+    p.add_argument("lab", nargs="?")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("diff", help="compare two snapshots, or a snapshot with the running lab")
+    p.add_argument("a", help="snapshot file (before)")
+    p.add_argument("b", nargs="?", help="snapshot file (after); default: the running lab")
+    p.add_argument("--lab")
+    p.set_defaults(func=cmd_diff)
 
     p = sub.add_parser("demo", help="up, status, pod reachability matrix, down")
     _input_args(p)

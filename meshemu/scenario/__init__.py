@@ -1,0 +1,1 @@
+"""Scenarios: a topology and a list of steps (actions and expectations), run against a lab."""

@@ -1,0 +1,406 @@
+"""Run a scenario: bring its lab up, apply each action, poll each expectation, time it all.
+
+Owns the execution of a validated scenario against a real lab: every step becomes a
+`CheckResult` (category `step`) with what was expected, what was observed, and how long it took
+to hold (the convergence time after a fault). The first failing step stops the run (later steps
+are reported as skipped: they would test a lab in an unknown state), and the lab is always
+brought down at the end, pass or fail.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meshemu import live
+from meshemu.lab import check_convergence, down, lab_status, observe_fib, up
+from meshemu.model.plan import LabPlan, build_plan
+from meshemu.model.topology import Topology
+from meshemu.scenario.evolve import apply_step_to_topology
+from meshemu.scenario.model import Expectation, Scenario, Step
+from meshemu.state import LabState
+from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult, Report
+
+Progress = Callable[[str], None]
+POLL = 0.2
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    observed: str
+    diagnosis: str = ""
+
+
+def take_snapshot(plan: LabPlan) -> dict[str, Any]:
+    from meshemu.verify.snapshot import normalize
+
+    state = LabState(plan.name)
+    agents = {n.name: state.agent_state(n.name) or {} for n in plan.nodes}
+    fibs = {
+        n.name: [
+            {"prefix": r.prefix, "type": r.type, "via": r.via, "dev": r.dev, "onlink": r.onlink}
+            for r in observe_fib(n)
+        ]
+        for n in plan.nodes
+    }
+    return normalize(plan.to_json(), agents, fibs)
+
+
+class Runner:
+    def __init__(
+        self, scenario: Scenario, topo: Topology, topo_path: Path, base: Path, progress: Progress
+    ) -> None:
+        self.scenario = scenario
+        self.topo = topo
+        self.topo_path = topo_path
+        self.base = base  # the scenario file's folder: snapshot paths are relative to it
+        self.progress = progress
+        self.plan: LabPlan = build_plan(topo)
+        self.lab = topo.name
+
+    # -- expectations ---------------------------------------------------------------------
+    def _evaluate(self, expect: Expectation) -> Outcome:
+        kind = expect.kind
+        if kind == "converged":
+            return self._converged()
+        if kind == "route":
+            return self._route(expect)
+        if kind == "session":
+            return self._session(expect)
+        if kind == "reachable":
+            return self._reachable(expect)
+        if kind == "matrix":
+            return self._matrix(expect)
+        return self._snapshot(expect)
+
+    def _converged(self) -> Outcome:
+        diffs = check_convergence(self.plan)
+        bad = [line for d in diffs for line in d.describe()]
+        status = lab_status(self.lab)
+        down_sessions = [
+            f"{n['name']} -> {s['peer_ip']}"
+            for n in status["nodes"]
+            for s in n["sessions"]
+            if s["peer_ip"] in self.plan.node(n["name"]).expected_up and s["state"] != "established"
+        ]
+        if not bad and not down_sessions:
+            return Outcome(True, f"{len(self.plan.nodes)} FIBs equal the plan, sessions up")
+        parts = bad[:4] + [f"session {s} not established" for s in down_sessions[:4]]
+        return Outcome(
+            False,
+            "; ".join(parts),
+            f"{len(bad)} route difference(s), {len(down_sessions)} session(s) down",
+        )
+
+    def _prefixes(self, route: Any) -> list[str]:
+        if route.prefix is not None:
+            return [str(ipaddress.ip_network(route.prefix))]
+        family = 4 if route.family == "ipv4" else 6
+        owner = self.plan.node(route.to)
+        return [b.cidr for b in owner.blocks if ipaddress.ip_network(b.cidr).version == family]
+
+    def _route(self, expect: Expectation) -> Outcome:
+        route = expect.route
+        assert route is not None
+        node = self.plan.node(route.node)
+        observed = {r.prefix: r for r in observe_fib(node)}
+        prefixes = self._prefixes(route)
+        if not prefixes:
+            return Outcome(
+                False,
+                f"{route.to} has no {route.family} block",
+                f"{route.to} owns no {route.family} block in the current plan",
+            )
+        family = 4 if route.family == "ipv4" else 6
+        via = route.via
+        if via is not None and via in {n.name for n in self.plan.nodes}:
+            via = self.plan.node(via).address(family)
+        texts = []
+        ok = True
+        for prefix in prefixes:
+            have = observed.get(prefix)
+            texts.append(have.text() if have else f"no route to {prefix}")
+            if not route.present:
+                ok = ok and have is None
+                continue
+            if have is None:
+                ok = False
+                continue
+            if via is not None and have.via != via:
+                ok = False
+            if route.dev is not None and have.dev != route.dev:
+                ok = False
+        return Outcome(ok, "; ".join(texts), "" if ok else f"on {route.node}: " + "; ".join(texts))
+
+    def _session(self, expect: Expectation) -> Outcome:
+        session = expect.session
+        assert session is not None
+        family = 4 if session.family == "ipv4" else 6
+        peer_ip = session.peer
+        if peer_ip in {n.name for n in self.plan.nodes}:
+            peer_ip = self.plan.node(peer_ip).address(family) or peer_ip
+        agent = LabState(self.lab).agent_state(session.node) or {}
+        speaker_alive = (
+            next(n["speaker"] for n in lab_status(self.lab)["nodes"] if n["name"] == session.node)
+            == "running"
+        )
+        seen = next((s for s in agent.get("sessions", []) if s["peer_ip"] == peer_ip), None)
+        state = seen["state"] if seen and speaker_alive else "down"
+        ok = (state == "established") == (session.state == "established")
+        info = f" ({seen['info']})" if seen and seen.get("info") else ""
+        return Outcome(ok, f"{session.node} -> {peer_ip}: {state}{info}")
+
+    def _pod(self, ref: str) -> Any:
+        node, _, pod = ref.partition("/")
+        return next(p for p in self.plan.node(node).pods if p.name == pod)
+
+    def _reachable(self, expect: Expectation) -> Outcome:
+        from meshemu.verify.observe import observed_path
+        from meshemu.verify.probe import Cell, capture, expected_path, in_child, ping_all
+
+        reach = expect.reachable
+        assert reach is not None
+        family = 4 if reach.family == "ipv4" else 6
+        source, target = self._pod(reach.from_), self._pod(reach.to)
+        src_ip = source.ipv4 if family == 4 else source.ipv6
+        dst_ip = target.ipv4 if family == 4 else target.ipv6
+        if not src_ip or not dst_ip:
+            return Outcome(False, f"no {reach.family} address on both pods")
+        frames: list[Any] = []
+        import threading
+
+        sniffer = threading.Thread(
+            target=lambda: frames.extend(capture(self.plan.fabric_netns, 1.5))
+        )
+        sniffer.start()
+        time.sleep(0.2)
+        answers = in_child(source.netns, ping_all, [dst_ip], 1.0, 2)
+        sniffer.join()
+        assert isinstance(answers, dict)
+        reached = answers.get(dst_ip) is not None
+        src_node, dst_node = self.plan.node(source.node), self.plan.node(target.node)
+        cell = Cell(
+            reach.from_,
+            reach.to,
+            family,
+            src_ip,
+            dst_ip,
+            expected_path(self.plan, src_node, dst_node, family),
+            answers.get(dst_ip),
+        )
+        path = observed_path(cell, frames) if reached else "none"
+        ok = reached == reach.reachable and (
+            reach.path is None or not reached or path == reach.path
+        )
+        text = f"{'reachable' if reached else 'unreachable'}" + (f" via {path}" if reached else "")
+        return Outcome(ok, text)
+
+    def _matrix(self, expect: Expectation) -> Outcome:
+        from meshemu.verify.checks import check_dataplane
+        from meshemu.verify.observe import observe_dataplane
+
+        assert expect.matrix is not None
+        results = check_dataplane(observe_dataplane(self.plan, tcp=False))
+        if not expect.matrix.paths:
+            results = [r for r in results if r.details.get("icmp") is False]
+        bad = [r for r in results if r.status == FAIL]
+        if not bad:
+            return Outcome(True, f"{len(results)} pod pairs reachable by their planned paths")
+        return Outcome(
+            False,
+            f"{len(bad)}/{len(results)} cells wrong: " + "; ".join(r.diagnosis for r in bad[:4]),
+        )
+
+    def _snapshot(self, expect: Expectation) -> Outcome:
+        from meshemu.verify.snapshot import diff_snapshots, read_snapshot
+
+        assert expect.snapshot is not None
+        saved = read_snapshot(self.base / expect.snapshot.file)
+        changes = diff_snapshots(saved, take_snapshot(self.plan))
+        if not changes:
+            return Outcome(True, "equal to the snapshot")
+        return Outcome(
+            False, f"{len(changes)} change(s): " + "; ".join(c.text() for c in changes[:4])
+        )
+
+    # -- actions ----------------------------------------------------------------------------
+    def _act(self, step: Step) -> str:
+        kind, arg = step.kind, step.argument()
+        if kind == "up":
+            topo = self.topo
+            if arg.pods is not None:
+                data = topo.model_dump(mode="json", by_alias=True)
+                for node in data["nodes"].values():
+                    node["pods"] = arg.pods
+                topo = Topology.model_validate(data)
+                self.topo, self.plan = topo, build_plan(topo)
+            result = up(self.plan, self.topo_path, self.progress, topo=self.topo)
+            return f"up in {result.seconds.get('total', 0):.2f}s" + (
+                "" if result.converged else " (not converged yet)"
+            )
+        if kind == "link-down":
+            live.set_link(self.lab, arg.node, up=False)
+            return f"{arg.node}'s uplink down"
+        if kind == "link-up":
+            live.set_link(self.lab, arg.node, up=True)
+            return f"{arg.node}'s uplink up"
+        if kind in ("stop-speaker", "stop-reflector"):
+            live.stop_speaker(self.lab, arg.node)
+            return f"{arg.node}'s speaker stopped"
+        if kind == "start-speaker":
+            live.start_speaker(self.lab, arg.node)
+            return f"{arg.node}'s speaker started"
+        if kind == "restart-speaker":
+            live.stop_speaker(self.lab, arg.node)
+            live.start_speaker(self.lab, arg.node)
+            return f"{arg.node}'s speaker restarted"
+        if kind == "kill-agent":
+            pid = live.kill_agent(self.lab, arg.node)
+            return f"{arg.node}'s agent (pid {pid}) killed"
+        if kind == "wait":
+            time.sleep(float(arg))
+            return f"waited {arg}s"
+        if kind == "write-snapshot":
+            from meshemu.verify.snapshot import write_snapshot
+
+            path = self.base / arg.file
+            write_snapshot(path, take_snapshot(self.plan))
+            return f"snapshot written to {path}"
+        new_topo = apply_step_to_topology(self.topo, step)
+        self.plan, summary = live.apply_topology(self.lab, new_topo)
+        self.topo = new_topo
+        return summary.text()
+
+    def run(self) -> Report:
+        started = time.monotonic()
+        results: list[CheckResult] = []
+        failed = False
+        try:
+            for index, step in enumerate(self.scenario.steps):
+                label = f"step {index + 1}: {step.name or describe(step)}"
+                if failed:
+                    results.append(
+                        CheckResult(
+                            "step", label, SKIP, diagnosis="not run: an earlier step failed"
+                        )
+                    )
+                    continue
+                t0 = time.monotonic()
+                if step.expect is None:
+                    try:
+                        observed = self._act(step)
+                    except Exception as err:  # a failed action is a failed step, reported
+                        results.append(
+                            CheckResult(
+                                "step",
+                                label,
+                                FAIL,
+                                describe(step),
+                                f"{type(err).__name__}: {err}",
+                                f"the action of step {index + 1} failed",
+                                seconds=_since(t0),
+                            )
+                        )
+                        failed = True
+                        continue
+                    results.append(
+                        CheckResult(
+                            "step", label, PASS, describe(step), observed, seconds=_since(t0)
+                        )
+                    )
+                    self.progress(f"  {label:<58} {_since(t0):6.2f}s  {observed}")
+                    continue
+                outcome = self._poll(step.expect)
+                seconds = _since(t0)
+                status = PASS if outcome.ok else FAIL
+                diagnosis = (
+                    ""
+                    if outcome.ok
+                    else (
+                        f"step {index + 1} expected {describe(step)} within "
+                        f"{step.expect.timeout:g}s; observed: {outcome.observed}"
+                        + (f" ({outcome.diagnosis})" if outcome.diagnosis else "")
+                    )
+                )
+                results.append(
+                    CheckResult(
+                        "step",
+                        label,
+                        status,
+                        describe(step),
+                        outcome.observed,
+                        diagnosis,
+                        seconds=seconds,
+                    )
+                )
+                self.progress(
+                    f"  {label:<58} {seconds:6.2f}s  {'held' if outcome.ok else 'FAILED'}"
+                )
+                failed = not outcome.ok
+        finally:
+            down(self.lab, self.progress)
+        return Report(
+            f"scenario {self.scenario.name}",
+            self.lab,
+            tuple(results),
+            _since(started),
+            {"scenario": self.scenario.name, "lab": self.lab},
+        )
+
+    def _poll(self, expect: Expectation) -> Outcome:
+        deadline = time.monotonic() + expect.timeout
+        while True:
+            try:
+                outcome = self._evaluate(expect)
+            except Exception as err:  # an observation that fails is a failing observation
+                outcome = Outcome(False, f"{type(err).__name__}: {err}")
+            if outcome.ok or time.monotonic() >= deadline:
+                return outcome
+            time.sleep(POLL)
+
+
+def _since(start: float) -> float:
+    return round(time.monotonic() - start, 3)
+
+
+def describe(step: Step) -> str:
+    """One line saying what a step does or expects."""
+    kind = step.kind
+    arg = step.argument()
+    if kind == "expect":
+        assert isinstance(arg, Expectation)
+        what = getattr(arg, arg.kind)
+        if arg.kind == "converged":
+            return "converged (every FIB equals the plan, every session up)"
+        if arg.kind == "route":
+            target = what.prefix or f"{what.to}'s {what.family} block"
+            detail = "".join(f" {k} {v}" for k, v in (("via", what.via), ("dev", what.dev)) if v)
+            presence = "present" if what.present else "absent"
+            return f"route on {what.node} to {target} {presence}{detail}"
+        if arg.kind == "session":
+            return f"session {what.node} -> {what.peer} ({what.family}) {what.state}"
+        if arg.kind == "reachable":
+            path = f" via {what.path}" if what.path else ""
+            return (
+                f"{what.from_} -> {what.to} ({what.family}) "
+                f"{'reachable' if what.reachable else 'unreachable'}{path}"
+            )
+        if arg.kind == "matrix":
+            return "every pod reaches every pod" + (" by its planned path" if what.paths else "")
+        return f"equal to snapshot {what.file}"
+    if kind == "wait":
+        return f"wait {arg}s"
+    if hasattr(arg, "node"):
+        return f"{kind} {arg.node}"
+    if hasattr(arg, "name"):
+        return f"{kind} {arg.name}"
+    if hasattr(arg, "pool"):
+        return f"{kind} {arg.pool}"
+    if hasattr(arg, "peer"):
+        return f"{kind} {arg.peer}"
+    return kind
