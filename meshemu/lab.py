@@ -393,26 +393,14 @@ def write_node_configs(
 
 def _start_speakers(plan: LabPlan, state: LabState, only: list[NodePlan] | None = None) -> None:
     """Write every node's ExaBGP config, then let the slim launcher fork the speakers."""
-    from meshemu.controlplane.agent import AGENT_CONFIG, agent_config
     from meshemu.controlplane.launcher import LAUNCH_FILE
     from meshemu.controlplane.speaker import exabgp_environment
 
     plan_json = json.loads(json.dumps(plan.to_json()))
     nodes = []
-    for node in plan.nodes:
+    for node in only if only is not None else plan.nodes:
         node_dir = state.node_dir(node.name)
-        write_json_atomic(node_dir / AGENT_CONFIG, agent_config(plan_json, node.name))
-        agent = [
-            PYTHON,
-            "-m",
-            "meshemu.controlplane.agent",
-            "--state",
-            str(state.dir),
-            "--node",
-            node.name,
-        ]
-        config = node_dir / "exabgp.conf"
-        config.write_text(render_exabgp(plan, node, agent))
+        config, _speaker_changed, _agent_changed = write_node_configs(plan, state, node, plan_json)
         bind = [a for a in (node.ipv4, node.ipv6) if a]
         nodes.append(
             {
