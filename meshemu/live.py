@@ -193,11 +193,20 @@ def apply_topology(lab: str, topo: Topology) -> tuple[LabPlan, ChangeSummary]:
     return new, summary
 
 
+def _remove_pod(node: NodePlan, pod: build.PodPlan) -> None:
+    # Delete the host side first: the kernel tears a namespace's interfaces down lazily, and
+    # a pod created again at once needs its `cali` name free.
+    with in_netns(node.netns) as ns:
+        if ns.has_link(pod.host_ifname):
+            ns.delete_link(pod.host_ifname)
+    remove_netns(pod.netns)
+
+
 def _sync_pods(old: NodePlan, new: NodePlan, record: build.Record, summary: ChangeSummary) -> None:
     old_pods = {p.name: p for p in old.pods}
     new_pods = {p.name: p for p in new.pods}
     for name in sorted(set(old_pods) - set(new_pods)):
-        remove_netns(old_pods[name].netns)  # its veth and host route go with it
+        _remove_pod(old, old_pods[name])  # its veth and host routes go with it
         summary.pods_removed += 1
     for name in sorted(new_pods):
         pod = new_pods[name]
@@ -205,7 +214,7 @@ def _sync_pods(old: NodePlan, new: NodePlan, record: build.Record, summary: Chan
         if previous is not None and (previous.ipv4, previous.ipv6) == (pod.ipv4, pod.ipv6):
             continue
         if previous is not None:
-            remove_netns(previous.netns)
+            _remove_pod(old, previous)
             summary.pods_removed += 1
         if not netns_exists(pod.netns):
             build.build_pod(new, pod, record)

@@ -21,6 +21,8 @@ from meshemu.errors import DataplaneError
 from meshemu.model import names
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan
 
+__all__ = ["PodPlan", "Record"]
+
 # Calico's pod plumbing: the host side of every pod veth has this MAC, the pod's IPv4 default
 # route goes to 169.254.1.1 (answered by proxy ARP), and its IPv6 default route goes to the
 # host side's link-local address, which this MAC yields (EUI-64).

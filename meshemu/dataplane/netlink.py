@@ -116,6 +116,14 @@ class NetnsHandle:
             raise self._fail(f"add vxlan {ifname}", err) from err
         self.up(ifname)
 
+    def delete_link(self, ifname: str) -> None:
+        try:
+            self.ipr.link("del", index=self.index(ifname))
+        except NetlinkError as err:
+            if err.code != errno.ENODEV:
+                raise self._fail(f"delete {ifname}", err) from err
+        self._index.pop(ifname, None)
+
     def up(self, ifname: str) -> None:
         try:
             self.ipr.link("set", index=self.index(ifname), state="up")

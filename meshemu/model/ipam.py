@@ -53,6 +53,7 @@ def allocate(
     pools: Sequence[PoolInput],
     nodes: Sequence[NodeInput],
     affinity: dict[str, list[tuple[str, str]]] | None = None,
+    pods_before: dict[str, list[dict[int, tuple[str, str]]]] | None = None,
 ) -> tuple[dict[str, NodeAllocation], list[Problem]]:
     """Blocks and addresses for every node, in input order (deterministic).
 
@@ -60,6 +61,8 @@ def allocate(
     affinities, a node keeps its blocks across changes, and only new demand takes free blocks.
     """
     affinity = affinity or {}
+    # Pods that exist already keep their pool and address (Calico never renumbers a pod).
+    pods_before = pods_before or {}
     problems: list[Problem] = []
     selectors = {p.name: parse_selector(p.node_selector) for p in pools}
     # First pass: how many addresses each node needs from each pool.
@@ -81,6 +84,10 @@ def allocate(
             assignment = {}
             for family, candidates in per_family.items():
                 chosen = candidates[index % len(candidates)]
+                before = pods_before.get(node.name, [])
+                if index < len(before) and family in before[index]:
+                    kept_pool = before[index][family][0]
+                    chosen = next((c for c in candidates if c.name == kept_pool), chosen)
                 assignment[family] = chosen.name
                 demand[(node.name, chosen.name)] = demand.get((node.name, chosen.name), 0) + 1
             assignments.append(assignment)
@@ -161,10 +168,30 @@ def allocate(
                     alloc.ipip_tunnel = address
                 else:
                     alloc.vxlan_tunnel[family] = address
-        for assignment in pod_pools[node.name]:
+        before = pods_before.get(node.name, [])
+        reserved = {
+            (pool_name, address)
+            for index, previous in enumerate(before)
+            if index < len(pod_pools[node.name])
+            for pool_name, address in previous.values()
+        }
+        for index, assignment in enumerate(pod_pools[node.name]):
             pod: dict[int, tuple[str, IPAddress]] = {}
             for family, pool_name in assignment.items():
-                pod[family] = (pool_name, free[(node.name, pool_name)].pop(0))
+                addresses = free[(node.name, pool_name)]
+                old = before[index].get(family) if index < len(before) else None
+                keep = (
+                    ipaddress.ip_address(old[1])
+                    if old is not None and old[0] == pool_name
+                    else None
+                )
+                if keep is not None and keep in addresses:
+                    addresses.remove(keep)
+                    pod[family] = (pool_name, keep)
+                    continue
+                choice = next(a for a in addresses if (pool_name, str(a)) not in reserved)
+                addresses.remove(choice)
+                pod[family] = (pool_name, choice)
                 assert by_name[pool_name].cidr.version == family
             alloc.pod_addresses.append(pod)
     return result, problems

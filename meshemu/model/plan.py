@@ -323,6 +323,7 @@ def build_plan(topo: Topology, previous: LabPlan | None = None) -> LabPlan:
         affinity={n.name: [(b.pool, b.cidr) for b in n.blocks] for n in previous.nodes}
         if previous is not None
         else None,
+        pods_before=_pods_before(previous),
     )
     problems += ipam_problems
     if problems:
@@ -506,6 +507,24 @@ def build_plan(topo: Topology, previous: LabPlan | None = None) -> LabPlan:
         unsupported=tuple(topo.unsupported),
         notes=tuple(notes),
     )
+
+
+def _pods_before(previous: LabPlan | None) -> dict[str, list[dict[int, tuple[str, str]]]] | None:
+    """Each running pod's pool and address per family, which a live change keeps."""
+    if previous is None:
+        return None
+    out: dict[str, list[dict[int, tuple[str, str]]]] = {}
+    for node in previous.nodes:
+        pods = []
+        for pod in node.pods:
+            kept: dict[int, tuple[str, str]] = {}
+            if pod.pool4 is not None and pod.ipv4 is not None:
+                kept[4] = (pod.pool4, pod.ipv4)
+            if pod.pool6 is not None and pod.ipv6 is not None:
+                kept[6] = (pod.pool6, pod.ipv6)
+            pods.append(kept)
+        out[node.name] = pods
+    return out
 
 
 def _maybe_ip(text: str | None) -> IPAddress | None:

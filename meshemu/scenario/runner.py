@@ -395,10 +395,10 @@ def describe(step: Step) -> str:
         return f"equal to snapshot {what.file}"
     if kind == "wait":
         return f"wait {arg}s"
-    if hasattr(arg, "node"):
-        return f"{kind} {arg.node}"
-    if hasattr(arg, "name"):
+    if getattr(arg, "name", None):
         return f"{kind} {arg.name}"
+    if getattr(arg, "node", None):
+        return f"{kind} {arg.node}"
     if hasattr(arg, "pool"):
         return f"{kind} {arg.pool}"
     if hasattr(arg, "peer"):
