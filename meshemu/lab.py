@@ -180,9 +180,17 @@ def check_convergence(plan: LabPlan) -> list[FibDiff]:
 TOPOLOGY_FILE = "topology.json"
 
 
-def save_topology(state: LabState, topo: Topology) -> None:
-    """The lab's effective topology (after live changes), from which its plan is rebuilt."""
+STICKY_FILE = "allocations.json"
+
+
+def save_topology(state: LabState, topo: Topology, plan: LabPlan | None = None) -> None:
+    """The lab's effective topology (after live changes) and what its plan has handed out
+    (addresses, blocks, pod IPs), from which its plan is rebuilt exactly."""
+    from meshemu.model.plan import Sticky
+
     write_json_atomic(state.dir / TOPOLOGY_FILE, topo.model_dump(mode="json", by_alias=True))
+    if plan is not None:
+        write_json_atomic(state.dir / STICKY_FILE, Sticky.of(plan).to_json())
 
 
 def up(
@@ -199,7 +207,7 @@ def up(
     state.record(Resource("process", "up", os.getpid(), process_start_time(os.getpid()), "up"))
     result = UpResult(plan.name, False, ipip=ipip)
     if topo is not None:
-        save_topology(state, topo)
+        save_topology(state, topo, plan)
     try:
         _up(plan, topology, state, ipip, progress, result, timeout)
     except BaseException:
@@ -637,10 +645,12 @@ def load_running_topology(name: str) -> Topology:
 
 def load_running_plan(name: str) -> LabPlan:
     """Rebuild the LabPlan of a running lab from its effective topology."""
-    from meshemu.model.plan import build_plan
+    from meshemu.model.plan import Sticky, build_plan
 
     state = LabState(name)
-    plan = build_plan(load_running_topology(name))
+    saved = state.dir / STICKY_FILE
+    sticky = Sticky.from_json(json.loads(saved.read_text())) if saved.exists() else None
+    plan = build_plan(load_running_topology(name), sticky=sticky)
     if json.loads(json.dumps(plan.to_json())) != state.plan():
         raise LabError(
             f"the topology file of lab {name!r} changed since `up`; status uses the saved plan"

@@ -152,7 +152,7 @@ def apply_topology(lab: str, topo: Topology) -> tuple[LabPlan, ChangeSummary]:
         _remove_node(state, old_nodes[name])
         summary.removed_nodes.append(name)
     state.write_plan(new.to_json())
-    save_topology(state, topo)
+    save_topology(state, topo, new)
     record = _record_netns(state)
 
     added = [new_nodes[n] for n in new_nodes if n not in old_nodes]

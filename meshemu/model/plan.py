@@ -185,12 +185,68 @@ def _mac_for(lab: str, node: str, family: int) -> str:
     return ":".join(f"{b:02x}" for b in octets)
 
 
-def build_plan(topo: Topology, previous: LabPlan | None = None) -> LabPlan:
+@dataclass(frozen=True)
+class Sticky:
+    """What a running lab has already handed out, kept by every later plan of it.
+
+    Like Calico's block affinities and pod IPs: a live change moves only what it must. Saved
+    in the lab's state folder (`to_json`), so the running lab's plan can be rebuilt exactly.
+    """
+
+    addresses: dict[str, tuple[str, dict[int, str]]]  # node -> (subnet, family -> address)
+    affinity: dict[str, list[tuple[str, str]]]  # node -> [(pool, block)]
+    pods: dict[str, list[dict[int, tuple[str, str]]]]  # node -> per pod: family -> (pool, ip)
+
+    @classmethod
+    def of(cls, plan: LabPlan) -> Sticky:
+        pods_before = _pods_before(plan) or {}
+        return cls(
+            addresses={
+                n.name: (n.subnet, {f: a for f in (4, 6) if (a := n.address(f)) is not None})
+                for n in plan.nodes
+            },
+            affinity={n.name: [(b.pool, b.cidr) for b in n.blocks] for n in plan.nodes},
+            pods=pods_before,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "addresses": {
+                n: {"subnet": subnet, "ipv4": a.get(4), "ipv6": a.get(6)}
+                for n, (subnet, a) in self.addresses.items()
+            },
+            "affinity": {n: [list(x) for x in blocks] for n, blocks in self.affinity.items()},
+            "pods": {
+                n: [{f"ipv{f}": list(v) for f, v in pod.items()} for pod in pods]
+                for n, pods in self.pods.items()
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Sticky:
+        return cls(
+            addresses={
+                n: (v["subnet"], {f: v[f"ipv{f}"] for f in (4, 6) if v.get(f"ipv{f}")})
+                for n, v in data["addresses"].items()
+            },
+            affinity={n: [(p, b) for p, b in blocks] for n, blocks in data["affinity"].items()},
+            pods={
+                n: [{int(k[3:]): (v[0], v[1]) for k, v in pod.items()} for pod in pods]
+                for n, pods in data["pods"].items()
+            },
+        )
+
+
+def build_plan(
+    topo: Topology, previous: LabPlan | None = None, sticky: Sticky | None = None
+) -> LabPlan:
     """Decide the whole lab; raise ConfigError for valid-looking input that cannot be planned.
 
-    `previous`: the plan of the running lab this topology changes; nodes keep their addresses
-    and block affinities, so a live change moves only what it must.
+    `previous` (or its `Sticky` record): the plan of the running lab this topology changes;
+    nodes keep their addresses and block affinities and pods their addresses.
     """
+    if sticky is None and previous is not None:
+        sticky = Sticky.of(previous)
     problems: list[Problem] = []
     subnets = tuple(
         SubnetPlan(
@@ -206,14 +262,12 @@ def build_plan(topo: Topology, previous: LabPlan | None = None) -> LabPlan:
 
     # Addresses: fixed ones first, then routers, then nodes take the next free host addresses.
     kept_address: dict[tuple[str, int], str] = {}
-    if previous is not None:
-        for old in previous.nodes:
-            spec = topo.nodes.get(old.name)
-            if spec is not None and spec.subnet == old.subnet:
-                for family in (4, 6):
-                    old_address = old.address(family)
-                    if old_address is not None:
-                        kept_address[(old.name, family)] = old_address
+    if sticky is not None:
+        for old_name, (old_subnet, old_addresses) in sticky.addresses.items():
+            spec = topo.nodes.get(old_name)
+            if spec is not None and spec.subnet == old_subnet:
+                for family, old_address in old_addresses.items():
+                    kept_address[(old_name, family)] = old_address
     taken: set[str] = {
         str(a) for n in topo.nodes.values() for a in (n.ipv4, n.ipv6) if a is not None
     } | set(kept_address.values())
@@ -320,10 +374,8 @@ def build_plan(topo: Topology, previous: LabPlan | None = None) -> LabPlan:
             )
             for name, spec in topo.nodes.items()
         ],
-        affinity={n.name: [(b.pool, b.cidr) for b in n.blocks] for n in previous.nodes}
-        if previous is not None
-        else None,
-        pods_before=_pods_before(previous),
+        affinity=sticky.affinity if sticky is not None else None,
+        pods_before=sticky.pods if sticky is not None else None,
     )
     problems += ipam_problems
     if problems:
