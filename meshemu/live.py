@@ -29,7 +29,6 @@ from meshemu.lab import (
     start_tunnels,
     write_node_configs,
 )
-from meshemu.model import names
 from meshemu.model.plan import LabPlan, NodePlan, build_plan
 from meshemu.model.topology import Topology
 from meshemu.state import LabState, Resource
@@ -224,29 +223,7 @@ def _sync_pods(old: NodePlan, new: NodePlan, record: build.Record, summary: Chan
 def _sync_vxlan(plan: LabPlan, node: NodePlan) -> None:
     """VXLAN devices for the node's VTEPs, and entries for every other node's VTEP."""
     with in_netns(node.netns) as ns:
-        for vtep in node.vteps:
-            local = node.address(vtep.family)
-            device = names.VXLAN_DEVICE[vtep.family]
-            if local is None:
-                continue
-            if not ns.has_link(device):
-                ns.add_vxlan(
-                    device,
-                    names.VXLAN_VNI[vtep.family],
-                    local,
-                    node.uplink,
-                    names.VXLAN_PORT,
-                    vtep.mac,
-                )
-                ns.add_address(device, vtep.address, 32 if vtep.family == 4 else 128)
-            for other in plan.nodes:
-                if other.name == node.name:
-                    continue
-                for remote in other.vteps:
-                    remote_ip = other.address(remote.family)
-                    if remote.family == vtep.family and remote_ip is not None:
-                        ns.add_neighbor(device, remote.address, remote.mac)
-                        ns.add_fdb(device, remote.mac, remote_ip)
+        build.build_vxlan(plan, node, ns)
 
 
 def current_topology(lab: str) -> Topology:

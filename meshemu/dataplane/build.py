@@ -126,23 +126,36 @@ def build_node(plan: LabPlan, node: NodePlan, record: Record, ipip_kernel: bool)
             ns.route("add", "0.0.0.0/0", via=node.gateway4, dev=node.uplink)
         if node.gateway6:
             ns.route("add", "::/0", via=node.gateway6, dev=node.uplink)
-        if ipip_kernel and node.ipip_tunnel_address and ns.has_link(names.IPIP_DEVICE):
+        if ipip_kernel and node.ipip_tunnel_address:
+            # With the ipip module loaded the kernel makes `tunl0` in every new namespace,
+            # unless net.core.fb_tunnels_only_for_init_net says otherwise: then make it.
+            if not ns.has_link(names.IPIP_DEVICE):
+                ns.add_ipip(names.IPIP_DEVICE)
             ns.up(names.IPIP_DEVICE)
             ns.add_address(names.IPIP_DEVICE, node.ipip_tunnel_address, 32)
         build_vxlan(plan, node, ns)
 
 
 def build_vxlan(plan: LabPlan, node: NodePlan, ns: NetnsHandle) -> None:
-    """Felix's VXLAN device per family, with a neighbour and FDB entry for every remote VTEP."""
+    """Felix's VXLAN device per family, with a neighbour and FDB entry for every remote VTEP.
+
+    Idempotent: a live change calls it again to add what new VTEPs need.
+    """
     for vtep in node.vteps:
         local = node.address(vtep.family)
         if local is None:
             continue
         device = names.VXLAN_DEVICE[vtep.family]
-        ns.add_vxlan(
-            device, names.VXLAN_VNI[vtep.family], local, node.uplink, names.VXLAN_PORT, vtep.mac
-        )
-        ns.add_address(device, vtep.address, 32 if vtep.family == 4 else 128)
+        if not ns.has_link(device):
+            ns.add_vxlan(
+                device,
+                names.VXLAN_VNI[vtep.family],
+                local,
+                node.uplink,
+                names.VXLAN_PORT,
+                vtep.mac,
+            )
+            ns.add_address(device, vtep.address, 32 if vtep.family == 4 else 128)
         for other in plan.nodes:
             if other.name == node.name:
                 continue

@@ -124,6 +124,14 @@ class NetnsHandle:
                 raise self._fail(f"delete {ifname}", err) from err
         self._index.pop(ifname, None)
 
+    def add_ipip(self, ifname: str) -> None:
+        """A kernel IP-in-IP device without fixed endpoints (like Calico's tunl0)."""
+        try:
+            self.ipr.link("add", ifname=ifname, kind="ipip")
+        except NetlinkError as err:
+            if err.code != errno.EEXIST:
+                raise self._fail(f"add ipip {ifname}", err) from err
+
     def up(self, ifname: str) -> None:
         try:
             self.ipr.link("set", index=self.index(ifname), state="up")

@@ -19,7 +19,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from meshemu.errors import Problem
-from meshemu.model.topology import AsNumber, EncapMode, Port, ReversePeering, SourceAddress
+from meshemu.model.topology import (
+    AsNumber,
+    EncapMode,
+    Port,
+    ReversePeering,
+    SourceAddress,
+    labels_as_text,
+)
 
 CALICO_API = "projectcalico.org/v3"
 OPERATOR_API = "operator.tigera.io/v1"
@@ -43,9 +50,7 @@ class Metadata(_Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_as_text(cls, value: object) -> object:
-        if isinstance(value, dict):
-            return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in value.items()}
-        return value
+        return labels_as_text(value)
 
 
 class SecretKeyRef(_Strict):

@@ -41,6 +41,14 @@ def check_dns_label(value: str, what: str) -> str:
     return value
 
 
+def labels_as_text(value: object) -> object:
+    """YAML 1.1 reads `routeReflector: true` or `yes` as a boolean; Kubernetes labels are
+    strings, and Calico compares them as the text "true"."""
+    if isinstance(value, dict):
+        return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in value.items()}
+    return value
+
+
 class Strict(BaseModel):
     """Base of every input model: unknown keys are errors, values are not coerced silently."""
 
@@ -77,11 +85,7 @@ class NodeSpec(Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_as_text(cls, value: object) -> object:
-        # YAML 1.1 reads `routeReflector: true` or `yes` as a boolean; Kubernetes labels are
-        # strings, and Calico compares them as the text "true".
-        if isinstance(value, dict):
-            return {k: (str(v).lower() if isinstance(v, bool) else v) for k, v in value.items()}
-        return value
+        return labels_as_text(value)
 
 
 class PoolSpec(Strict):
