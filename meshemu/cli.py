@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from meshemu.errors import ConfigError, EnvironmentProblem, MeshemuError
+from meshemu.errors import ConfigError, EnvironmentProblem, MeshemuError, Problem
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.report.plan_text import plan_summary, render_plan
@@ -35,8 +35,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     plan = _load_plan(args)
-    if args.node is not None and args.node not in {n.name for n in plan.nodes}:
-        raise ConfigError([])  # replaced below with a located message
+    known = [n.name for n in plan.nodes]
+    if args.node is not None and args.node not in known:
+        raise ConfigError(
+            [Problem("--node", f"unknown node {args.node!r}", f"nodes: {', '.join(known)}")]
+        )
     if args.json:
         data = plan.to_json()
         if args.node is not None:
@@ -99,9 +102,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except ConfigError as err:
-        if not err.problems and getattr(args, "node", None):
-            print(f"error: unknown node {args.node!r}", file=sys.stderr)
-            return EXIT_BAD_INPUT
         count = len(err.problems)
         print(f"{count} problem{'s' if count != 1 else ''} found:", file=sys.stderr)
         for problem in err.problems:

@@ -27,7 +27,6 @@ from meshemu.dataplane.netlink import (
     netns_exists,
     pids_in_netns,
     remove_netns,
-    write_sysctls,
 )
 from meshemu.errors import DataplaneError, EnvironmentProblem, LabError, SpeakerError
 from meshemu.model import names
@@ -653,13 +652,10 @@ def load_running_plan(name: str) -> LabPlan:
     plan = build_plan(load_running_topology(name), sticky=sticky)
     if json.loads(json.dumps(plan.to_json())) != state.plan():
         raise LabError(
-            f"the topology file of lab {name!r} changed since `up`; status uses the saved plan"
+            f"lab {name!r}: the saved plan and the saved topology and allocations disagree; "
+            "the state folder was edited or is from another meshemu version"
         )
     return plan
-
-
-def write_sysctl_in(netns: str, key: str, value: str) -> None:
-    write_sysctls(netns, {key: value})
 
 
 def netns_of(name: str, target: str) -> str:
@@ -683,16 +679,3 @@ def netns_of(name: str, target: str) -> str:
         if router["name"] == node_name and not pod_name:
             return str(router["netns"])
     raise LabError(f"lab {name} has no node {node_name!r}")
-
-
-__all__ = [
-    "DownResult",
-    "UpResult",
-    "check_convergence",
-    "down",
-    "lab_status",
-    "netns_exists",
-    "netns_of",
-    "up",
-    "write_json_atomic",
-]
