@@ -17,14 +17,19 @@ from pathlib import Path
 from meshemu.errors import ConfigError, EnvironmentProblem, MeshemuError, Problem
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
+from meshemu.model.topology import Topology
 from meshemu.report.plan_text import plan_summary, render_plan
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_ENVIRONMENT = 0, 1, 2, 3
 
 
+def load_input(args: argparse.Namespace) -> Topology:
+    """The FILE, --name and --pods arguments of a command, as a validated topology."""
+    return load_topology(Path(args.file), name=args.name, pods_per_node=args.pods)
+
+
 def _load_plan(args: argparse.Namespace) -> LabPlan:
-    topo = load_topology(Path(args.file), name=args.name, pods_per_node=args.pods)
-    return build_plan(topo)
+    return build_plan(load_input(args))
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -398,12 +398,18 @@ def write_node_configs(
     return config, speaker_changed, agent_changed
 
 
-def _start_speakers(plan: LabPlan, state: LabState, only: list[NodePlan] | None = None) -> None:
+def _start_speakers(
+    plan: LabPlan,
+    state: LabState,
+    only: list[NodePlan] | None = None,
+    plan_json: dict[str, Any] | None = None,
+) -> None:
     """Write every node's ExaBGP config, then let the slim launcher fork the speakers."""
     from meshemu.controlplane.launcher import LAUNCH_FILE
     from meshemu.controlplane.speaker import exabgp_environment
 
-    plan_json = json.loads(json.dumps(plan.to_json()))
+    if plan_json is None:
+        plan_json = json.loads(json.dumps(plan.to_json()))
     nodes = []
     for node in only if only is not None else plan.nodes:
         node_dir = state.node_dir(node.name)

@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from meshemu.cli import load_input
 from meshemu.errors import LabError
-from meshemu.model.topology import Topology
 from meshemu.state import LabState, list_labs
 from meshemu.verify.results import Report
 
@@ -37,17 +37,11 @@ def resolve_lab(name: str | None) -> str:
     raise LabError(f"several labs are up ({', '.join(labs)}): say which with --lab NAME")
 
 
-def _load_topology(args: argparse.Namespace) -> Topology:
-    from meshemu.model.load import load_topology
-
-    return load_topology(Path(args.file), name=args.name, pods_per_node=args.pods)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
     from meshemu.lab import up
     from meshemu.model.plan import build_plan
 
-    topo = _load_topology(args)
+    topo = load_input(args)
     plan = build_plan(topo)
     _say(f"bringing up lab {plan.name} from {args.file}")
     result = up(plan, Path(args.file), _say, timeout=args.timeout, topo=topo)
@@ -283,7 +277,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from meshemu.verify.observe import observe
     from meshemu.verify.probe import render_observed_matrix
 
-    topo = _load_topology(args)
+    topo = load_input(args)
     plan = build_plan(topo)
     _say(plan_summary(plan))
     code = 1

@@ -10,6 +10,7 @@ namespace and process it creates is recorded in the state folder first, like `up
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -24,7 +25,6 @@ from meshemu.lab import (
     _record_netns,
     _start_speakers,
     load_running_plan,
-    load_running_topology,
     save_topology,
     start_tunnels,
     write_node_configs,
@@ -150,7 +150,8 @@ def apply_topology(lab: str, topo: Topology) -> tuple[LabPlan, ChangeSummary]:
     for name in sorted(set(old_nodes) - set(new_nodes)):
         _remove_node(state, old_nodes[name])
         summary.removed_nodes.append(name)
-    state.write_plan(new.to_json())
+    plan_json = json.loads(json.dumps(new.to_json()))
+    state.write_plan(plan_json)
     save_topology(state, topo, new)
     record = _record_netns(state)
 
@@ -169,26 +170,23 @@ def apply_topology(lab: str, topo: Topology) -> tuple[LabPlan, ChangeSummary]:
     if ipip == "userspace" and added:
         start_tunnels(new, state, [n for n in added if n.ipv4])
 
-    plan_json = None
+    restart: list[NodePlan] = []
     for node in new.nodes:
         if node.name not in old_nodes:
             continue
-        import json
-
-        plan_json = plan_json or json.loads(json.dumps(new.to_json()))
         _config, speaker_changed, agent_changed = write_node_configs(new, state, node, plan_json)
         if speaker_changed:
             # A changed neighbour list: restart the speaker, as Calico reloads BIRD.
             stop_speaker(lab, node.name)
-            _start_speakers(new, state, [node])
+            restart.append(node)
             summary.restarted_speakers.append(node.name)
         elif agent_changed:
             # Pools, blocks or VTEPs changed: a new agent takes over with the new rules.
             with contextlib.suppress(LabError):
                 kill_agent(lab, node.name)
             summary.restarted_agents.append(node.name)
-    if added:
-        _start_speakers(new, state, added)
+    if restart or added:
+        _start_speakers(new, state, restart + added, plan_json)
     return new, summary
 
 
@@ -224,7 +222,3 @@ def _sync_vxlan(plan: LabPlan, node: NodePlan) -> None:
     """VXLAN devices for the node's VTEPs, and entries for every other node's VTEP."""
     with in_netns(node.netns) as ns:
         build.build_vxlan(plan, node, ns)
-
-
-def current_topology(lab: str) -> Topology:
-    return load_running_topology(lab)

@@ -236,14 +236,6 @@ class AgentCore:
             return None
         return route_for(prefix, path.next_hop, self.pools, self.ctx)
 
-    def desired_fib(self) -> dict[str, FibRoute]:
-        routes = {}
-        for prefix in set(self.blackholes) | set(self.best):
-            route = self.route(prefix)
-            if route is not None:
-                routes[prefix] = route
-        return routes
-
     def snapshot(self) -> dict[str, Any]:
         rib = []
         for peer, paths in sorted(self.adj_in.items()):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from meshemu.model.addressing import IPAddress, parse_peer_ip
 from meshemu.model.selector import Selector, parse_selector
@@ -190,6 +191,18 @@ def _address_sort_key(text: str) -> tuple[int, int]:
     return (address.version, int(address))
 
 
+def _peer_options(peer: PeerSpec, local: SessionNode) -> dict[str, Any]:
+    """The session fields a BGPPeer decides, whichever rule made the session."""
+    return {
+        "local_as": peer.local_as_number or local.as_number,
+        "password": peer.password,
+        "source_address": peer.source_address == "UseNodeIP",
+        "keep_next_hop": peer.keep_original_next_hop,
+        "graceful_restart_time": _duration_seconds(peer.max_restart_time),
+        "allow_local_as": peer.num_allowed_local_as_numbers,
+    }
+
+
 def _node_session(
     local: SessionNode,
     other: SessionNode,
@@ -205,7 +218,6 @@ def _node_session(
     return Session(
         family=family,
         local_ip=str(mine),
-        local_as=peer.local_as_number or local.as_number,
         peer_ip=str(theirs),
         peer_port=other.listen_port,
         peer_as=other.as_number,
@@ -213,15 +225,11 @@ def _node_session(
         passive=False,
         rr_client=rr_client,
         cluster_id=local.cluster_id if rr_client else None,
-        password=peer.password,
         peer_node=other.name,
         source=source,
         reason=reason
         + (f"; {other.name} is a route-reflector client of this node" if rr_client else ""),
-        source_address=peer.source_address == "UseNodeIP",
-        keep_next_hop=peer.keep_original_next_hop,
-        graceful_restart_time=_duration_seconds(peer.max_restart_time),
-        allow_local_as=peer.num_allowed_local_as_numbers,
+        **_peer_options(peer, local),
     )
 
 
@@ -283,7 +291,6 @@ def _explicit_peer(
         Session(
             family=family,
             local_ip=str(mine),
-            local_as=peer.local_as_number or local.as_number,
             peer_ip=str(address),
             peer_port=peer_port,
             peer_as=peer_as,
@@ -291,14 +298,10 @@ def _explicit_peer(
             passive=passive,
             rr_client=rr_client,
             cluster_id=local.cluster_id if rr_client else None,
-            password=peer.password,
             peer_node=target.name if target is not None else None,
             source=name,
             reason=reason,
-            source_address=peer.source_address == "UseNodeIP",
-            keep_next_hop=peer.keep_original_next_hop,
-            graceful_restart_time=_duration_seconds(peer.max_restart_time),
-            allow_local_as=peer.num_allowed_local_as_numbers,
+            **_peer_options(peer, local),
         )
     )
 

@@ -22,7 +22,15 @@ from meshemu.lab import observe_fib
 from meshemu.model.plan import LabPlan
 from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
-from meshemu.verify.probe import Cell, Frame, _enter, _pods, capture, reachability_matrix
+from meshemu.verify.probe import (
+    Cell,
+    Frame,
+    _enter,
+    _pods,
+    capture,
+    reachability_matrix,
+    targets_of,
+)
 
 TCP_PORT = 7077
 
@@ -115,13 +123,7 @@ def tcp_matrix(
     try:
         pods = _pods(plan)
         for _node, pod in pods:
-            targets = [
-                ip
-                for _n, other in pods
-                if other is not pod
-                for ip in (other.ipv4 if pod.ipv4 else None, other.ipv6 if pod.ipv6 else None)
-                if ip
-            ]
+            targets = targets_of(pod, pods)
             answers = in_child(pod.netns, _connect_all, targets, port, timeout)
             assert isinstance(answers, dict)
             for target, ok in answers.items():

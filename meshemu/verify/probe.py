@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan
-from meshemu.model.routes import FibRoute, route_for
+from meshemu.model.routes import FibRoute
 
 CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
@@ -157,18 +157,23 @@ def _pods(plan: LabPlan) -> list[tuple[NodePlan, PodPlan]]:
     return [(n, p) for n in plan.nodes for p in n.pods]
 
 
+def targets_of(pod: PodPlan, pods: list[tuple[NodePlan, PodPlan]]) -> list[str]:
+    """The addresses `pod` probes: every other pod's, in the families `pod` has."""
+    return [
+        ip
+        for _node, other in pods
+        if other is not pod
+        for ip in (other.ipv4 if pod.ipv4 else None, other.ipv6 if pod.ipv6 else None)
+        if ip
+    ]
+
+
 def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
     """Every pod to every other pod, IPv4 and IPv6, one forked prober per source pod."""
     pods = _pods(plan)
     children: list[tuple[NodePlan, PodPlan, int, int]] = []
     for node, pod in pods:
-        targets = [
-            ip
-            for other_node, other in pods
-            if other is not pod
-            for ip in (other.ipv4 if pod.ipv4 else None, other.ipv6 if pod.ipv6 else None)
-            if ip
-        ]
+        targets = targets_of(pod, pods)
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -215,36 +220,6 @@ def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
 
 
 PATH_LETTER = {"local": "L", "direct": "D", "ipip": "I", "vxlan": "V", "router": "R", "none": "?"}
-
-
-def render_matrix(plan: LabPlan, cells: Iterable[Cell]) -> str:
-    """Rows: source pods; columns: target pods; letter = path, lower case = unreachable."""
-    cells = list(cells)
-    names = [f"{n.name}/{p.name}" for n, p in _pods(plan)]
-    lines = []
-    for family in (4, 6):
-        subset = {(c.source, c.target): c for c in cells if c.family == family}
-        if not subset:
-            continue
-        lines.append(
-            f"IPv{family} pod reachability (row -> column; L local, D direct, I IP-in-IP, "
-            "V VXLAN, R via router; lower case = no answer)"
-        )
-        short = [str(i + 1) for i in range(len(names))]
-        lines.append(" " * 16 + " ".join(s.rjust(2) for s in short))
-        for i, source in enumerate(names):
-            row = []
-            for target in names:
-                cell = subset.get((source, target))
-                if cell is None:
-                    row.append(" .")
-                    continue
-                letter = PATH_LETTER.get(cell.path, "?")
-                row.append((letter if cell.ok else letter.lower()).rjust(2))
-            lines.append(f"{short[i]:>2} {source:<13}" + " ".join(row))
-        bad = sum(1 for c in subset.values() if not c.ok)
-        lines.append(f"  {len(subset) - bad}/{len(subset)} reachable")
-    return "\n".join(lines)
 
 
 def render_observed_matrix(plan: LabPlan, cells: Iterable[object]) -> str:
@@ -374,17 +349,6 @@ def capture(netns: str, seconds: float, ifnames: list[str] | None = None) -> lis
     raw = in_child(netns, work)
     assert isinstance(raw, list)
     return [Frame(**f) for f in raw]
-
-
-__all__ = [
-    "Cell",
-    "Frame",
-    "capture",
-    "classify",
-    "reachability_matrix",
-    "render_matrix",
-    "route_for",
-]
 
 
 def tcp_transfer(
