@@ -242,7 +242,8 @@ def _up(
             "created": time.time(),
         }
     )
-    state.write_plan(plan.to_json())
+    plan_json = json.loads(json.dumps(plan.to_json()))
+    state.write_plan(plan_json)
     record = _record_netns(state)
     t = time.monotonic()
     build.build_fabric(plan, record)
@@ -278,7 +279,7 @@ def _up(
         progress("  tunnels      kernel ipip tunl0")
 
     _start_fibd(state)
-    _start_speakers(plan, state)
+    _start_speakers(plan, state, plan_json=plan_json)
     gate = state.dir / GATE_FILE
     deadline = time.monotonic() + 30 + 0.5 * len(plan.nodes)
     waiting = [n for n in plan.nodes if any(s.peer_node for s in n.sessions)]
