@@ -11,6 +11,7 @@ Interface names are at most 15 characters (the kernel's IFNAMSIZ - 1).
 from __future__ import annotations
 
 import hashlib
+import re
 
 NETNS_PREFIX = "meshemu"
 IFNAME_MAX = 15
@@ -20,6 +21,27 @@ IPIP_DEVICE = "tunl0"
 VXLAN_DEVICE = {4: "vxlan.calico", 6: "vxlan-v6.calico"}
 VXLAN_VNI = {4: 4096, 6: 4096}
 VXLAN_PORT = 4789
+
+# A lab name becomes a folder under the state root, the prefix of every namespace and an
+# argument of every process the lab starts: a short DNS label and nothing else. `fullmatch`,
+# not `match` with `$`, which would accept a name ending in a newline.
+LAB_NAME_MAX = 12
+_DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def lab_name_error(name: object) -> str | None:
+    """Why `name` cannot be a lab name, or None when it can."""
+    if not isinstance(name, str) or not _DNS_LABEL.fullmatch(name):
+        return (
+            f"lab name {name!r} is not a DNS label: use lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    if len(name) > LAB_NAME_MAX:
+        return (
+            f"lab name {name!r} is longer than {LAB_NAME_MAX} characters; it prefixes every "
+            "namespace and interface of the lab, so keep it short"
+        )
+    return None
 
 
 def fabric_netns(lab: str) -> str:
