@@ -1,66 +1,94 @@
-"""A lab's state folder: what exists, recorded before it is created.
+"""A lab's state folder: what exists, recorded before it is created, in typed wire forms.
 
 Owns the layout of `<state root>/<lab>/` (default root `/run/meshemu`, or `$MESHEMU_STATE_DIR`):
-- `lab.json`       the lab's summary (name, topology file, phase, IPIP implementation);
-- `plan.json`      the plan the lab was built from (agents read their node's part);
-- `resources.jsonl` one line per resource, appended *before* the resource is created
-                   (namespaces) or right after a process exists (its pid and start time), so
-                   `down` removes exactly what `up` made, even after a crash or Ctrl-C;
-- `nodes/<node>/`  per node: ExaBGP config and log, agent state (`agent.json`) and pid, tunnel
-                   stats.
-It writes files atomically (temporary file + rename) and never kills or deletes anything itself.
+- `lab.json`        the lab's summary (`LabSummary`: topology file, phase, IPIP implementation);
+- `plan.json`       the plan the lab runs (`LabPlan`'s wire form, passwords included: mode 0600);
+- `topology.json`, `allocations.json`  the effective topology after live changes and what the
+                    plan has handed out (addresses, blocks, pod IPs), to re-plan a live change;
+- `resources.jsonl` one `Resource` per line, appended *before* the resource is created
+                    (namespaces) or right after a process exists (its pid and start time), so
+                    `down` removes exactly what `up` made, even after a crash or Ctrl-C;
+- `nodes/<node>/`   per node: ExaBGP and agent configuration, logs, the agent's state
+                    (`agent.json`) and pid, tunnel stats.
+Every lab name is checked (`model.names.lab_name_error`) before it becomes a path. This module
+writes files atomically (temporary file + rename) and never kills or deletes anything itself.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from meshemu.errors import LabError
+from meshemu import process
+from meshemu.errors import ConfigError, LabError, Problem
+from meshemu.model.names import lab_name_error
+
+if TYPE_CHECKING:
+    from meshemu.model.plan import LabPlan, Sticky
+    from meshemu.model.topology import Topology
 
 DEFAULT_ROOT = Path("/run/meshemu")
+# A state file larger than this was not written by meshemu: refuse it rather than load it.
+MAX_STATE_FILE = 64 * 1024 * 1024
 
 
 def state_root() -> Path:
     return Path(os.environ.get("MESHEMU_STATE_DIR", str(DEFAULT_ROOT)))
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
+def check_lab_name(name: object, where: str = "lab") -> str:
+    """`name` as a lab name, or a ConfigError (exit 2) saying why it cannot be one."""
+    error = lab_name_error(name)
+    if error is not None:
+        raise ConfigError([Problem(where, error, "lab names look like `flagship` or `lab-2`")])
+    assert isinstance(name, str)
+    return name
+
+
+def write_json_atomic(path: Path, data: Any, mode: int | None = None) -> None:
+    """Write JSON so that a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=False))
+    text = json.dumps(data, indent=1)
+    if mode is None:
+        tmp.write_text(text)
+    else:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
     os.replace(tmp, path)
 
 
 def read_json(path: Path) -> Any:
+    """A state file's JSON, None when it does not exist; LabError when it is not meshemu's."""
     try:
-        return json.loads(path.read_text())
+        info = path.stat()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as err:
-        raise LabError(f"cannot read {path}: {err}") from err
-
-
-def process_start_time(pid: int) -> int | None:
-    """The kernel's start time of `pid` (clock ticks since boot), to tell a reused pid apart."""
+    except OSError as err:
+        raise LabError(f"cannot read {path}: {err.strerror}") from err
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_STATE_FILE:
+        raise LabError(f"{path} is not a state file meshemu wrote (not a regular file, or huge)")
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
         return None
-    # The command name may hold spaces and parentheses: fields after the last ')'.
-    fields = stat.rsplit(")", 1)[1].split()
-    return int(fields[19])
+    except (OSError, ValueError, RecursionError) as err:
+        raise LabError(f"cannot read {path}: {err}") from err
 
 
 @dataclass(frozen=True)
 class Resource:
+    """Something a lab created: a namespace, or a process with its pid and start time."""
+
     kind: str  # netns | process
     name: str
     pid: int | None = None
     start_time: int | None = None
-    role: str = ""
+    role: str = ""  # process: up | fibd | speaker | tunnel
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,17 +99,76 @@ class Resource:
             "role": self.role,
         }
 
+    @classmethod
+    def from_json(cls, data: object) -> Resource | None:
+        """The record, or None for a line that is not one (cut short by a crash, edited)."""
+        if not isinstance(data, dict):
+            return None
+        kind, name = data.get("kind"), data.get("name")
+        pid, started, role = data.get("pid"), data.get("start_time"), data.get("role", "")
+        if kind not in ("netns", "process") or not isinstance(name, str):
+            return None
+        if not all(
+            v is None or (isinstance(v, int) and not isinstance(v, bool) and v > 0)
+            for v in (pid, started)
+        ) or not isinstance(role, str):
+            return None
+        return cls(kind, name, pid, started, role)
+
+
+@dataclass(frozen=True)
+class LabSummary:
+    """`lab.json`: what a lab is and where its `up` got to."""
+
+    name: str
+    topology: str = ""
+    phase: str = "creating"  # creating | up | recovered
+    ipip: str = "none"  # none | kernel | userspace
+    created: float = 0.0
+    converged: bool = False
+    up_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "topology": self.topology,
+            "phase": self.phase,
+            "ipip": self.ipip,
+            "created": self.created,
+            "converged": self.converged,
+            "up_seconds": dict(self.up_seconds),
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: Path) -> LabSummary:
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise LabError(f"{where} is not a lab summary meshemu wrote")
+        seconds = data.get("up_seconds") or {}
+        try:
+            return cls(
+                name=data["name"],
+                topology=str(data.get("topology") or ""),
+                phase=str(data.get("phase") or "creating"),
+                ipip=str(data.get("ipip") or "none"),
+                created=float(data.get("created") or 0.0),
+                converged=bool(data.get("converged")),
+                up_seconds={str(k): float(v) for k, v in dict(seconds).items()},
+            )
+        except (TypeError, ValueError) as err:
+            raise LabError(f"{where} is not a lab summary meshemu wrote: {err}") from err
+
 
 class LabState:
     """The state folder of one lab."""
 
     def __init__(self, name: str, root: Path | None = None) -> None:
-        self.name = name
-        self.dir = (root or state_root()) / name
+        self.name = check_lab_name(name)
+        self.root = root or state_root()
+        self.dir = self.root / self.name
 
     @property
     def exists(self) -> bool:
-        return (self.dir / "lab.json").exists() or (self.dir / "resources.jsonl").exists()
+        return (self.dir / "lab.json").is_file() or (self.dir / "resources.jsonl").is_file()
 
     def create(self) -> None:
         if self.exists:
@@ -89,13 +176,16 @@ class LabState:
                 f"lab {self.name!r} is already up (state in {self.dir}); "
                 f"run `meshemu down {self.name}` first"
             )
-        (self.dir / "nodes").mkdir(parents=True, exist_ok=True)
+        _make_dir(self.root)
+        _make_dir(self.dir)
+        _make_dir(self.dir / "nodes")
 
     def node_dir(self, node: str) -> Path:
         path = self.dir / "nodes" / node
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    # -- resources ---------------------------------------------------------------------------
     def record(self, resource: Resource) -> None:
         line = json.dumps(resource.to_json()) + "\n"
         with open(self.dir / "resources.jsonl", "a") as handle:
@@ -104,56 +194,136 @@ class LabState:
             os.fsync(handle.fileno())
 
     def resources(self) -> list[Resource]:
+        path = self.dir / "resources.jsonl"
         try:
-            lines = (self.dir / "resources.jsonl").read_text().splitlines()
+            if path.stat().st_size > MAX_STATE_FILE:
+                raise LabError(f"{path} is not a record meshemu wrote (huge)")
+            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
         except FileNotFoundError:
             return []
+        except OSError as err:
+            raise LabError(f"cannot read {path}: {err.strerror}") from err
         out = []
         for line in lines:
-            if not line.strip():
-                continue
             try:
-                data = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a crash names nothing complete
-            out.append(
-                Resource(
-                    data["kind"],
-                    data["name"],
-                    data.get("pid"),
-                    data.get("start_time"),
-                    data.get("role", ""),
-                )
-            )
+                resource = Resource.from_json(json.loads(line))
+            except (ValueError, RecursionError):
+                resource = None  # a line cut short by a crash names nothing complete
+            if resource is not None:
+                out.append(resource)
         return out
 
-    def write_summary(self, data: dict[str, Any]) -> None:
-        write_json_atomic(self.dir / "lab.json", data)
+    def processes(self, role: str | None = None) -> list[Resource]:
+        return [
+            r for r in self.resources() if r.kind == "process" and (role is None or r.role == role)
+        ]
 
-    def summary(self) -> dict[str, Any]:
-        data = read_json(self.dir / "lab.json")
-        return data if isinstance(data, dict) else {}
+    def process(self, name: str) -> Resource | None:
+        """The latest record of the process named `name` (`speaker:node1`, `fibd`, ...)."""
+        found = [r for r in self.processes() if r.name == name and r.pid is not None]
+        return found[-1] if found else None
 
-    def write_plan(self, data: dict[str, Any]) -> None:
-        write_json_atomic(self.dir / "plan.json", data)
+    def running(self, name: str) -> bool:
+        """The process recorded as `name` still runs (same pid and start time)."""
+        resource = self.process(name)
+        return resource is not None and process.same_process(resource.pid, resource.start_time)
 
-    def plan(self) -> dict[str, Any]:
+    # -- summary, plan, topology -------------------------------------------------------------
+    def write_summary(self, summary: LabSummary) -> None:
+        write_json_atomic(self.dir / "lab.json", summary.to_json())
+
+    def summary(self) -> LabSummary:
+        path = self.dir / "lab.json"
+        data = read_json(path)
+        if data is None:
+            return LabSummary(self.name, phase="recovered")
+        return LabSummary.from_json(data, path)
+
+    def write_plan(self, plan: LabPlan) -> None:
+        # Passwords of MD5 sessions are part of the plan the speakers are configured from.
+        write_json_atomic(self.dir / "plan.json", plan.to_json(secrets=True), mode=0o600)
+
+    def plan(self) -> LabPlan:
+        from meshemu.model.plan import LabPlan
+
         data = read_json(self.dir / "plan.json")
         if not isinstance(data, dict):
             raise LabError(f"lab {self.name!r} has no plan in {self.dir}")
-        return data
+        return LabPlan.from_json(data)
 
+    def write_topology(self, topo: Topology, plan: LabPlan) -> None:
+        """The effective topology and what its plan handed out, from which a live change
+        re-plans with every address, block and pod IP kept."""
+        from meshemu.model.plan import Sticky
+
+        write_json_atomic(
+            self.dir / "topology.json", topo.model_dump(mode="json", by_alias=True), mode=0o600
+        )
+        write_json_atomic(self.dir / "allocations.json", Sticky.of(plan).to_json())
+
+    def topology(self) -> Topology:
+        from pydantic import ValidationError
+
+        from meshemu.model.topology import Topology
+
+        data = read_json(self.dir / "topology.json")
+        if data is None:
+            raise LabError(f"lab {self.name!r} has no saved topology in {self.dir}")
+        try:
+            return Topology.model_validate(data)
+        except ValidationError as err:
+            raise LabError(f"{self.dir / 'topology.json'} is not a topology: {err}") from err
+
+    def sticky(self) -> Sticky | None:
+        from meshemu.model.plan import Sticky
+
+        data = read_json(self.dir / "allocations.json")
+        if data is None:
+            return None
+        try:
+            return Sticky.from_json(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise LabError(f"{self.dir / 'allocations.json'} is not meshemu's: {err}") from err
+
+    # -- per node ----------------------------------------------------------------------------
     def agent_state(self, node: str) -> dict[str, Any] | None:
         data = read_json(self.dir / "nodes" / node / "agent.json")
         return data if isinstance(data, dict) else None
 
+    def agent_pid(self, node: str) -> int | None:
+        """The pid of the node's running agent (ExaBGP starts it; it records itself), or None
+        when that process is gone or is not the agent (a reused pid)."""
+        try:
+            pid = int((self.dir / "nodes" / node / "agent.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        argv = process.command_line(pid)
+        if "meshemu.controlplane.agent" in argv and node in argv and process.exists(pid):
+            return pid
+        return None
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as err:
+        raise LabError(f"{path} exists and is not a folder: meshemu keeps lab state there") from err
+    except OSError as err:
+        raise LabError(f"cannot create {path}: {err.strerror}") from err
+    if not path.is_dir():
+        raise LabError(f"{path} exists and is not a folder: meshemu keeps lab state there")
+
 
 def list_labs(root: Path | None = None) -> list[str]:
+    """The labs with a state folder, by name; folders whose name is no lab name are not labs."""
     base = root or state_root()
     if not base.is_dir():
         return []
     return sorted(
         p.name
         for p in base.iterdir()
-        if p.is_dir() and ((p / "lab.json").exists() or (p / "resources.jsonl").exists())
+        if lab_name_error(p.name) is None
+        and p.is_dir()
+        and not p.is_symlink()
+        and ((p / "lab.json").is_file() or (p / "resources.jsonl").is_file())
     )

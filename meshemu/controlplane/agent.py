@@ -344,6 +344,7 @@ class Runtime:
         self.fibd_path = state_dir / "fib.sock"
         self.fibd: socket.socket | None = None
         self.programmed: dict[str, FibRoute] = {}
+        self.reprogram: set[str] = set()  # prefixes to program again even if recorded as done
         self.errors: list[str] = []
         self.started = time.time()
         self.last_write = 0.0
@@ -400,7 +401,7 @@ class Runtime:
         for prefix in sorted(self.core.dirty):
             wanted = self.core.route(prefix)
             current = self.programmed.get(prefix)
-            if wanted == current:
+            if wanted == current and (wanted is None or prefix not in self.reprogram):
                 continue
             if wanted is None:
                 assert current is not None
@@ -423,6 +424,7 @@ class Runtime:
                     "onlink": wanted.onlink,
                 }
             changes.append((prefix, wanted, request))
+        self.reprogram.clear()
         if not changes:
             self.core.dirty.clear()
             return
@@ -489,6 +491,30 @@ class Runtime:
         write_json_atomic(self.out_file, data)
         self.last_write, self.state_pending = now, False
 
+    def on_signals(self, wakeup: socket.socket) -> None:
+        """SIGUSR1: write the state now (`verify` asks before it reads, so it never reads a
+        state older than the last update); SIGHUP: program the whole FIB again (`repair`: a
+        route deleted by hand comes back)."""
+        try:
+            received = wakeup.recv(64)
+        except BlockingIOError:
+            return
+        if signal.SIGHUP in received:
+            self.reprogram = set(self.programmed) | set(self.core.best) | set(self.core.blackholes)
+            self.core.dirty |= self.reprogram
+            self.sync_fib()
+        self.write_state(force=True)
+
+    def _signal_socket(self) -> socket.socket:
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        self._wakeup_writer = writer  # kept open for the life of the agent
+        signal.set_wakeup_fd(writer.fileno())
+        for signum in (signal.SIGUSR1, signal.SIGHUP):
+            signal.signal(signum, lambda *_: None)  # the wake-up byte is the message
+        return reader
+
     def run(self) -> int:
         self.send(self.core.start())
         if self.restarted:
@@ -499,6 +525,8 @@ class Runtime:
         stdin = sys.stdin.fileno()
         os.set_blocking(stdin, False)
         selector.register(stdin, selectors.EVENT_READ)
+        wakeup = self._signal_socket()
+        selector.register(wakeup, selectors.EVENT_READ)
         pending = b""
         while True:
             # Wake up to retry failed routes (tunl0 restarting) and to flush a pending state.
@@ -510,6 +538,10 @@ class Runtime:
                 self.sync_fib()
                 self.write_state(force=True)
                 continue
+            if any(key.fileobj is wakeup for key, _ in ready):
+                self.on_signals(wakeup)
+                if all(key.fileobj is wakeup for key, _ in ready):
+                    continue
             try:
                 chunk = os.read(stdin, 65536)
             except BlockingIOError:

@@ -16,8 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+from meshemu import process
 from meshemu.controlplane.speaker import SpeakerLauncher
-from meshemu.state import LabState, Resource, process_start_time
+from meshemu.state import LabState, Resource
 
 LAUNCH_FILE = "launch.json"
 
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         pid = launcher.start(
             node["netns"], Path(node["config"]), node["env"], Path(node["output"]), gate
         )
-        state.record(Resource("process", name, pid, process_start_time(pid), "speaker"))
+        state.record(Resource("process", name, pid, process.start_time(pid), "speaker"))
         print(json.dumps({"node": node["name"], "pid": pid}), flush=True)
     return 0
 

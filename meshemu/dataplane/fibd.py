@@ -69,7 +69,7 @@ def serve(state_dir: Path) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     (state_dir / "fibd.ready").write_text(f"{os.getpid()}\n")
-    while not stop:
+    while not stop and state_dir.is_dir():  # a lab whose state folder is gone is down
         for key, _ in selector.select(1.0):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)

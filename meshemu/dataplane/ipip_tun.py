@@ -40,7 +40,6 @@ import contextlib
 import errno
 import fcntl
 import ipaddress
-import json
 import logging
 import os
 import selectors
@@ -56,6 +55,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from meshemu.errors import DataplaneError, EnvironmentProblem, MeshemuError
+from meshemu.state import write_json_atomic
 
 log = logging.getLogger("meshemu.ipip_tun")
 
@@ -389,13 +389,6 @@ class Counters:
     def drop(self, reason: str) -> None:
         self.dropped += 1
         setattr(self, reason, getattr(self, reason) + 1)
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Write JSON so readers see the old or the new file, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------------------------

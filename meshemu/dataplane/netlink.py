@@ -23,6 +23,7 @@ from meshemu.errors import DataplaneError
 from meshemu.model.routes import FibRoute
 
 NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
 IFA_F_NODAD = 0x02
 RTNH_F_ONLINK = 0x04
 RTPROT_KERNEL = 2
@@ -40,8 +41,12 @@ class NetnsHandle:
     def __init__(self, name: str | None) -> None:
         """`name` None: the namespace this process runs in (the agent's case)."""
         self.name = name or "(own namespace)"
+        if name and not netns_exists(name):
+            raise DataplaneError(f"namespace {name} does not exist (it was deleted)")
         try:
-            self.ipr = IPRoute(netns=name, groups=0) if name else IPRoute(groups=0)
+            # flags=0: pyroute2 would otherwise create a missing namespace, silently
+            # replacing a node that died with an empty one.
+            self.ipr = IPRoute(netns=name, flags=0, groups=0) if name else IPRoute(groups=0)
         except (OSError, NetlinkError) as err:
             raise DataplaneError(f"cannot open namespace {name}: {err}") from err
         self._index: dict[str, int] = {}
@@ -274,18 +279,79 @@ def in_netns(name: str) -> Iterator[NetnsHandle]:
         handle.close()
 
 
-def write_sysctls(name: str, values: dict[str, str]) -> None:
-    """/proc/sys/net shows the namespace of the thread that opens it, so switch, write, return."""
-    netns.pushns(name)
+@contextlib.contextmanager
+def entered(name: str) -> Iterator[None]:
+    """Run the block with this thread in namespace `name`, which must exist (never created).
+
+    /proc/net and /proc/sys/net show the namespace of the thread that opens them.
+    """
     try:
+        target = os.open(NETNS_DIR / name, os.O_RDONLY)
+    except OSError as err:
+        raise DataplaneError(f"namespace {name} does not exist ({err.strerror})") from err
+    own = os.open("/proc/self/ns/net", os.O_RDONLY)
+    try:
+        _setns(target, name)
+        try:
+            yield
+        finally:
+            _setns(own, "(own namespace)")
+    finally:
+        os.close(target)
+        os.close(own)
+
+
+def _setns(fd: int, name: str) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        raise DataplaneError(f"cannot enter namespace {name}: {os.strerror(ctypes.get_errno())}")
+
+
+def enter_for_good(name: str) -> None:
+    """Move this (forked, single-threaded) process into namespace `name` for the rest of its
+    life; the namespace must exist."""
+    try:
+        fd = os.open(NETNS_DIR / name, os.O_RDONLY)
+    except OSError as err:
+        raise DataplaneError(f"namespace {name} does not exist ({err.strerror})") from err
+    try:
+        _setns(fd, name)
+    finally:
+        os.close(fd)
+
+
+def write_sysctls(name: str, values: dict[str, str]) -> None:
+    with entered(name):
         for key, value in values.items():
             path = Path("/proc/sys") / key.replace(".", "/")
             try:
                 path.write_text(value)
             except OSError as err:
                 raise DataplaneError(f"{name}: sysctl {key}={value}: {err.strerror}") from err
-    finally:
-        netns.popns()
+
+
+def read_fib(name: str) -> list[FibRoute]:
+    """The main routing table of namespace `name` (see `NetnsHandle.routes`)."""
+    with in_netns(name) as ns:
+        return ns.routes()
+
+
+def listening(name: str, port: int) -> bool:
+    """Is a TCP socket listening on `port` inside namespace `name`?"""
+    hexport = f":{port:04X}"
+    with entered(name):
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                lines = Path(table).read_text().splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                fields = line.split()
+                if len(fields) > 3 and fields[1].endswith(hexport) and fields[3] == "0A":
+                    return True
+    return False
 
 
 def create_netns(name: str) -> None:

@@ -10,20 +10,28 @@ brought down at the end, pass or fail.
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshemu import live
-from meshemu.lab import check_convergence, down, lab_status, observe_fib, up
+from meshemu.dataplane.netlink import read_fib
+from meshemu.lab import down, live, up
+from meshemu.lab.converge import fib_diffs
+from meshemu.lab.status import lab_status
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.model.topology import Topology
 from meshemu.scenario.evolve import apply_step_to_topology
 from meshemu.scenario.model import Expectation, Scenario, Step
 from meshemu.state import LabState
+from meshemu.verify.checks import check_dataplane
+from meshemu.verify.observation import Cell, expected_path, observed_path
+from meshemu.verify.observe import observe_dataplane, take_snapshot
+from meshemu.verify.probe import capture, in_child, ping_all
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult, Report
+from meshemu.verify.snapshot import diff_snapshots, read_snapshot, write_snapshot
 
 Progress = Callable[[str], None]
 POLL = 0.2
@@ -34,21 +42,6 @@ class Outcome:
     ok: bool
     observed: str
     diagnosis: str = ""
-
-
-def take_snapshot(plan: LabPlan) -> dict[str, Any]:
-    from meshemu.verify.snapshot import normalize
-
-    state = LabState(plan.name)
-    agents = {n.name: state.agent_state(n.name) or {} for n in plan.nodes}
-    fibs = {
-        n.name: [
-            {"prefix": r.prefix, "type": r.type, "via": r.via, "dev": r.dev, "onlink": r.onlink}
-            for r in observe_fib(n)
-        ]
-        for n in plan.nodes
-    }
-    return normalize(plan.to_json(), agents, fibs)
 
 
 class Runner:
@@ -62,6 +55,7 @@ class Runner:
         self.progress = progress
         self.plan: LabPlan = build_plan(topo)
         self.lab = topo.name
+        self.state = LabState(topo.name)
 
     # -- expectations ---------------------------------------------------------------------
     def _evaluate(self, expect: Expectation) -> Outcome:
@@ -79,14 +73,14 @@ class Runner:
         return self._snapshot(expect)
 
     def _converged(self) -> Outcome:
-        diffs = check_convergence(self.plan)
+        diffs = fib_diffs(self.plan)
         bad = [line for d in diffs for line in d.describe()]
-        status = lab_status(self.lab)
+        status = lab_status(self.state)
         down_sessions = [
-            f"{n['name']} -> {s['peer_ip']}"
-            for n in status["nodes"]
-            for s in n["sessions"]
-            if s["peer_ip"] in self.plan.node(n["name"]).expected_up and s["state"] != "established"
+            f"{n.name} -> {s.peer_ip}"
+            for n in status.nodes
+            for s in n.sessions
+            if s.peer_ip in self.plan.node(n.name).expected_up and s.state != "established"
         ]
         if not bad and not down_sessions:
             return Outcome(True, f"{len(self.plan.nodes)} FIBs equal the plan, sessions up")
@@ -108,7 +102,7 @@ class Runner:
         route = expect.route
         assert route is not None
         node = self.plan.node(route.node)
-        observed = {r.prefix: r for r in observe_fib(node)}
+        observed = {r.prefix: r for r in read_fib(node.netns)}
         prefixes = self._prefixes(route)
         if not prefixes:
             return Outcome(
@@ -144,11 +138,8 @@ class Runner:
         peer_ip = session.peer
         if peer_ip in {n.name for n in self.plan.nodes}:
             peer_ip = self.plan.node(peer_ip).address(family) or peer_ip
-        agent = LabState(self.lab).agent_state(session.node) or {}
-        speaker_alive = (
-            next(n["speaker"] for n in lab_status(self.lab)["nodes"] if n["name"] == session.node)
-            == "running"
-        )
+        agent = self.state.agent_state(session.node) or {}
+        speaker_alive = self.state.running(f"speaker:{session.node}")
         seen = next((s for s in agent.get("sessions", []) if s["peer_ip"] == peer_ip), None)
         state = seen["state"] if seen and speaker_alive else "down"
         ok = (state == "established") == (session.state == "established")
@@ -160,9 +151,6 @@ class Runner:
         return next(p for p in self.plan.node(node).pods if p.name == pod)
 
     def _reachable(self, expect: Expectation) -> Outcome:
-        from meshemu.verify.observe import observed_path
-        from meshemu.verify.probe import Cell, capture, expected_path, in_child, ping_all
-
         reach = expect.reachable
         assert reach is not None
         family = 4 if reach.family == "ipv4" else 6
@@ -172,8 +160,6 @@ class Runner:
         if not src_ip or not dst_ip:
             return Outcome(False, f"no {reach.family} address on both pods")
         frames: list[Any] = []
-        import threading
-
         sniffer = threading.Thread(
             target=lambda: frames.extend(capture(self.plan.fabric_netns, 1.5))
         )
@@ -201,9 +187,6 @@ class Runner:
         return Outcome(ok, text)
 
     def _matrix(self, expect: Expectation) -> Outcome:
-        from meshemu.verify.checks import check_dataplane
-        from meshemu.verify.observe import observe_dataplane
-
         assert expect.matrix is not None
         results = check_dataplane(observe_dataplane(self.plan, tcp=False))
         if not expect.matrix.paths:
@@ -217,11 +200,9 @@ class Runner:
         )
 
     def _snapshot(self, expect: Expectation) -> Outcome:
-        from meshemu.verify.snapshot import diff_snapshots, read_snapshot
-
         assert expect.snapshot is not None
         saved = read_snapshot(self.base / expect.snapshot.file)
-        changes = diff_snapshots(saved, take_snapshot(self.plan))
+        changes = diff_snapshots(saved, take_snapshot(self.state, self.plan))
         if not changes:
             return Outcome(True, "equal to the snapshot")
         return Outcome(
@@ -239,40 +220,38 @@ class Runner:
                     node["pods"] = arg.pods
                 topo = Topology.model_validate(data)
                 self.topo, self.plan = topo, build_plan(topo)
-            result = up(self.plan, self.topo_path, self.progress, topo=self.topo)
+            result = up(self.plan, self.topo, self.topo_path, self.progress)
             return f"up in {result.seconds.get('total', 0):.2f}s" + (
                 "" if result.converged else " (not converged yet)"
             )
         if kind == "link-down":
-            live.set_link(self.lab, arg.node, up=False)
+            live.set_link(self.plan, arg.node, up=False)
             return f"{arg.node}'s uplink down"
         if kind == "link-up":
-            live.set_link(self.lab, arg.node, up=True)
+            live.set_link(self.plan, arg.node, up=True)
             return f"{arg.node}'s uplink up"
         if kind in ("stop-speaker", "stop-reflector"):
-            live.stop_speaker(self.lab, arg.node)
+            live.stop_speaker(self.state, arg.node)
             return f"{arg.node}'s speaker stopped"
         if kind == "start-speaker":
-            live.start_speaker(self.lab, arg.node)
+            live.start_speaker(self.state, self.plan, arg.node)
             return f"{arg.node}'s speaker started"
         if kind == "restart-speaker":
-            live.stop_speaker(self.lab, arg.node)
-            live.start_speaker(self.lab, arg.node)
+            live.stop_speaker(self.state, arg.node)
+            live.start_speaker(self.state, self.plan, arg.node)
             return f"{arg.node}'s speaker restarted"
         if kind == "kill-agent":
-            pid = live.kill_agent(self.lab, arg.node)
+            pid = live.kill_agent(self.state, arg.node)
             return f"{arg.node}'s agent (pid {pid}) killed"
         if kind == "wait":
             time.sleep(float(arg))
             return f"waited {arg}s"
         if kind == "write-snapshot":
-            from meshemu.verify.snapshot import write_snapshot
-
             path = self.base / arg.file
-            write_snapshot(path, take_snapshot(self.plan))
+            write_snapshot(path, take_snapshot(self.state, self.plan))
             return f"snapshot written to {path}"
         new_topo = apply_step_to_topology(self.topo, step)
-        self.plan, summary = live.apply_topology(self.lab, new_topo)
+        self.plan, summary = live.apply_topology(self.state, self.plan, new_topo)
         self.topo = new_topo
         return summary.text()
 

@@ -1,6 +1,8 @@
 """Pure checks: the plan's expectations against what was observed, as `CheckResult`s.
 
-Owns the verdicts of `verify`: sessions (every planned session Established, no unplanned ones),
+Owns the verdicts of `verify`: health (every node's namespace, speaker, agent and tunnel, and
+the lab's route programmer, exist and run: a dead part is named, never judged from the stale
+state it left behind), sessions (every planned session Established, no unplanned ones),
 RIB (every expected best path with its next hop, ORIGINATOR_ID and CLUSTER_LIST, nothing
 leaked or looped), FIB (kernel routes equal the plan's) and dataplane (every pod reaches every
 pod by ICMP and TCP, along the expected path as seen on the wire). No I/O here.
@@ -13,7 +15,7 @@ from typing import Any
 from meshemu.model.plan import LabPlan
 from meshemu.model.routes import FibRoute
 from meshemu.verify.fib import compare_fib
-from meshemu.verify.observe import Observation, PathCell
+from meshemu.verify.observation import NodeHealth, Observation, PathCell
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult
 
 PATH_WORDS = {
@@ -27,10 +29,72 @@ PATH_WORDS = {
 }
 
 
-def check_sessions(plan: LabPlan, agents: dict[str, dict[str, Any] | None]) -> list[CheckResult]:
+HEALTHY = NodeHealth()
+
+
+def check_health(
+    plan: LabPlan, health: dict[str, NodeHealth], fibd_alive: bool = True
+) -> list[CheckResult]:
+    """One result per node (and one for the route programmer): what is dead or gone."""
+    results = [
+        CheckResult(
+            "health",
+            "route programmer",
+            PASS if fibd_alive else FAIL,
+            "running",
+            "running" if fibd_alive else "dead",
+            ""
+            if fibd_alive
+            else "the lab's route programmer (fibd) died: agents cannot "
+            "change kernel routes (meshemu repair restarts it)",
+        )
+    ]
+    for node in plan.nodes:
+        dead = health.get(node.name, HEALTHY).dead()
+        results.append(
+            CheckResult(
+                "health",
+                f"health {node.name}",
+                FAIL if dead else PASS,
+                "namespace, speaker, agent and pods present",
+                "; ".join(dead) if dead else "all present",
+                f"{node.name}: {', '.join(dead)} (meshemu repair restarts and rebuilds them)"
+                if dead
+                else "",
+                node.name,
+            )
+        )
+    return results
+
+
+def _dead_reason(node: str, health: dict[str, NodeHealth]) -> str | None:
+    seen = health.get(node, HEALTHY)
+    return None if seen.control_alive else ", ".join(seen.dead())
+
+
+def check_sessions(
+    plan: LabPlan,
+    agents: dict[str, dict[str, Any] | None],
+    health: dict[str, NodeHealth] | None = None,
+) -> list[CheckResult]:
+    health = health or {}
     results = []
     for node in plan.nodes:
         agent = agents.get(node.name)
+        dead = _dead_reason(node.name, health)
+        if dead is not None:
+            results.append(
+                CheckResult(
+                    "sessions",
+                    f"sessions {node.name}",
+                    FAIL,
+                    f"{len(node.expected_up)} sessions Established",
+                    f"not observed: {dead}",
+                    f"{node.name} cannot hold BGP sessions: {dead}",
+                    node.name,
+                )
+            )
+            continue
         if agent is None:
             results.append(
                 CheckResult(
@@ -66,6 +130,12 @@ def check_sessions(plan: LabPlan, agents: dict[str, dict[str, Any] | None]) -> l
                 )
                 continue
             info = f" ({seen['info']})" if seen.get("info") else ""
+            peer_dead = _dead_reason(session.peer_node or "", health)
+            cause = (
+                f"the cause is {session.peer_node}: {peer_dead}"
+                if peer_dead is not None
+                else f"is {session.peer_node}'s speaker running and its link up?"
+            )
             results.append(
                 CheckResult(
                     "sessions",
@@ -74,8 +144,7 @@ def check_sessions(plan: LabPlan, agents: dict[str, dict[str, Any] | None]) -> l
                     "Established",
                     f"{state}{info}",
                     f"{node.name} has no BGP session with {session.peer_node} "
-                    f"({session.peer_ip}, {session.kind}); is {session.peer_node}'s speaker "
-                    "running and its link up?",
+                    f"({session.peer_ip}, {session.kind}); {cause}",
                     node.name,
                 )
             )
@@ -95,9 +164,29 @@ def check_sessions(plan: LabPlan, agents: dict[str, dict[str, Any] | None]) -> l
     return results
 
 
-def check_rib(plan: LabPlan, agents: dict[str, dict[str, Any] | None]) -> list[CheckResult]:
+def check_rib(
+    plan: LabPlan,
+    agents: dict[str, dict[str, Any] | None],
+    health: dict[str, NodeHealth] | None = None,
+) -> list[CheckResult]:
+    health = health or {}
     results = []
     for node in plan.nodes:
+        dead = _dead_reason(node.name, health)
+        if dead is not None:
+            results.append(
+                CheckResult(
+                    "rib",
+                    f"rib {node.name}",
+                    FAIL,
+                    "learned best paths",
+                    f"not observed: {dead}",
+                    f"{node.name}'s BGP table cannot be read: {dead} (its last state file is "
+                    "stale and is not trusted)",
+                    node.name,
+                )
+            )
+            continue
         agent = agents.get(node.name) or {}
         best = {
             r["prefix"]: r for r in agent.get("rib", []) if r.get("best") and r.get("learned_from")
@@ -157,8 +246,21 @@ def check_fib(plan: LabPlan, fibs: dict[str, list[FibRoute]]) -> list[CheckResul
     pools = [p.cidr for p in plan.pools]
     results = []
     for node in plan.nodes:
-        diff = compare_fib(node.name, node.fib, fibs.get(node.name, []), pools)
         name = f"fib {node.name}"
+        if node.name not in fibs:
+            results.append(
+                CheckResult(
+                    "fib",
+                    name,
+                    FAIL,
+                    f"{len(node.fib)} routes as planned",
+                    "not observed",
+                    f"{node.name}'s namespace is gone, so are its routes (meshemu repair)",
+                    node.name,
+                )
+            )
+            continue
+        diff = compare_fib(node.name, node.fib, fibs[node.name], pools)
         if diff.ok:
             results.append(
                 CheckResult("fib", name, PASS, f"{len(node.fib)} routes", "equal", node=node.name)
@@ -189,7 +291,9 @@ def check_dataplane(cells: list[PathCell]) -> list[CheckResult]:
         name = f"ipv{cell.family} {cell.source} -> {cell.target}"
         expected = f"reachable, {PATH_WORDS.get(cell.path, cell.path)}"
         problems = []
-        if not cell.ok:
+        if cell.error:
+            problems.append(f"not probed: {cell.error}")
+        elif not cell.ok:
             problems.append("no ICMP echo reply")
         if entry.tcp_ok is False:
             problems.append("TCP connect failed")
@@ -235,9 +339,11 @@ def check_dataplane(cells: list[PathCell]) -> list[CheckResult]:
 
 
 def verify_results(plan: LabPlan, observation: Observation) -> list[CheckResult]:
+    health = observation.health
     return (
-        check_sessions(plan, observation.agents)
-        + check_rib(plan, observation.agents)
+        check_health(plan, health, observation.fibd)
+        + check_sessions(plan, observation.agents, health)
+        + check_rib(plan, observation.agents, health)
         + check_fib(plan, observation.fibs)
         + check_dataplane(observation.matrix)
     )

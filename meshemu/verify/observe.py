@@ -1,9 +1,11 @@
-"""Observe a running lab: agents' sessions and RIBs, kernel FIBs, and real packets.
+"""Observe a running lab: health, agents' sessions and RIBs, kernel FIBs, and real packets.
 
-Owns collecting everything `verify` judges: each agent's state file, each node's kernel routes,
-and the pod-to-pod matrix (ICMP echo and a TCP connect, IPv4 and IPv6) with the path each
-probe actually took, read from a capture on the fabric (the bridges joining the nodes and the
-routers), not inferred from routes. It changes nothing in the lab.
+Owns collecting everything `verify` judges (the one place that reads a running lab): which of
+each node's processes and namespaces still exist, each agent's state (asked to write it out
+first, so nothing is read from before its last update), each node's kernel routes, the
+pod-to-pod matrix (ICMP echo and a TCP connect, IPv4 and IPv6) with the path each probe
+actually took, read from a capture on the fabric, and snapshots. It changes nothing in the lab
+and never creates a namespace (a deleted one is reported as gone).
 """
 
 from __future__ import annotations
@@ -15,61 +17,90 @@ import signal
 import socket
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from meshemu.lab import observe_fib
+from meshemu import process
+from meshemu.dataplane.netlink import enter_for_good, netns_exists, read_fib
+from meshemu.errors import DataplaneError
 from meshemu.model.plan import LabPlan
 from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
-from meshemu.verify.probe import (
-    Cell,
+from meshemu.verify.observation import (
     Frame,
-    _enter,
-    _pods,
-    capture,
-    reachability_matrix,
+    NodeHealth,
+    Observation,
+    PathCell,
+    observed_path,
+    pods_of,
     targets_of,
 )
+from meshemu.verify.probe import capture, in_child, reachability_matrix
 
 TCP_PORT = 7077
+# How long an agent may take to write its state out when asked (it answers within a few ms).
+FLUSH_SECONDS = 2.0
 
 
-@dataclass(frozen=True)
-class PathCell:
-    """One probe of the matrix with what the fabric showed."""
+def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
+    """Per node: does its namespace exist, do its speaker, agent and tunnel run."""
+    ipip = state.summary().ipip
+    health = {}
+    for node in plan.nodes:
+        speaker = state.running(f"speaker:{node.name}")
+        has_tunnel = ipip == "userspace" and node.ipv4 is not None
+        health[node.name] = NodeHealth(
+            netns=netns_exists(node.netns),
+            speaker=speaker,
+            agent=speaker and state.agent_pid(node.name) is not None,
+            tunnel=state.running(f"tunnel:{node.name}") if has_tunnel else None,
+            missing_pods=tuple(p.name for p in node.pods if not netns_exists(p.netns)),
+        )
+    return health
 
-    cell: Cell
-    tcp_ok: bool | None  # None: not probed
-    observed_path: str  # local | direct | router | ipip | vxlan | unseen
+
+def fresh_agent_states(
+    state: LabState, plan: LabPlan, health: dict[str, NodeHealth]
+) -> dict[str, dict[str, Any] | None]:
+    """Each live agent's state, written out on request (SIGUSR1) so none is older than the
+    agent's last update: agents throttle their own writes. A dead node's state is None."""
+    asked: dict[str, tuple[int, object]] = {}
+    for node in plan.nodes:
+        pid = state.agent_pid(node.name) if health[node.name].control_alive else None
+        if pid is not None:
+            before = (state.agent_state(node.name) or {}).get("updated")
+            process.send(pid, signal.SIGUSR1)
+            asked[node.name] = (pid, before)
+    deadline = time.monotonic() + FLUSH_SECONDS
+    agents: dict[str, dict[str, Any] | None] = {n.name: None for n in plan.nodes}
+    waiting = dict(asked)
+    while True:
+        for name in list(waiting):
+            current = state.agent_state(name)
+            if current is not None and current.get("updated") != waiting[name][1]:
+                agents[name] = current
+                del waiting[name]
+        if not waiting or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    for name in waiting:  # alive but silent: its last state is the best there is
+        agents[name] = state.agent_state(name)
+    return agents
 
 
-@dataclass(frozen=True)
-class Observation:
-    agents: dict[str, dict[str, Any] | None]
-    fibs: dict[str, list[FibRoute]]
-    matrix: list[PathCell]
-
-
-def observe_control(
-    plan: LabPlan,
-) -> tuple[dict[str, dict[str, Any] | None], dict[str, list[FibRoute]]]:
-    state = LabState(plan.name)
-    agents = {n.name: state.agent_state(n.name) for n in plan.nodes}
-    fibs = {n.name: observe_fib(n) for n in plan.nodes}
-    return agents, fibs
+def observe_fibs(plan: LabPlan, health: dict[str, NodeHealth]) -> dict[str, list[FibRoute]]:
+    return {n.name: read_fib(n.netns) for n in plan.nodes if health[n.name].netns}
 
 
 def _listen_everywhere(plan: LabPlan, port: int) -> list[int]:
     """A TCP listener in every pod (IPv4 and IPv6), each a forked child; returns their pids."""
     pids = []
-    for _node, pod in _pods(plan):
+    for _node, pod in pods_of(plan):
         ready_r, ready_w = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(ready_r)
             try:
-                _enter(pod.netns)
+                enter_for_good(pod.netns)
                 servers = []
                 for family, address in ((socket.AF_INET, pod.ipv4), (socket.AF_INET6, pod.ipv6)):
                     if address:
@@ -116,15 +147,16 @@ def tcp_matrix(
     plan: LabPlan, port: int = TCP_PORT, timeout: float = 1.0
 ) -> dict[tuple[str, str], bool]:
     """(source pod IP, target pod IP) -> whether a TCP connection was accepted."""
-    from meshemu.verify.probe import in_child
-
     listeners = _listen_everywhere(plan, port)
     results: dict[tuple[str, str], bool] = {}
     try:
-        pods = _pods(plan)
+        pods = pods_of(plan)
         for _node, pod in pods:
             targets = targets_of(pod, pods)
-            answers = in_child(pod.netns, _connect_all, targets, port, timeout)
+            try:
+                answers = in_child(pod.netns, _connect_all, targets, port, timeout)
+            except DataplaneError:
+                continue  # the pod's namespace is gone: its ICMP cells say so
             assert isinstance(answers, dict)
             for target, ok in answers.items():
                 source = pod.ipv6 if ":" in target else pod.ipv4
@@ -135,22 +167,6 @@ def tcp_matrix(
                 os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     return results
-
-
-def observed_path(cell: Cell, frames: list[Frame]) -> str:
-    if cell.path == "local":
-        return "local"
-    kinds = set()
-    for frame in frames:
-        if frame.encap in ("ipip", "vxlan"):
-            if (frame.inner_src, frame.inner_dst) == (cell.source_ip, cell.target_ip):
-                kinds.add(frame.encap)
-        elif (frame.outer_src, frame.outer_dst) == (cell.source_ip, cell.target_ip):
-            kinds.add("router" if frame.ifname.startswith("r") else "direct")
-    for kind in ("ipip", "vxlan", "router", "direct"):
-        if kind in kinds:
-            return kind
-    return "unseen"
 
 
 def observe_dataplane(plan: LabPlan, tcp: bool = True) -> list[PathCell]:
@@ -170,7 +186,19 @@ def observe_dataplane(plan: LabPlan, tcp: bool = True) -> list[PathCell]:
     ]
 
 
-def observe(plan: LabPlan, dataplane: bool = True) -> Observation:
-    agents, fibs = observe_control(plan)
+def observe(state: LabState, plan: LabPlan, dataplane: bool = True) -> Observation:
+    health = observe_health(state, plan)
+    agents = fresh_agent_states(state, plan, health)
+    fibs = observe_fibs(plan, health)
     matrix = observe_dataplane(plan) if dataplane else []
-    return Observation(agents, fibs, matrix)
+    return Observation(agents, fibs, matrix, health, state.running("fibd"))
+
+
+def take_snapshot(state: LabState, plan: LabPlan) -> dict[str, Any]:
+    """The lab's normalized sessions, RIBs and FIBs (see `verify.snapshot.normalize`)."""
+    from meshemu.verify.snapshot import normalize
+
+    health = observe_health(state, plan)
+    agents = {k: v or {} for k, v in fresh_agent_states(state, plan, health).items()}
+    fibs = {k: [r.to_json() for r in v] for k, v in observe_fibs(plan, health).items()}
+    return normalize(plan.to_json(), agents, fibs)

@@ -9,7 +9,6 @@ interfaces (AF_PACKET), classifying each as plain, IP-in-IP (outer protocol 4) o
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import ipaddress
 import json
 import os
@@ -17,24 +16,13 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
 
+from meshemu.dataplane.netlink import enter_for_good
+from meshemu.errors import DataplaneError
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan
-from meshemu.model.routes import FibRoute
+from meshemu.verify.observation import Cell, Frame, expected_path, pods_of, targets_of
 
-CLONE_NEWNET = 0x40000000
 ETH_P_ALL = 0x0003
-
-
-def _enter(netns: str) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {netns}")
-    finally:
-        os.close(fd)
 
 
 def in_child(netns: str, work: object, *args: object) -> object:
@@ -46,7 +34,7 @@ def in_child(netns: str, work: object, *args: object) -> object:
         os.close(read_fd)
         code, payload = 1, '{"error": "interrupted"}'
         try:
-            _enter(netns)
+            enter_for_good(netns)
             payload = json.dumps({"ok": work(*args)})
             code = 0
         except BaseException as err:  # reported to the parent, never raised past the fork
@@ -60,7 +48,7 @@ def in_child(netns: str, work: object, *args: object) -> object:
         data = json.loads(inp.read() or '{"error": "child died"}')
     os.waitpid(pid, 0)
     if "error" in data:
-        raise RuntimeError(f"in {netns}: {data['error']}")
+        raise DataplaneError(f"in namespace {netns}: {data['error']}")
     return data.get("ok")
 
 
@@ -122,55 +110,9 @@ def ping_all(
     return result
 
 
-@dataclass(frozen=True)
-class Cell:
-    source: str  # node/pod
-    target: str
-    family: int
-    source_ip: str
-    target_ip: str
-    path: str  # expected: local | direct | ipip | vxlan | router
-    rtt_ms: float | None
-
-    @property
-    def ok(self) -> bool:
-        return self.rtt_ms is not None
-
-
-def expected_path(plan: LabPlan, src: NodePlan, dst: NodePlan, family: int) -> str:
-    if src.name == dst.name:
-        return "local"
-    block = next(
-        (b.cidr for b in dst.blocks if ipaddress.ip_network(b.cidr).version == family), None
-    )
-    route: FibRoute | None = next((r for r in src.fib if r.prefix == block), None)
-    if route is None:
-        return "none"
-    if route.dev == "tunl0":
-        return "ipip"
-    if route.dev and route.dev.startswith("vxlan"):
-        return "vxlan"
-    return "direct" if route.via == dst.address(family) else "router"
-
-
-def _pods(plan: LabPlan) -> list[tuple[NodePlan, PodPlan]]:
-    return [(n, p) for n in plan.nodes for p in n.pods]
-
-
-def targets_of(pod: PodPlan, pods: list[tuple[NodePlan, PodPlan]]) -> list[str]:
-    """The addresses `pod` probes: every other pod's, in the families `pod` has."""
-    return [
-        ip
-        for _node, other in pods
-        if other is not pod
-        for ip in (other.ipv4 if pod.ipv4 else None, other.ipv6 if pod.ipv6 else None)
-        if ip
-    ]
-
-
 def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
     """Every pod to every other pod, IPv4 and IPv6, one forked prober per source pod."""
-    pods = _pods(plan)
+    pods = pods_of(plan)
     children: list[tuple[NodePlan, PodPlan, int, int]] = []
     for node, pod in pods:
         targets = targets_of(pod, pods)
@@ -180,7 +122,7 @@ def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
             os.close(read_fd)
             payload = '{"error": "interrupted"}'
             try:
-                _enter(pod.netns)
+                enter_for_good(pod.netns)
                 payload = json.dumps(ping_all(targets, timeout))
             except BaseException as err:  # reported, never raised past the fork
                 payload = json.dumps({"error": str(err)})
@@ -195,6 +137,7 @@ def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
         with os.fdopen(read_fd) as inp:
             answers = json.loads(inp.read() or "{}")
         os.waitpid(pid, 0)
+        error = str(answers.get("error", ""))
         for other_node, other in pods:
             if other is pod:
                 continue
@@ -214,64 +157,10 @@ def reachability_matrix(plan: LabPlan, timeout: float = 1.0) -> list[Cell]:
                             dst_ip,
                             expected_path(plan, node, other_node, family),
                             rtt,
+                            error,
                         )
                     )
     return cells
-
-
-PATH_LETTER = {"local": "L", "direct": "D", "ipip": "I", "vxlan": "V", "router": "R", "none": "?"}
-
-
-def render_observed_matrix(plan: LabPlan, cells: Iterable[object]) -> str:
-    """The matrix with the path each probe was *seen* taking on the fabric.
-
-    Upper case: reached by the expected path; lower case: unreachable; `!`: reached but by
-    another path than the plan's.
-    """
-    entries = list(cells)
-    names = [f"{n.name}/{p.name}" for n, p in _pods(plan)]
-    letter = {**PATH_LETTER, "unseen": "?"}
-    lines = []
-    for family in (4, 6):
-        subset = {
-            (e.cell.source, e.cell.target): e  # type: ignore[attr-defined]
-            for e in entries
-            if e.cell.family == family  # type: ignore[attr-defined]
-        }
-        if not subset:
-            continue
-        lines.append(
-            f"IPv{family} pods, path seen on the wire (L local, D direct, R router, I IP-in-IP, "
-            "V VXLAN; lower case: no answer; ! other path than planned)"
-        )
-        lines.append(" " * 16 + " ".join(str(i + 1).rjust(2) for i in range(len(names))))
-        for i, source in enumerate(names):
-            row = []
-            for target in names:
-                entry = subset.get((source, target))
-                if entry is None:
-                    row.append(" .")
-                    continue
-                cell = entry.cell  # type: ignore[attr-defined]
-                mark = letter.get(entry.observed_path, "?")  # type: ignore[attr-defined]
-                if not cell.ok:
-                    mark = letter.get(cell.path, "?").lower()
-                elif entry.observed_path != cell.path:  # type: ignore[attr-defined]
-                    mark = "!" + mark
-                row.append(mark.rjust(2))
-            lines.append(f"{i + 1:>2} {source:<13}" + " ".join(row))
-    return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class Frame:
-    ifname: str
-    encap: str  # plain | ipip | vxlan
-    outer_src: str
-    outer_dst: str
-    inner_src: str | None
-    inner_dst: str | None
-    inner_proto: int | None
 
 
 def _ip_summary(data: bytes) -> tuple[str, str, int, bytes] | None:
@@ -372,7 +261,7 @@ def tcp_transfer(
         os.close(result_r)
         received = 0
         try:
-            _enter(target_netns)
+            enter_for_good(target_netns)
             server = socket.socket(family, socket.SOCK_STREAM)
             server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             server.bind((target_ip, port))

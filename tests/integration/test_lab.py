@@ -14,12 +14,16 @@ from pathlib import Path
 
 import pytest
 
+from meshemu.dataplane.netlink import read_fib
 from meshemu.errors import EnvironmentProblem
-from meshemu.lab import check_convergence, down, lab_status, up
+from meshemu.lab import down, lab_status, up
+from meshemu.lab.converge import fib_diffs as check_convergence
+from meshemu.lab.status import NodeStatus
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.state import LabState
-from meshemu.verify.probe import Frame, capture, reachability_matrix
+from meshemu.verify.observation import Frame
+from meshemu.verify.probe import capture, reachability_matrix
 
 from .conftest import TOPOLOGIES, lab_leftovers
 
@@ -31,9 +35,9 @@ def plan_for(topology: str, name: str) -> LabPlan:
 
 
 def bring_up(plan: LabPlan, topology: str) -> None:
-    result = up(
-        plan, TOPOLOGIES / topology, progress=print, timeout=float(os.environ.get("IT_TIMEOUT", 60))
-    )
+    path = TOPOLOGIES / topology
+    topo = load_topology(path, name=plan.name)
+    result = up(plan, topo, path, progress=print, timeout=float(os.environ.get("IT_TIMEOUT", 60)))
     if not result.converged:
         state = LabState(plan.name)
         for node in plan.nodes:
@@ -45,13 +49,15 @@ def bring_up(plan: LabPlan, topology: str) -> None:
 
 def established(plan: LabPlan) -> dict[str, list[str]]:
     """Per node, the planned lab-internal sessions that are not Established."""
-    status = lab_status(plan.name)
+    status = lab_status(LabState(plan.name))
     return {
-        n["name"]: [
-            s["peer_ip"] for s in n["sessions"] if s["peer_node"] and s["state"] != "established"
-        ]
-        for n in status["nodes"]
+        n.name: [s.peer_ip for s in n.sessions if s.peer_node and s.state != "established"]
+        for n in status.nodes
     }
+
+
+def node_status(plan: LabPlan, node: str) -> NodeStatus:
+    return next(n for n in lab_status(LabState(plan.name)).nodes if n.name == node)
 
 
 def wait_for(predicate, timeout: float, what: str) -> float:  # type: ignore[no-untyped-def]
@@ -139,10 +145,7 @@ def test_route_reflectors_converge_and_survive_losing_one_reflector(lab_env: Pat
 
     os.kill(speaker_pid(plan, "rr1"), signal.SIGKILL)
     wait_for(
-        lambda: (
-            next(n for n in lab_status(plan.name)["nodes"] if n["name"] == "rr1")["speaker"]
-            == "dead"
-        ),
+        lambda: node_status(plan, "rr1").speaker == "dead",
         5,
         "status to report rr1's speaker dead",
     )
@@ -185,14 +188,11 @@ def test_killing_a_speaker_withdraws_its_blocks_everywhere(lab_env: Path) -> Non
 
     seconds = wait_for(withdrawn, 15, "node2's blocks to leave every other FIB")
     print(f"withdrawn everywhere after {seconds:.2f}s")
-    status = lab_status(plan.name)
-    assert next(n for n in status["nodes"] if n["name"] == "node2")["speaker"] == "dead"
+    assert node_status(plan, "node2").speaker == "dead"
 
 
 def _observed(node):  # type: ignore[no-untyped-def]
-    from meshemu.lab import observe_fib
-
-    return observe_fib(node)
+    return read_fib(node.netns)
 
 
 def test_two_labs_side_by_side(lab_env: Path) -> None:
@@ -232,7 +232,8 @@ def test_failure_during_up_removes_what_was_created(
 
     monkeypatch.setattr(build, "build_pod", failing)
     with pytest.raises(RuntimeError, match="injected"):
-        up(plan, TOPOLOGIES / "flagship.yaml", progress=print)
+        path = TOPOLOGIES / "flagship.yaml"
+        up(plan, load_topology(path, name=plan.name), path, progress=print)
     assert lab_leftovers(plan.name, lab_env / plan.name) == []
     assert not (lab_env / plan.name).exists()
 
@@ -240,7 +241,8 @@ def test_failure_during_up_removes_what_was_created(
 def test_not_root_is_exit_3(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(EnvironmentProblem, match="root"):
-        up(plan_for("mesh.yaml", "it-user"), TOPOLOGIES / "mesh.yaml", progress=print)
+        path = TOPOLOGIES / "mesh.yaml"
+        up(plan_for("mesh.yaml", "it-user"), load_topology(path), path, progress=print)
 
 
 def test_cli_up_status_routes_exec_down(lab_env: Path) -> None:
@@ -326,10 +328,11 @@ def test_md5_password_sessions(lab_env: Path, tmp_path: Path) -> None:
     assert "nodeMeshPassword" in text
     topo = tmp_path / "md5.yaml"
     topo.write_text(text)
-    plan = build_plan(load_topology(topo, name="it-md5"))
+    loaded = load_topology(topo, name="it-md5")
+    plan = build_plan(loaded)
     assert all(s.password == "s3cret-key" for n in plan.nodes for s in n.sessions)
     config = None
-    result = up(plan, topo, progress=print, timeout=30)
+    result = up(plan, loaded, topo, progress=print, timeout=30)
     assert result.converged
     config = (LabState(plan.name).dir / "nodes" / "node1" / "exabgp.conf").read_text()
     assert "md5-password 's3cret-key';" in config
@@ -348,8 +351,7 @@ def test_killed_agent_is_restarted_and_keeps_the_fib(lab_env: Path) -> None:
             pid = int((node_dir / "agent.pid").read_text())
         except (OSError, ValueError):
             return False
-        node = next(n for n in lab_status(plan.name)["nodes"] if n["name"] == "node1")
-        return pid != old_pid and node["agent"] == "running"
+        return pid != old_pid and node_status(plan, "node1").agent == "running"
 
     wait_for(restarted, 10, "ExaBGP to restart node1's agent")
     assert all(d.ok for d in check_convergence(plan))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from meshemu.lab import down, load_running_plan, up
+from meshemu.lab import down, up
 from meshemu.model.load import load_topology
 from meshemu.model.plan import build_plan
 from meshemu.scenario.model import load_scenario
@@ -106,8 +106,10 @@ def test_a_scenario_expecting_a_missing_route_fails(lab_env: Path, tmp_path: Pat
 
 
 def test_verify_cli_snapshot_and_diff(lab_env: Path, tmp_path: Path) -> None:
-    plan = build_plan(load_topology(TOPOLOGIES / "flagship.yaml", name="it-verify"))
-    assert up(plan, TOPOLOGIES / "flagship.yaml", print, timeout=60).converged
+    path = TOPOLOGIES / "flagship.yaml"
+    topo = load_topology(path, name="it-verify")
+    plan = build_plan(topo)
+    assert up(plan, topo, path, print, timeout=60).converged
     junit, report = tmp_path / "verify.xml", tmp_path / "verify.json"
     run = subprocess.run(
         [*CLI, "verify", "it-verify", "--junit", str(junit), "--json-file", str(report)],
@@ -119,7 +121,7 @@ def test_verify_cli_snapshot_and_diff(lab_env: Path, tmp_path: Path) -> None:
     validate_junit(junit)
     data = json.loads(report.read_text())
     categories = {r["category"] for r in data["results"]}
-    assert categories == {"sessions", "rib", "fib", "dataplane"}
+    assert categories == {"health", "sessions", "rib", "fib", "dataplane"}
     cells = [r for r in data["results"] if r["category"] == "dataplane"]
     assert len(cells) == 112 and all(r["status"] == "pass" for r in cells)
     assert {r["details"]["observed_path"] for r in cells} == {"local", "direct", "ipip", "vxlan"}
@@ -148,5 +150,8 @@ def test_verify_cli_snapshot_and_diff(lab_env: Path, tmp_path: Path) -> None:
     assert broken.returncode == 1
     first_lines = broken.stdout.splitlines()[:6]
     assert any("FAIL" in line for line in first_lines)  # failures first
-    assert load_running_plan("it-verify").name == "it-verify"
+    # The dead node is named as the cause, not judged from the state its agent left behind.
+    assert "node3: speaker dead" in broken.stdout
+    assert "the cause is node3" in broken.stdout
+    assert LabState("it-verify").plan().name == "it-verify"
     down("it-verify", print)

@@ -1,0 +1,5 @@
+import sys
+
+from meshemu.cli.main import main
+
+sys.exit(main())

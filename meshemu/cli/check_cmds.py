@@ -1,0 +1,109 @@
+"""Commands that judge a lab: verify, run (a scenario), snapshot and diff (parse and print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from meshemu.cli.common import say, write_reports
+from meshemu.errors import EXIT_CHECK_FAILED, EXIT_OK
+from meshemu.lab import resolve_lab
+from meshemu.report.lab_text import render_observed_matrix
+from meshemu.report.terminal import render_report
+from meshemu.scenario.model import load_scenario
+from meshemu.scenario.runner import Runner
+from meshemu.verify.checks import verify_results
+from meshemu.verify.observe import observe, take_snapshot
+from meshemu.verify.results import Report
+from meshemu.verify.snapshot import diff_snapshots, read_snapshot, render_diff, write_snapshot
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    state = resolve_lab(args.lab)
+    started = time.monotonic()
+    plan = state.plan()
+    observation = observe(state, plan, dataplane=not args.no_dataplane)
+    # Failing checks first, so the first lines say what is wrong.
+    results = sorted(verify_results(plan, observation), key=lambda r: r.ok)
+    report = Report(
+        f"verify lab {state.name}",
+        state.name,
+        tuple(results),
+        round(time.monotonic() - started, 3),
+        {"lab": state.name, "nodes": str(len(plan.nodes))},
+    )
+    write_reports(report, args.json_file, args.junit)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(render_report(report))
+        if observation.matrix:
+            print()
+            print(render_observed_matrix(plan, observation.matrix))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = Path(args.scenario)
+    scenario, topo, topo_path = load_scenario(path)
+    say(
+        f"scenario {scenario.name}: {len(scenario.steps)} steps on lab {topo.name} "
+        f"({topo_path.name})"
+    )
+    report = Runner(scenario, topo, topo_path, path.parent, say).run()
+    write_reports(report, args.json, args.junit)
+    say("")
+    say(render_report(report))
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    state = resolve_lab(args.lab)
+    data = take_snapshot(state, state.plan())
+    write_snapshot(Path(args.output), data)
+    say(f"snapshot of lab {state.name} written to {args.output} ({len(data['nodes'])} nodes)")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    before = read_snapshot(Path(args.a))
+    if args.b is None:
+        state = resolve_lab(args.lab)
+        after = take_snapshot(state, state.plan())
+    else:
+        after = read_snapshot(Path(args.b))
+    changes = diff_snapshots(before, after)
+    print(render_diff(changes), end="")
+    return EXIT_CHECK_FAILED if changes else EXIT_OK
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser("verify", help="check a running lab against its plan, with real packets")
+    p.add_argument("lab", nargs="?", help="lab name (default: the only lab up)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--json-file", help="also write the JSON report to this file")
+    p.add_argument("--junit", help="also write a JUnit XML report to this file")
+    p.add_argument(
+        "--no-dataplane", action="store_true", help="sessions, RIB and FIB only (no packets)"
+    )
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("run", help="run a scenario: up, faults and changes, timed expectations")
+    p.add_argument("scenario")
+    p.add_argument("--json", help="write the JSON report to this file")
+    p.add_argument("--junit", help="write a JUnit XML report to this file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("snapshot", help="write a running lab's sessions, RIBs and FIBs to a file")
+    p.add_argument("lab", nargs="?")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("diff", help="compare two snapshots, or a snapshot with the running lab")
+    p.add_argument("a", help="snapshot file (before)")
+    p.add_argument("b", nargs="?", help="snapshot file (after); default: the running lab")
+    p.add_argument("--lab")
+    p.set_defaults(func=cmd_diff)

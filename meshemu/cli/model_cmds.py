@@ -1,0 +1,58 @@
+"""Commands that need no lab and no root: validate (topology, bundle or scenario) and plan."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from meshemu.cli.common import input_args, load_input, say
+from meshemu.errors import EXIT_OK, ConfigError, Problem
+from meshemu.model.plan import build_plan
+from meshemu.report.plan_text import plan_summary, render_plan
+from meshemu.scenario.model import is_scenario_document, load_scenario
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if is_scenario_document(path):
+        # Everything `run` checks before it creates anything, without root.
+        scenario, topo, topo_path = load_scenario(path)
+        say(
+            f"valid scenario {scenario.name}: {len(scenario.steps)} steps on lab {topo.name} "
+            f"({topo_path.name})"
+        )
+        return EXIT_OK
+    say(f"valid: {plan_summary(build_plan(load_input(args)))}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    plan = build_plan(load_input(args))
+    known = [n.name for n in plan.nodes]
+    if args.node is not None and args.node not in known:
+        raise ConfigError(
+            [Problem("--node", f"unknown node {args.node!r}", f"nodes: {', '.join(known)}")]
+        )
+    if args.json:
+        data = plan.to_json()
+        if args.node is not None:
+            data["nodes"] = [n for n in data["nodes"] if n["name"] == args.node]
+        print(json.dumps(data, indent=2))
+    else:
+        print(render_plan(plan, args.node))
+    return EXIT_OK
+
+
+def add_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "validate", help="check a topology, Calico bundle or scenario; report every problem"
+    )
+    input_args(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("plan", help="show the resolved plan: sessions and routes, with why")
+    input_args(p)
+    p.add_argument("--node", help="show only this node")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)

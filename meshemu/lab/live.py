@@ -1,0 +1,183 @@
+"""Live changes to a running lab: faults (links, speakers, agents) and topology changes.
+
+Owns acting on a lab that is up, for scenarios and for people at the prompt: taking a node's
+link down and up, stopping, starting and restarting a node's speaker, killing an agent, and
+applying a changed topology (nodes, pods, pools, BGP peers added, removed or changed) by
+re-planning with the running lab's allocations kept and changing only what differs. It acts on
+the `LabPlan` and `LabState` it is given. Every namespace and process it creates is recorded
+in the state folder first, like `up` does.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+from meshemu import process
+from meshemu.dataplane import build
+from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
+from meshemu.errors import LabError
+from meshemu.lab import supervise
+from meshemu.lab.lifecycle import record_netns
+from meshemu.lab.running import node_of
+from meshemu.model.plan import LabPlan, NodePlan, PodPlan, build_plan
+from meshemu.model.topology import Topology
+from meshemu.state import LabState
+
+
+def stop_speaker(state: LabState, node: str, graceful: bool = True) -> bool:
+    return supervise.stop_speaker(state, node, graceful)
+
+
+def start_speaker(state: LabState, plan: LabPlan, node: str) -> None:
+    target = node_of(plan, node)
+    if supervise.speaker_running(state, node):
+        raise LabError(f"the speaker of {node} is already running")
+    supervise.start_speakers(plan, state, [target])
+
+
+def kill_agent(state: LabState, node: str) -> int:
+    """SIGKILL a node's agent; ExaBGP starts a new one, which takes over. Returns the old pid."""
+    pid = state.agent_pid(node)
+    if pid is None:
+        raise LabError(f"{node} has no running agent")
+    process.send(pid, signal.SIGKILL)
+    return pid
+
+
+def set_link(plan: LabPlan, node: str, up: bool) -> None:
+    target = node_of(plan, node)
+    with in_netns(target.netns) as ns:
+        if not up:
+            ns.down(target.uplink)
+            return
+        ns.up(target.uplink)
+        # Bringing the link up again does not restore the routes the kernel removed with it.
+        if target.gateway4:
+            ns.route("add", "0.0.0.0/0", via=target.gateway4, dev=target.uplink)
+        if target.gateway6:
+            ns.route("add", "::/0", via=target.gateway6, dev=target.uplink)
+
+
+@dataclass
+class ChangeSummary:
+    added_nodes: list[str] = field(default_factory=list)
+    removed_nodes: list[str] = field(default_factory=list)
+    restarted_speakers: list[str] = field(default_factory=list)
+    restarted_agents: list[str] = field(default_factory=list)
+    pods_added: int = 0
+    pods_removed: int = 0
+
+    def text(self) -> str:
+        parts = []
+        for label, items in (
+            ("nodes added", self.added_nodes),
+            ("nodes removed", self.removed_nodes),
+            ("speakers restarted", self.restarted_speakers),
+            ("agents restarted", self.restarted_agents),
+        ):
+            if items:
+                parts.append(f"{label}: {', '.join(items)}")
+        if self.pods_added or self.pods_removed:
+            parts.append(f"pods +{self.pods_added} -{self.pods_removed}")
+        return "; ".join(parts) or "nothing to change"
+
+
+def _remove_node(state: LabState, node: NodePlan) -> None:
+    supervise.stop_speaker(state, node.name)
+    for netns in [p.netns for p in node.pods] + [node.netns]:
+        process.stop(set(pids_in_netns(netns)), grace=0)
+        remove_netns(netns)
+
+
+def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPlan, ChangeSummary]:
+    """Change the running lab from plan `old` to `topo`; returns the new plan and what changed."""
+    if topo.name != state.name:
+        topo = topo.model_copy(update={"name": state.name})
+    new = build_plan(topo, previous=old)
+    ipip = state.summary().ipip
+    if ipip == "none" and any(p.ipip_mode != "Never" for p in new.pools):
+        raise LabError("this lab started without IP-in-IP; bring it up again to add an IPIP pool")
+    summary = ChangeSummary()
+    old_nodes = {n.name: n for n in old.nodes}
+    new_nodes = {n.name: n for n in new.nodes}
+    for name in sorted(set(old_nodes) - set(new_nodes)):
+        _remove_node(state, old_nodes[name])
+        summary.removed_nodes.append(name)
+    state.write_plan(new)
+    state.write_topology(topo, new)
+    added = [n for n in new.nodes if n.name not in old_nodes]
+    _build_added(state, new, added, ipip, summary)
+    for node in new.nodes:
+        if node.name in old_nodes:
+            _sync_pods(state, old_nodes[node.name], node, summary)
+        with in_netns(node.netns) as ns:
+            build.build_vxlan(new, node, ns)
+    if ipip == "userspace" and added:
+        supervise.start_tunnels(state, [n for n in added if n.ipv4])
+    restart = _reconfigure(state, new, [n for n in new.nodes if n.name in old_nodes], summary)
+    if restart or added:
+        supervise.start_speakers(new, state, restart + added)
+    return new, summary
+
+
+def _build_added(
+    state: LabState, plan: LabPlan, added: list[NodePlan], ipip: str, summary: ChangeSummary
+) -> None:
+    record = record_netns(state)
+    for node in added:
+        build.build_node(plan, node, record, ipip_kernel=ipip == "kernel")
+        for pod in node.pods:
+            build.build_pod(node, pod, record)
+            summary.pods_added += 1
+        summary.added_nodes.append(node.name)
+    build.seed_neighbors(plan)
+
+
+def _reconfigure(
+    state: LabState, plan: LabPlan, nodes: list[NodePlan], summary: ChangeSummary
+) -> list[NodePlan]:
+    """New configurations for running nodes; returns the nodes whose speaker must restart."""
+    restart = []
+    for node in nodes:
+        _config, speaker_changed, agent_changed = supervise.write_node_configs(plan, state, node)
+        if speaker_changed:
+            # A changed neighbour list: restart the speaker, as Calico reloads BIRD.
+            supervise.stop_speaker(state, node.name)
+            restart.append(node)
+            summary.restarted_speakers.append(node.name)
+        elif agent_changed and state.agent_pid(node.name) is not None:
+            # Pools, blocks or VTEPs changed: a new agent takes over with the new rules.
+            kill_agent(state, node.name)
+            summary.restarted_agents.append(node.name)
+    return restart
+
+
+def remove_pod(node: NodePlan, pod: PodPlan) -> None:
+    # Delete the host side first: the kernel tears a namespace's interfaces down lazily, and
+    # a pod created again at once needs its `cali` name free.
+    if netns_exists(node.netns):
+        with in_netns(node.netns) as ns:
+            if ns.has_link(pod.host_ifname):
+                ns.delete_link(pod.host_ifname)
+    remove_netns(pod.netns)
+
+
+def _sync_pods(state: LabState, old: NodePlan, new: NodePlan, summary: ChangeSummary) -> None:
+    record = record_netns(state)
+    old_pods = {p.name: p for p in old.pods}
+    new_pods = {p.name: p for p in new.pods}
+    for name in sorted(set(old_pods) - set(new_pods)):
+        remove_pod(old, old_pods[name])  # its veth and host routes go with it
+        summary.pods_removed += 1
+    for name in sorted(new_pods):
+        pod = new_pods[name]
+        previous = old_pods.get(name)
+        if previous is not None and (previous.ipv4, previous.ipv6) == (pod.ipv4, pod.ipv6):
+            continue
+        if previous is not None:
+            remove_pod(old, previous)
+            summary.pods_removed += 1
+        if not netns_exists(pod.netns):
+            build.build_pod(new, pod, record)
+            summary.pods_added += 1
