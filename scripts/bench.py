@@ -59,9 +59,10 @@ def run(n: int) -> str:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"bench{n}.yaml"
         path.write_text(yaml.safe_dump(topology(n)))
-        plan = build_plan(load_topology(path))
+        topo = load_topology(path)
+        plan = build_plan(topo)
         started = time.monotonic()
-        result = up(plan, path, progress=lambda _m: None, timeout=120)
+        result = up(plan, topo, path, progress=lambda _m: None, timeout=120)
         up_seconds = time.monotonic() - started
         speakers = [r.pid for r in LabState(plan.name).resources() if r.role == "speaker" and r.pid]
         rss = pss = speaker_rss = 0
