@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +94,12 @@ def exported_pools(text: str) -> set[str]:
     return set(re.findall(r"if \(net ~ (\S+)\) then \{ accept; \}", body))
 
 
-@pytest.mark.skipif(not CASES, reason=f"Calico conformance corpus not found at {CORPUS}")
+def test_the_corpus_is_here(require_shared: Callable[[Path, str], Path]) -> None:
+    """Skips (or fails where MESHEMU_REQUIRE_SHARED=1) when the corpus is absent."""
+    require_shared(CORPUS / "cases", "Calico conformance corpus")
+    assert CASES
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_sessions_and_tunnels_match_calico(case: str) -> None:
     folder = CORPUS / "cases" / case

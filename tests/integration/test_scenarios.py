@@ -31,6 +31,8 @@ pytestmark = pytest.mark.integration
 
 def validate_junit(path: Path) -> None:
     if not SCHEMA.exists():
+        if os.environ.get("MESHEMU_REQUIRE_SHARED") == "1":
+            pytest.fail(f"JUnit schema not found at {SCHEMA} (CI must have it)")
         pytest.skip(f"JUnit schema not found at {SCHEMA}")
     import xmlschema
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,13 +72,15 @@ def _parse(text: str) -> ET.Element:
     return ET.fromstring(text.encode("utf-8"))
 
 
-@pytest.mark.skipif(not XSD.exists(), reason=f"JUnit schema not found at {XSD}")
 @pytest.mark.parametrize(
     "reports",
     [[PASSING], [FAILING], [SKIPPING], [EMPTY], ALL, []],
     ids=["pass", "fail", "skip", "empty", "all", "none"],
 )
-def test_validates_against_junit_schema(reports: list[Report]) -> None:
+def test_validates_against_junit_schema(
+    reports: list[Report], require_shared: Callable[[Path, str], Path]
+) -> None:
+    require_shared(XSD, "JUnit schema")
     xmlschema = pytest.importorskip("xmlschema")
     schema = xmlschema.XMLSchema(str(XSD))
     text = render_junit(reports, timestamp="2024-05-01T12:00:00", hostname="ci-runner")
@@ -85,9 +88,9 @@ def test_validates_against_junit_schema(reports: list[Report]) -> None:
     schema.validate(render_junit(reports))  # without the optional attributes too
 
 
-@pytest.mark.skipif(not XSD.exists(), reason=f"JUnit schema not found at {XSD}")
-def test_schema_rejects_a_broken_document() -> None:
+def test_schema_rejects_a_broken_document(require_shared: Callable[[Path, str], Path]) -> None:
     """The validation above can fail: a testsuite without its required counts is refused."""
+    require_shared(XSD, "JUnit schema")
     xmlschema = pytest.importorskip("xmlschema")
     schema = xmlschema.XMLSchema(str(XSD))
     broken = render_junit([PASSING]).replace(' failures="0"', "")
