@@ -1,0 +1,686 @@
+"""Tests of meshemu.controlplane.agent.AgentCore: BGP events in, ExaBGP commands and routes out.
+
+No ExaBGP, no kernel: the core is fed the events ExaBGP would deliver and its commands are read
+back as the updates its peers would receive. Covered: the node's own blocks, sessions going up
+and down, learning and withdrawing, route reflection as RFC 4456 says (ORIGINATOR_ID,
+CLUSTER_LIST, loop drops, client and non-client rules), eBGP export, a restarted agent taking
+over its predecessor's state, and, for every shipped topology, that the routes the agents
+program once BGP has converged are exactly the plan's expected FIB.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections import deque
+from pathlib import Path as FsPath
+from typing import Any
+
+import pytest
+
+from meshemu.controlplane.agent import AgentCore
+from meshemu.controlplane.events import StateEvent, UpdateEvent
+from meshemu.model.bgp import Link, Path, Speaker, export
+from meshemu.model.load import load_topology, load_topology_text
+from meshemu.model.plan import LabPlan, NodePlan, build_plan
+from meshemu.model.routes import FibRoute
+
+TOPOLOGIES = FsPath(__file__).resolve().parents[2] / "topologies"
+
+
+def make_core(plan: LabPlan, node_name: str) -> AgentCore:
+    """The one place a core is built: the typed per-node configuration where it exists
+    (`meshemu.model.agent_config.agent_config_of`), else the plan's JSON slice."""
+    core_class: Any = AgentCore
+    if importlib.util.find_spec("meshemu.model.agent_config") is not None:
+        from meshemu.model import agent_config as typed  # type: ignore[attr-defined,unused-ignore]
+
+        core: AgentCore = core_class(typed.agent_config_of(plan, node_name))
+        return core
+    from meshemu.controlplane import agent as legacy
+
+    plan_json = json.loads(json.dumps(plan.to_json()))
+    config = legacy.agent_config(plan_json, node_name)  # type: ignore[attr-defined,unused-ignore]
+    core = core_class(config, node_name)
+    return core
+
+
+# Three reflectors of one cluster (each other's non-clients) and two clients, one subnet, no
+# encapsulation: every rule of RFC 4456 has a case here.
+REFLECTORS = """
+name: rrx
+subnets:
+  lan: {ipv4: 10.5.0.0/24}
+nodes:
+  rr1: {subnet: lan, ipv4: 10.5.0.11, labels: {rr: "yes"}, routeReflectorClusterID: 244.0.0.1,
+        pods: 1}
+  rr2: {subnet: lan, ipv4: 10.5.0.12, labels: {rr: "yes"}, routeReflectorClusterID: 244.0.0.1,
+        pods: 1}
+  rr3: {subnet: lan, ipv4: 10.5.0.13, labels: {rr: "yes"}, routeReflectorClusterID: 244.0.0.1,
+        pods: 1}
+  c1: {subnet: lan, ipv4: 10.5.0.21}
+  c2: {subnet: lan, ipv4: 10.5.0.22}
+pools:
+  p4: {cidr: 10.244.0.0/16, ipipMode: Never}
+bgp:
+  nodeToNodeMeshEnabled: false
+  peers:
+    to-rr: {nodeSelector: all(), peerSelector: "rr == 'yes'"}
+"""
+RR1, RR2, RR3, C1, C2 = "10.5.0.11", "10.5.0.12", "10.5.0.13", "10.5.0.21", "10.5.0.22"
+CLUSTER = "244.0.0.1"
+FOREIGN = "10.99.0.0/26"  # a prefix nobody in the lab owns, announced by hand
+
+# Two ASes: an eBGP edge node peering with a mesh node, both dual-stack.
+EBGP = """
+name: ebgp
+subnets:
+  lan: {ipv4: 10.6.0.0/24, ipv6: "fd00:6::/64"}
+nodes:
+  inner: {subnet: lan, ipv4: 10.6.0.10, ipv6: "fd00:6::10"}
+  edge: {subnet: lan, ipv4: 10.6.0.20, ipv6: "fd00:6::20", asNumber: 65010}
+pools:
+  p4: {cidr: 10.246.0.0/16, ipipMode: Always}
+  p6: {cidr: "fd80:6::/64", vxlanMode: Always}
+bgp:
+  nodeToNodeMeshEnabled: false
+  peers:
+    inner-edge: {node: inner, peerIP: 10.6.0.20, asNumber: 65010}
+    inner-edge6: {node: inner, peerIP: "fd00:6::20", asNumber: 65010}
+    edge-inner: {node: edge, peerIP: 10.6.0.10, asNumber: 64512}
+    edge-inner6: {node: edge, peerIP: "fd00:6::10", asNumber: 64512}
+"""
+
+
+def _plan_text(text: str) -> LabPlan:
+    return build_plan(load_topology_text(text, "test.yaml", "test"))
+
+
+@pytest.fixture(scope="module")
+def reflectors() -> LabPlan:
+    return _plan_text(REFLECTORS)
+
+
+@pytest.fixture(scope="module")
+def ebgp() -> LabPlan:
+    return _plan_text(EBGP)
+
+
+# --- reading the core's commands -----------------------------------------------------------------
+
+
+def _bracketed(words: list[str], start: int) -> tuple[list[str], int]:
+    """`[ a b ]` starting at words[start] -> ([a, b], index after `]`)."""
+    assert words[start] == "[", words
+    end = words.index("]", start)
+    return words[start + 1 : end], end + 1
+
+
+def parse_command(command: str) -> tuple[str, str, Path]:
+    """`neighbor P announce|withdraw route ...` -> (P, action, the path as sent on the wire)."""
+    words = command.split()
+    assert words[0] == "neighbor" and words[3] == "route" and words[5] == "next-hop", command
+    peer, action, prefix, next_hop = words[1], words[2], words[4], words[6]
+    fields: dict[str, Any] = {}
+    i = 7
+    while i < len(words):
+        key = words[i]
+        if key == "local-preference":
+            fields["local_pref"], i = int(words[i + 1]), i + 2
+        elif key == "originator-id":
+            fields["originator_id"], i = words[i + 1], i + 2
+        elif key == "as-path":
+            values, i = _bracketed(words, i + 1)
+            fields["as_path"] = tuple(int(v) for v in values)
+        elif key == "cluster-list":
+            values, i = _bracketed(words, i + 1)
+            fields["cluster_list"] = tuple(values)
+        else:
+            raise AssertionError(f"unknown attribute {key!r} in {command!r}")
+    return peer, action, Path(prefix=prefix, next_hop=next_hop, **fields)
+
+
+def sent(commands: list[str]) -> dict[tuple[str, str], tuple[str, Path]]:
+    """(peer, prefix) -> (action, path) of the last command for it."""
+    out = {}
+    for command in commands:
+        peer, action, path = parse_command(command)
+        out[(peer, path.prefix)] = (action, path)
+    return out
+
+
+def announced_to(commands: list[str], peer: str) -> dict[str, Path]:
+    return {
+        prefix: path
+        for (to, prefix), (action, path) in sent(commands).items()
+        if to == peer and action == "announce"
+    }
+
+
+def withdrawn_from(commands: list[str], peer: str) -> set[str]:
+    return {
+        prefix
+        for (to, prefix), (action, _) in sent(commands).items()
+        if to == peer and action == "withdraw"
+    }
+
+
+def up(core: AgentCore, peer: str, local: str = "") -> list[str]:
+    return core.on_state(StateEvent(peer, local, "up"))
+
+
+def announce(core: AgentCore, peer: str, *paths: Path) -> list[str]:
+    return core.on_update(UpdateEvent(peer, "", announced=paths))
+
+
+def withdraw(core: AgentCore, peer: str, *prefixes: str) -> list[str]:
+    return core.on_update(UpdateEvent(peer, "", withdrawn=prefixes))
+
+
+def peers_of(node: NodePlan) -> list[str]:
+    return [s.peer_ip for s in node.sessions if s.peer_node is not None]
+
+
+def started(plan: LabPlan, name: str) -> tuple[AgentCore, list[str]]:
+    core = make_core(plan, name)
+    commands = core.start()
+    for peer in plan.node(name).expected_up:
+        commands += up(core, peer)
+    return core, commands
+
+
+# --- own blocks ----------------------------------------------------------------------------------
+
+
+def test_start_announces_own_blocks_to_every_peer_with_itself_as_next_hop(
+    reflectors: LabPlan,
+) -> None:
+    node = reflectors.node("c1")
+    core = make_core(reflectors, "c1")
+    commands = core.start()
+    (block,) = [b.cidr for b in node.blocks]
+    for peer in peers_of(node):
+        assert announced_to(commands, peer) == {block: Path(block, C1)}
+    assert len(commands) == len(peers_of(node))
+
+
+def test_own_blocks_are_blackholes_before_and_after_anything(reflectors: LabPlan) -> None:
+    node = reflectors.node("c1")
+    core = make_core(reflectors, "c1")
+    (block,) = [b.cidr for b in node.blocks]
+    assert core.route(block) == FibRoute(block, "blackhole")
+    core.start()
+    # A peer announcing the node's own block does not replace the blackhole.
+    announce(core, RR1, Path(block, RR1))
+    assert core.route(block) == FibRoute(block, "blackhole")
+
+
+def test_start_announces_per_family(ebgp: LabPlan) -> None:
+    node = ebgp.node("inner")
+    core = make_core(ebgp, "inner")
+    commands = core.start()
+    v4 = [b.cidr for b in node.blocks if ":" not in b.cidr]
+    v6 = [b.cidr for b in node.blocks if ":" in b.cidr]
+    assert v4 and v6
+    # eBGP: the own AS is prepended, LOCAL_PREF reset to the default.
+    assert announced_to(commands, "10.6.0.20") == {
+        b: Path(b, "10.6.0.10", as_path=(64512,)) for b in v4
+    }
+    assert announced_to(commands, "fd00:6::20") == {
+        b: Path(b, "fd00:6::10", as_path=(64512,)) for b in v6
+    }
+
+
+def test_a_pool_without_bgp_export_is_not_announced_but_still_blackholed() -> None:
+    plan = _plan_text(
+        REFLECTORS.replace("ipipMode: Never}", "ipipMode: Never, disableBGPExport: true}")
+    )
+    core = make_core(plan, "c1")
+    assert core.start() == []
+    (block,) = [b.cidr for b in plan.node("c1").blocks]
+    assert core.route(block) == FibRoute(block, "blackhole")
+
+
+# --- learning, withdrawing, sessions -------------------------------------------------------------
+
+
+def test_a_learned_route_is_programmed_and_withdrawn(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    assert core.route(FOREIGN) is None
+    announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    # Same subnet, no encapsulation: straight to the next hop over the uplink.
+    route = core.route(FOREIGN)
+    assert route is not None
+    assert (route.type, route.via, route.dev, route.onlink) == ("unicast", C2, "eth0", False)
+    withdraw(core, RR1, FOREIGN)
+    assert core.route(FOREIGN) is None
+
+
+def test_withdrawing_one_of_two_paths_keeps_the_other(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    announce(
+        core, RR2, Path(FOREIGN, "10.5.0.23", originator_id="10.5.0.23", cluster_list=(CLUSTER,))
+    )
+    # Equal but for the originator: the lower ORIGINATOR_ID wins (RFC 4456 section 9).
+    assert core.route(FOREIGN) == core.route(FOREIGN) and core.route(FOREIGN) is not None
+    assert core.route(FOREIGN).via == C2  # type: ignore[union-attr]
+    withdraw(core, RR1, FOREIGN)
+    assert core.route(FOREIGN).via == "10.5.0.23"  # type: ignore[union-attr]
+
+
+def test_a_withdrawal_of_an_unknown_prefix_changes_nothing(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    before = core.snapshot()
+    assert withdraw(core, C1, FOREIGN) == []
+    assert core.snapshot()["rib"] == before["rib"]
+
+
+def test_session_down_drops_what_the_peer_sent_and_withdraws_it_from_others(
+    reflectors: LabPlan,
+) -> None:
+    core, _ = started(reflectors, "rr1")
+    commands = announce(core, C1, Path(FOREIGN, C1))
+    assert set(announced_to(commands, C2)) == {FOREIGN}
+    commands = core.on_state(StateEvent(C1, RR1, "down", "hold timer expired"))
+    assert core.route(FOREIGN) is None
+    for peer in (C2, RR2, RR3):
+        assert withdrawn_from(commands, peer) == {FOREIGN}
+    assert C1 not in {peer for peer, _ in sent(commands)}
+    session = next(s for s in core.snapshot()["sessions"] if s["peer_ip"] == C1)
+    assert (session["state"], session["info"]) == ("down", "hold timer expired")
+
+
+def test_session_states_are_reported(reflectors: LabPlan) -> None:
+    core = make_core(reflectors, "c1")
+    core.on_state(StateEvent(RR1, C1, "connected"))
+    core.on_state(StateEvent(RR2, C1, "up"))
+    states = {s["peer_ip"]: s["state"] for s in core.snapshot()["sessions"]}
+    assert states == {RR1: "connected", RR2: "established", RR3: "idle"}
+    for session in core.snapshot()["sessions"]:
+        assert session["peer_node"] == {RR1: "rr1", RR2: "rr2", RR3: "rr3"}[session["peer_ip"]]
+
+
+def test_events_from_unknown_peers_are_ignored(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    before = core.snapshot()
+    assert core.on_state(StateEvent("10.9.9.9", C1, "down")) == []
+    assert announce(core, "10.9.9.9", Path(FOREIGN, "10.9.9.9")) == []
+    assert core.route(FOREIGN) is None
+    assert core.snapshot()["rib"] == before["rib"]
+
+
+def test_end_of_rib_changes_nothing(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    before = core.snapshot()
+    assert core.on_update(UpdateEvent(RR1, C1, end_of_rib=True)) == []
+    assert core.snapshot()["rib"] == before["rib"]
+
+
+def test_received_prefix_count(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    announce(core, C1, Path(FOREIGN, C1), Path("10.99.1.0/26", C1))
+    count = {s["peer_ip"]: s["prefixes_received"] for s in core.snapshot()["sessions"]}
+    assert count[C1] == 2
+    withdraw(core, C1, FOREIGN)
+    count = {s["peer_ip"]: s["prefixes_received"] for s in core.snapshot()["sessions"]}
+    assert count[C1] == 1
+
+
+# --- route reflection (RFC 4456) -----------------------------------------------------------------
+
+
+def test_a_plain_ibgp_speaker_does_not_pass_on_ibgp_routes(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    commands = announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    assert commands == []
+
+
+def test_a_client_route_is_reflected_to_clients_and_non_clients(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    commands = announce(core, C1, Path(FOREIGN, C1))
+    expected = Path(FOREIGN, C1, originator_id=C1, cluster_list=(CLUSTER,))
+    for peer in (C2, RR2, RR3):
+        assert announced_to(commands, peer) == {FOREIGN: expected}, peer
+    assert announced_to(commands, C1) == {}  # never back to the sender
+
+
+def test_a_non_client_route_is_reflected_to_clients_only(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    commands = announce(core, RR2, Path(FOREIGN, RR2))
+    expected = Path(FOREIGN, RR2, originator_id=RR2, cluster_list=(CLUSTER,))
+    assert announced_to(commands, C1) == {FOREIGN: expected}
+    assert announced_to(commands, C2) == {FOREIGN: expected}
+    assert announced_to(commands, RR3) == {}
+    assert announced_to(commands, RR2) == {}
+
+
+def test_originator_id_is_kept_once_set_and_the_cluster_is_prepended() -> None:
+    """A reflector in another cluster passes on a reflected route: ORIGINATOR_ID unchanged,
+    its cluster ID first in CLUSTER_LIST."""
+    text = REFLECTORS.replace(
+        "c2: {subnet: lan, ipv4: 10.5.0.22}",
+        "c2: {subnet: lan, ipv4: 10.5.0.22, labels: {rr: 'yes'}, "
+        "routeReflectorClusterID: 244.0.0.2}",
+    )
+    plan = _plan_text(text)
+    core, _ = started(plan, "c2")
+    commands = announce(core, RR1, Path(FOREIGN, C1, originator_id=C1, cluster_list=(CLUSTER,)))
+    # rr1 is outside c2's cluster, so a client of c2: reflected to every other peer.
+    expected = Path(FOREIGN, C1, originator_id=C1, cluster_list=("244.0.0.2", CLUSTER))
+    for peer in (RR2, RR3):
+        assert announced_to(commands, peer) == {FOREIGN: expected}
+    assert announced_to(commands, RR1) == {}
+
+
+def test_a_route_carrying_our_cluster_id_is_dropped(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    commands = announce(core, RR2, Path(FOREIGN, C1, originator_id=C1, cluster_list=(CLUSTER,)))
+    assert commands == []
+    assert core.route(FOREIGN) is None
+    assert all(r["prefix"] != FOREIGN for r in core.snapshot()["rib"])
+
+
+def test_a_route_carrying_our_router_id_as_originator_is_dropped(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    commands = announce(core, RR1, Path(FOREIGN, C1, originator_id=C1, cluster_list=("244.0.0.7",)))
+    assert commands == []
+    assert core.route(FOREIGN) is None
+
+
+def test_a_looped_announcement_replaces_the_peers_earlier_path(reflectors: LabPlan) -> None:
+    """An UPDATE replaces the peer's previous path for the prefix even when it is dropped."""
+    core, _ = started(reflectors, "rr1")
+    announce(core, RR2, Path(FOREIGN, RR2))
+    assert core.route(FOREIGN) is not None
+    commands = announce(core, RR2, Path(FOREIGN, C1, originator_id=C1, cluster_list=(CLUSTER,)))
+    assert core.route(FOREIGN) is None
+    assert withdrawn_from(commands, C1) == {FOREIGN}
+
+
+def test_a_shorter_cluster_list_wins(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    announce(
+        core,
+        RR1,
+        Path(
+            FOREIGN, "10.5.0.30", originator_id="10.5.0.30", cluster_list=("244.0.0.8", "244.0.0.9")
+        ),
+    )
+    announce(
+        core,
+        RR2,
+        Path(FOREIGN, "10.5.0.31", originator_id="10.5.0.31", cluster_list=("244.0.0.8",)),
+    )
+    assert core.route(FOREIGN).via == "10.5.0.31"  # type: ignore[union-attr]
+
+
+def test_ebgp_export_sets_next_hop_self_and_prepends_the_as(ebgp: LabPlan) -> None:
+    core, _ = started(ebgp, "edge")
+    inner_block = next(b.cidr for b in ebgp.node("inner").blocks if ":" not in b.cidr)
+    announce(core, "10.6.0.10", Path(inner_block, "10.6.0.10", as_path=(64512,)))
+    route = core.route(inner_block)
+    # IPIP Always for the IPv4 pool.
+    assert route is not None and (route.via, route.dev, route.onlink) == (
+        "10.6.0.10",
+        "tunl0",
+        True,
+    )
+    # A route whose AS path already holds the edge's AS is a loop.
+    announce(core, "10.6.0.10", Path(FOREIGN, "10.6.0.10", as_path=(64512, 65010)))
+    assert core.route(FOREIGN) is None
+
+
+# --- a restarted agent ---------------------------------------------------------------------------
+
+
+def _restarted(plan: LabPlan, name: str, old: AgentCore) -> AgentCore:
+    """What `Runtime` does: a new core from the same configuration, fed the last state file."""
+    new = make_core(plan, name)
+    new.restore(json.loads(json.dumps(old.snapshot())))
+    return new
+
+
+def _all_routes(core: AgentCore, prefixes: set[str]) -> dict[str, FibRoute | None]:
+    return {p: core.route(p) for p in sorted(prefixes)}
+
+
+def test_restore_takes_over_rib_routes_and_sessions(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    announce(core, RR2, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    announce(core, RR2, Path("10.99.1.0/26", RR2))
+    core.on_state(StateEvent(RR3, C1, "down", "gone"))
+    new = _restarted(reflectors, "c1", core)
+    prefixes = {FOREIGN, "10.99.1.0/26", *(b.cidr for b in reflectors.node("c1").blocks)}
+    assert _all_routes(new, prefixes) == _all_routes(core, prefixes)
+    assert new.snapshot()["rib"] == core.snapshot()["rib"]
+    old_sessions = {s["peer_ip"]: (s["state"], s["info"]) for s in core.snapshot()["sessions"]}
+    new_sessions = {s["peer_ip"]: (s["state"], s["info"]) for s in new.snapshot()["sessions"]}
+    assert new_sessions == old_sessions
+
+
+def test_refresh_asks_established_peers_only_per_family(ebgp: LabPlan, reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    core.on_state(StateEvent(RR3, C1, "down"))
+    new = _restarted(reflectors, "c1", core)
+    assert sorted(new.refresh_commands()) == [
+        f"neighbor {RR1} announce route-refresh ipv4 unicast",
+        f"neighbor {RR2} announce route-refresh ipv4 unicast",
+    ]
+    edge, _ = started(ebgp, "edge")
+    assert sorted(_restarted(ebgp, "edge", edge).refresh_commands()) == [
+        "neighbor 10.6.0.10 announce route-refresh ipv4 unicast",
+        "neighbor fd00:6::10 announce route-refresh ipv6 unicast",
+    ]
+
+
+def test_a_restarted_core_announces_its_blocks_again(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "c1")
+    new = _restarted(reflectors, "c1", core)
+    (block,) = [b.cidr for b in reflectors.node("c1").blocks]
+    commands = new.start()
+    for peer in (RR1, RR2, RR3):
+        assert announced_to(commands, peer) == {block: Path(block, C1)}
+
+
+def test_a_restarted_reflector_goes_on_reflecting(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    announce(core, C1, Path(FOREIGN, C1))
+    new = _restarted(reflectors, "rr1", core)
+    new.start()
+    commands = withdraw(new, C1, FOREIGN)
+    assert withdrawn_from(commands, C2) == {FOREIGN}
+    assert new.route(FOREIGN) is None
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="AgentCore.snapshot writes adj_out as {peer: [prefix, ...]} but AgentCore.restore "
+    "reads it only when it is {peer: {prefix: next_hop}} (isinstance(sent, dict)), so a "
+    "restarted agent forgets what its predecessor announced and start() never withdraws a "
+    "block the node no longer owns",
+)
+def test_after_takeover_start_withdraws_what_the_node_no_longer_announces(
+    reflectors: LabPlan,
+) -> None:
+    core, _ = started(reflectors, "c1")
+    (block,) = [b.cidr for b in reflectors.node("c1").blocks]
+    # A live change moved c1's block away (here: its pool stops being exported).
+    changed = _plan_text(
+        REFLECTORS.replace("ipipMode: Never}", "ipipMode: Never, disableBGPExport: true}")
+    )
+    new = make_core(changed, "c1")
+    new.restore(json.loads(json.dumps(core.snapshot())))
+    commands = new.start()
+    for peer in (RR1, RR2, RR3):
+        assert withdrawn_from(commands, peer) == {block}, peer
+
+
+# --- converged lab: the agents' routes are the plan's FIB ----------------------------------------
+
+
+def _plans() -> list[LabPlan]:
+    plans = [build_plan(load_topology(path)) for path in sorted(TOPOLOGIES.glob("*.yaml"))]
+    return [*plans, _plan_text(REFLECTORS), _plan_text(EBGP)]
+
+
+PLANS = _plans()
+
+
+def _pod_prefixes(node: NodePlan) -> set[str]:
+    out = set()
+    for pod in node.pods:
+        for address in (pod.ipv4, pod.ipv6):
+            if address is not None:
+                out.add(f"{address}/{128 if ':' in address else 32}")
+    return out
+
+
+def _agent_fib(node: NodePlan) -> dict[str, FibRoute]:
+    """The plan's FIB without the pods' host routes (the dataplane builder installs those)."""
+    pods = _pod_prefixes(node)
+    return {r.prefix: r for r in node.fib if r.prefix not in pods}
+
+
+def _key(route: FibRoute | None) -> tuple[object, ...] | None:
+    return None if route is None else route.key()
+
+
+def _all_prefixes(plan: LabPlan) -> set[str]:
+    return {r.prefix for n in plan.nodes for r in n.rib} | {
+        b.cidr for n in plan.nodes for b in n.blocks
+    }
+
+
+def _link_of(node: NodePlan, peer_ip: str) -> Link:
+    s = next(s for s in node.sessions if s.peer_ip == peer_ip)
+    return Link(
+        s.peer_ip, s.peer_as, s.local_as, s.rr_client, s.keep_next_hop, s.allow_local_as or 0
+    )
+
+
+def _speaker(node: NodePlan) -> Speaker:
+    return Speaker(
+        node.name,
+        node.router_id,
+        node.as_number,
+        node.cluster_id,
+        {f: a for f in (4, 6) if (a := node.address(f)) is not None},
+    )
+
+
+def _best_paths_of(plan: LabPlan, node: NodePlan) -> list[Path]:
+    """A node's expected Loc-RIB (the plan's RIB entries) as the paths `export` takes."""
+    router_id = {a: n.router_id for n in plan.nodes for a in (n.ipv4, n.ipv6) if a is not None}
+    out = []
+    for entry in node.rib:
+        if entry.learned_from is None:
+            out.append(Path(entry.prefix, entry.next_hop))
+            continue
+        link = _link_of(node, entry.learned_from)
+        out.append(
+            Path(
+                entry.prefix,
+                entry.next_hop,
+                as_path=entry.as_path,
+                originator_id=entry.originator_id,
+                cluster_list=entry.cluster_list,
+                learned_from=entry.learned_from,
+                learned_router_id=router_id[entry.learned_from],
+                ebgp=link.ebgp,
+                from_rr_client=link.rr_client,
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=[p.name for p in PLANS])
+def test_driven_with_the_neighbours_expected_rib_each_core_wants_the_plans_fib(
+    plan: LabPlan,
+) -> None:
+    """Each node's core alone: every neighbour announces what its expected RIB makes it send."""
+    prefixes = _all_prefixes(plan)
+    for node in plan.nodes:
+        core, _ = started(plan, node.name)
+        for session in node.sessions:
+            if session.peer_ip not in node.expected_up or session.peer_node is None:
+                continue
+            neighbour = plan.node(session.peer_node)
+            link_back = _link_of(neighbour, session.local_ip)
+            paths = [
+                export(p, _speaker(neighbour), link_back) for p in _best_paths_of(plan, neighbour)
+            ]
+            announce(core, session.peer_ip, *(p for p in paths if p is not None))
+        wanted = _agent_fib(node)
+        for prefix in sorted(prefixes):
+            assert _key(core.route(prefix)) == _key(wanted.get(prefix)), f"{node.name} {prefix}"
+
+
+def _run_lab(plan: LabPlan) -> dict[str, AgentCore]:
+    """Every node's core, wired together: each command becomes the peer's update event."""
+    cores = {n.name: make_core(plan, n.name) for n in plan.nodes}
+    owner = {a: n for n in plan.nodes for a in (n.ipv4, n.ipv6) if a is not None}
+    queue: deque[tuple[str, str]] = deque()
+    for node in plan.nodes:
+        queue.extend((node.name, c) for c in cores[node.name].start())
+        for peer in node.expected_up:
+            queue.extend((node.name, c) for c in up(cores[node.name], peer))
+    delivered = 0
+    while queue:
+        delivered += 1
+        assert delivered < 100_000, "the lab does not converge"
+        sender, command = queue.popleft()
+        peer, action, path = parse_command(command)
+        node = plan.node(sender)
+        if peer not in node.expected_up:
+            continue  # ExaBGP holds it until a session that never comes up
+        receiver = owner[peer]
+        session = next(s for s in node.sessions if s.peer_ip == peer)
+        event = (
+            UpdateEvent(session.local_ip, peer, announced=(path,))
+            if action == "announce"
+            else UpdateEvent(session.local_ip, peer, withdrawn=(path.prefix,))
+        )
+        queue.extend((receiver.name, c) for c in cores[receiver.name].on_update(event))
+    return cores
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=[p.name for p in PLANS])
+def test_a_converged_lab_of_cores_programs_the_plans_fib(plan: LabPlan) -> None:
+    cores = _run_lab(plan)
+    prefixes = _all_prefixes(plan)
+    for node in plan.nodes:
+        wanted = _agent_fib(node)
+        have = {p: r for p in prefixes if (r := cores[node.name].route(p)) is not None}
+        assert {p: r.key() for p, r in have.items()} == {p: r.key() for p, r in wanted.items()}, (
+            node.name
+        )
+
+
+@pytest.mark.parametrize("plan", PLANS, ids=[p.name for p in PLANS])
+def test_a_converged_lab_of_cores_holds_the_plans_rib(plan: LabPlan) -> None:
+    """Best paths (next hop, peer, AS path, ORIGINATOR_ID, CLUSTER_LIST) and candidate counts."""
+    cores = _run_lab(plan)
+    for node in plan.nodes:
+        rib = cores[node.name].snapshot()["rib"]
+        best = {
+            r["prefix"]: (
+                r["next_hop"],
+                r["learned_from"],
+                tuple(r["as_path"]),
+                r["originator_id"],
+                tuple(r["cluster_list"]),
+            )
+            for r in rib
+            if r["best"]
+        }
+        expected = {
+            e.prefix: (e.next_hop, e.learned_from, e.as_path, e.originator_id, e.cluster_list)
+            for e in node.rib
+        }
+        assert best == expected, node.name
+        candidates: dict[str, int] = {}
+        for r in rib:
+            candidates[r["prefix"]] = candidates.get(r["prefix"], 0) + 1
+        assert candidates == {e.prefix: e.paths for e in node.rib}, node.name
