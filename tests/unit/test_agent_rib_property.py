@@ -11,7 +11,8 @@ takes over the last state file) leaves, for every prefix the node has seen:
 - what each peer was last told equal to `export` of the best path (or nothing);
 - the state file's RIB equal to the Adj-RIB-In.
 The topology: two racks, a route reflector in each (one cluster) and a client in each,
-dual-stack, IPIP and VXLAN CrossSubnet pools; the node under test is a reflector or a client.
+dual-stack, IPIP and VXLAN CrossSubnet pools, and a node of another AS peering with both
+reflectors over eBGP; the node under test is a reflector, a client or the eBGP node.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ nodes:
   rr2: {subnet: rack2, labels: {rr: "yes"}, routeReflectorClusterID: 244.0.0.1, pods: 1}
   c1: {subnet: rack1}
   c2: {subnet: rack2}
+  edge: {subnet: rack2, asNumber: 65010}
 pools:
   v4: {cidr: 10.248.0.0/16, ipipMode: CrossSubnet}
   v6: {cidr: "fd80:7::/64", vxlanMode: CrossSubnet}
@@ -137,7 +139,7 @@ def announcements(draw: st.DrawFn, node: NodePlan) -> Announce:
     path = Path(
         prefix=draw(st.sampled_from(PREFIXES[family])),
         next_hop=draw(st.sampled_from(NEXT_HOPS[family])),
-        as_path=tuple(draw(st.lists(st.sampled_from([64512, 65001, 65002]), max_size=2))),
+        as_path=tuple(draw(st.lists(st.sampled_from([64512, 65010, 65002]), max_size=2))),
         local_pref=draw(st.sampled_from([50, 100, 100, 200])),
         # Reflected routes carry an originator (sometimes this node: a loop) and a cluster
         # list (sometimes with this node's cluster: a loop).
@@ -402,7 +404,7 @@ def _run(node: NodePlan, sequence: list[Event]) -> None:
         _check(harness, model, f"after event {index}: {event}")
 
 
-REFLECTOR, CLIENT = PLAN.node("rr1"), PLAN.node("c2")
+REFLECTOR, CLIENT, EDGE = PLAN.node("rr1"), PLAN.node("c2"), PLAN.node("edge")
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -417,12 +419,22 @@ def test_a_clients_fib_follows_its_rib(sequence: list[Event]) -> None:
     _run(CLIENT, sequence)
 
 
+@settings(max_examples=200, deadline=None, database=None)
+@given(events(EDGE))
+def test_an_ebgp_nodes_fib_follows_its_rib(sequence: list[Event]) -> None:
+    _run(EDGE, sequence)
+
+
 def test_the_topology_has_what_the_property_needs() -> None:
     """A reflector with clients and a non-client, both families, pools in both, own blocks."""
     assert REFLECTOR.cluster_id == CLUSTER and CLIENT.cluster_id is None
     clients = {s.peer_node for s in REFLECTOR.sessions if s.rr_client}
     others = {s.peer_node for s in REFLECTOR.sessions if not s.rr_client}
-    assert clients == {"c1", "c2"} and others == {"rr2"}
+    assert clients == {"c1", "c2", "edge"} and others == {"rr2"}
+    ebgp = {s.peer_node for s in REFLECTOR.sessions if s.peer_as != s.local_as}
+    assert ebgp == {"edge"}
+    assert {s.peer_node for s in EDGE.sessions} == {"rr1", "rr2"}
+    assert all(s.peer_as != s.local_as for s in EDGE.sessions)
     assert {_family(p) for p in _peers(REFLECTOR)} == {4, 6}
     assert REFLECTOR.blocks and CLIENT.blocks
     assert all(len(PREFIXES[f]) >= 3 for f in (4, 6))
