@@ -20,12 +20,20 @@ import os
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from meshemu.errors import ConfigError, Problem
+from meshemu.model.addressing import parse_network
 from meshemu.model.load import load_topology, parse_yaml, problems_from_validation
 from meshemu.model.names import LAB_NAME_MAX, lab_name_error
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan, PoolPlan
@@ -39,11 +47,22 @@ MAX_SCENARIO_BYTES = 1024 * 1024
 MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 32  # nesting of mappings and lists (a scenario needs about six)
 MAX_VALUES = 100_000  # values once YAML aliases are expanded (an alias bomb expands to billions)
-MAX_STEPS = 500  # each step that changes the topology plans the whole lab again
+MAX_STEPS = 200  # each step that changes the topology plans the whole lab again
 MAX_PROBLEMS = 100
 
 Family = Literal["ipv4", "ipv6"]
 Path_ = Literal["local", "direct", "ipip", "vxlan", "router"]
+
+
+def _one_printable_line(value: str) -> str:
+    if not value.isprintable():
+        raise ValueError("write one line of printable text (no control characters)")
+    return value
+
+
+# A scenario's and a step's name go into reports (terminal, JUnit XML): one short printable
+# line, so that no name can inject escape sequences or break the XML.
+Label = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_printable_line)]
 
 
 class _Strict(BaseModel):
@@ -160,7 +179,7 @@ EXPECT_KINDS = ("converged", "route", "session", "reachable", "matrix", "snapsho
 
 
 class Step(_Strict):
-    name: str | None = None
+    name: Label | None = None
     up: UpAction | None = None
     link_down: NodeRef | None = Field(None, alias="link-down")
     link_up: NodeRef | None = Field(None, alias="link-up")
@@ -229,7 +248,7 @@ ACTION_KINDS = (
 
 
 class Scenario(_Strict):
-    name: str
+    name: Label
     description: str = ""
     topology: str
     lab: str | None = None
@@ -425,26 +444,32 @@ def _topology_path(scenario: Scenario, folder: Path) -> Path:
         resolved = given.resolve(strict=True)
         mode = resolved.stat().st_mode
     except FileNotFoundError:
-        raise ConfigError([Problem("topology", f"no such file {given}", hint)]) from None
+        raise ConfigError([Problem("topology", f"no such file {_short(given)}", hint)]) from None
     except RuntimeError:  # Python 3.11's Path.resolve on a symlink loop
         raise ConfigError([_loop("topology", given)]) from None
     except OSError as err:
         problem = _os_problem("topology", err, hint)
         raise ConfigError(
-            [Problem("topology", f"{given} {problem.message}", problem.hint)]
+            [Problem("topology", f"{_short(given)} {problem.message}", problem.hint)]
         ) from None
     except ValueError:
         raise ConfigError(
-            [Problem("topology", f"{given!s:.200} is not a file name", hint)]
+            [Problem("topology", f"{_short(given)} is not a file name", hint)]
         ) from None
     kind = _not_regular(mode)
     if kind is not None:
-        raise ConfigError([Problem("topology", f"{given} is {kind}, not a file", hint)])
+        raise ConfigError([Problem("topology", f"{_short(given)} is {kind}, not a file", hint)])
     return resolved
 
 
+def _short(text: object, limit: int = 120) -> str:
+    """`text` cut to `limit` characters, for messages that quote what the input said."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
 def _loop(where: str, path: Path) -> Problem:
-    return Problem(where, f"{path} is a symlink loop", "point the link at a file")
+    return Problem(where, f"{_short(path)} is a symlink loop", "point the link at a file")
 
 
 def _cap(problems: list[Problem], where: str) -> list[Problem]:
@@ -620,7 +645,12 @@ def _address_problems(where: str, step: Step, old: LabPlan, new: LabPlan) -> lis
 
 
 def _node_names(topo: Topology) -> str:
-    return ", ".join(sorted(topo.nodes))
+    return _listed(sorted(topo.nodes))
+
+
+def _listed(names: list[str], most: int = 12) -> str:
+    shown = ", ".join(names[:most])
+    return shown if len(names) <= most else f"{shown}, ... ({len(names)} in all)"
 
 
 def _check_node(where: str, node: str, topo: Topology) -> list[Problem]:
@@ -628,7 +658,7 @@ def _check_node(where: str, node: str, topo: Topology) -> list[Problem]:
         return [
             Problem(
                 f"{where}.node",
-                f"unknown node {node!r} at this step",
+                f"unknown node {_short(node)!r} at this step",
                 f"nodes now: {_node_names(topo)}",
             )
         ]
@@ -657,16 +687,16 @@ def _check_refs(where: str, step: Step, topo: Topology) -> list[Problem]:
         problems.append(
             Problem(
                 f"{where}.pool",
-                f"unknown pool {arg.pool!r}",
-                f"pools now: {', '.join(sorted(topo.pools))}",
+                f"unknown pool {_short(arg.pool)!r}",
+                f"pools now: {_listed(sorted(topo.pools))}",
             )
         )
     if isinstance(arg, PeerRef) and arg.peer not in topo.bgp.peers:
         problems.append(
             Problem(
                 f"{where}.peer",
-                f"unknown BGP peer {arg.peer!r}",
-                f"peers now: {', '.join(sorted(topo.bgp.peers)) or 'none'}",
+                f"unknown BGP peer {_short(arg.peer)!r}",
+                f"peers now: {_listed(sorted(topo.bgp.peers)) or 'none'}",
             )
         )
     return problems
@@ -694,12 +724,29 @@ def _family(text: str) -> int:
     return 4 if text == "ipv4" else 6
 
 
-def _version(text: str) -> int | None:
-    """The IP version of an address or prefix, None for anything else."""
+def _address_version(text: str) -> int | None:
+    """The IP version of an address, None for anything else (a prefix included)."""
     try:
-        return ipaddress.ip_network(text, strict=False).version
+        return ipaddress.ip_address(text).version
     except ValueError:
         return None
+
+
+def _address_form(where: str, text: str) -> list[Problem]:
+    """The lab reports addresses in their short lower-case form and the runner compares text:
+    `FD00::0001` would never match `fd00::1`."""
+    canonical = str(ipaddress.ip_address(text))
+    if canonical == text:
+        return []
+    return [Problem(where, f"the lab writes {text} as {canonical}", f"write {canonical}")]
+
+
+def _prefix_problems(where: str, text: str) -> list[Problem]:
+    try:
+        parse_network(text)
+    except ValueError as err:
+        return [Problem(where, _short(str(err)), "write a prefix like 10.0.1.0/24 or fd00::/64")]
+    return []
 
 
 def _missing_family(where: str, family: int, lab: _Lab) -> list[Problem]:
@@ -725,20 +772,25 @@ def _check_route(where: str, route: RouteExpect, lab: _Lab) -> list[Problem]:
     problems = _check_node(where, route.node, topo)
     if route.to is not None and route.to not in topo.nodes:
         problems.append(
-            Problem(f"{where}.to", f"unknown node {route.to!r}", f"nodes now: {_node_names(topo)}")
-        )
-    via_node = route.via is not None and route.via in topo.nodes
-    if route.via is not None and not via_node and _version(route.via) is None:
-        problems.append(
             Problem(
-                f"{where}.via",
-                f"{route.via!r} is neither a node nor an address",
-                "write a node name or an IP address",
+                f"{where}.to",
+                f"unknown node {_short(route.to)!r}",
+                f"nodes now: {_node_names(topo)}",
             )
         )
-    prefix_version = _version(route.prefix) if route.prefix is not None else None
-    if route.prefix is not None and prefix_version is None:
-        problems.append(Problem(f"{where}.prefix", f"{route.prefix!r} is not a prefix", ""))
+    if route.via is not None and route.via not in topo.nodes:
+        if _address_version(route.via) is None:
+            problems.append(
+                Problem(
+                    f"{where}.via",
+                    f"{_short(route.via)!r} is neither a node nor an address",
+                    "write a node name or an IP address",
+                )
+            )
+        else:
+            problems += _address_form(f"{where}.via", route.via)
+    if route.prefix is not None:
+        problems += _prefix_problems(f"{where}.prefix", route.prefix)
     if not route.present and (route.via or route.dev):
         problems.append(
             Problem(
@@ -751,13 +803,13 @@ def _check_route(where: str, route: RouteExpect, lab: _Lab) -> list[Problem]:
         return problems
     # The runner reads `family` for the blocks of `to` and for a `via` node's address; a
     # prefix is of its own family.
-    family = prefix_version or _family(route.family)
+    family = ipaddress.ip_network(route.prefix).version if route.prefix else _family(route.family)
     missing = _missing_family(f"{where}.{'prefix' if route.prefix else 'family'}", family, lab)
     if missing:
         return missing
     if (
         route.to is not None
-        and not any(_version(b.cidr) == family for b in _blocks(lab, route.to))
+        and not any(ipaddress.ip_network(b.cidr).version == family for b in _blocks(lab, route.to))
         and lab.plan is not None
     ):
         problems.append(
@@ -802,11 +854,11 @@ def _check_via(where: str, route: RouteExpect, family: int, lab: _Lab) -> list[P
         if _lacks(lab.node(via), family):
             return [Problem(where, f"{via} has no IPv{family} address", "name another next hop")]
         return []
-    if _version(via) != family:
+    if _address_version(via) != family:
         return [
             Problem(
                 where,
-                f"{via} is an IPv{_version(via)} address, but the route is IPv{family}",
+                f"{via} is an IPv{_address_version(via)} address, but the route is IPv{family}",
                 f"write an IPv{family} next hop",
             )
         ]
@@ -817,15 +869,17 @@ def _check_session(where: str, session: SessionExpect, lab: _Lab) -> list[Proble
     topo = lab.topo
     problems = _check_node(where, session.node, topo)
     peer = session.peer
-    peer_version = None if peer in topo.nodes else _version(peer)
-    if peer not in topo.nodes and (peer_version is None or "/" in peer):
+    peer_version = None if peer in topo.nodes else _address_version(peer)
+    if peer not in topo.nodes and peer_version is None:
         problems.append(
             Problem(
                 f"{where}.peer",
-                f"unknown peer {peer!r}",
+                f"unknown peer {_short(peer)!r}",
                 f"a node ({_node_names(topo)}) or an address",
             )
         )
+    elif peer_version is not None:
+        problems += _address_form(f"{where}.peer", peer)
     if problems:
         return problems
     # A peer address is of its own family; a peer node is read in `family`.
@@ -885,10 +939,12 @@ def _pod(where: str, ref: str, lab: _Lab) -> PodPlan | Problem | None:
     """The pod `node/pod` names at this step (None when only the topology is known)."""
     node, slash, pod = ref.partition("/")
     if not slash or not node or not pod:
-        return Problem(where, f"{ref!r} is not a pod", "write node/pod, like node1/pod1")
+        return Problem(where, f"{_short(ref)!r} is not a pod", "write node/pod, like node1/pod1")
     if node not in lab.topo.nodes:
         return Problem(
-            where, f"unknown node {node!r} in {ref!r}", f"nodes now: {_node_names(lab.topo)}"
+            where,
+            f"unknown node {_short(node)!r} in {_short(ref)!r}",
+            f"nodes now: {_node_names(lab.topo)}",
         )
     found = lab.node(node)
     names = (
@@ -899,7 +955,7 @@ def _pod(where: str, ref: str, lab: _Lab) -> PodPlan | Problem | None:
     if pod not in names:
         return Problem(
             where,
-            f"unknown pod {ref!r} at this step",
+            f"unknown pod {_short(ref)!r} at this step",
             f"{node} has pods {names[0]}..{names[-1]}" if names else f"{node} has no pods",
         )
     return next((p for p in found.pods if p.name == pod), None) if found is not None else None
@@ -952,7 +1008,7 @@ def _check_snapshot(where: str, file: str, folder: Path, written: set[Path]) -> 
     try:
         target = (folder.resolve(strict=True) / file).resolve()
     except (OSError, RuntimeError, ValueError):
-        return [Problem(where, f"{file!r} cannot be resolved (a symlink loop?)", hint)]
+        return [Problem(where, f"{_short(file)!r} cannot be resolved (a symlink loop?)", hint)]
     if target in written:
         return []
     try:
@@ -961,13 +1017,17 @@ def _check_snapshot(where: str, file: str, folder: Path, written: set[Path]) -> 
         problem = err.problems[0]
         message = problem.message
         if message == "no such file":
-            message = f"no such file {target}"
+            message = f"no such file {_short(target)}"
         return [Problem(where, message, problem.hint or hint)]
     try:
         read_snapshot(target)
     except ConfigError as err:
         first = err.problems[0]
-        return [Problem(where, f"{target.name} is not a snapshot: {first.message}", hint)]
+        return [
+            Problem(
+                where, f"{_short(target.name)} is not a snapshot: {_short(first.message)}", hint
+            )
+        ]
     return []
 
 
@@ -981,26 +1041,30 @@ def _output_target(folder: Path, file: str, where: str) -> Path | Problem:
     if not file:
         return Problem(where, "names no file", hint)
     if Path(file).is_absolute():
-        return Problem(where, f"{file} is an absolute path", hint)
+        return Problem(where, f"{_short(file)} is an absolute path", hint)
     try:
         base = folder.resolve(strict=True)
         target = (base / file).resolve()
     except (OSError, RuntimeError, ValueError):
-        return Problem(where, f"{file!r} cannot be resolved (a symlink loop?)", hint)
+        return Problem(where, f"{_short(file)!r} cannot be resolved (a symlink loop?)", hint)
     if target == base:
-        return Problem(where, f"{file!r} is the scenario's folder itself", "name a file in it")
+        return Problem(
+            where, f"{_short(file)!r} is the scenario's folder itself", "name a file in it"
+        )
     if not target.is_relative_to(base):
-        return Problem(where, f"{file!r} resolves to {target}, outside {base}", hint)
+        return Problem(
+            where, f"{_short(file)!r} resolves to {_short(target)}, outside {base}", hint
+        )
     if not target.parent.is_dir():
-        return Problem(where, f"folder {target.parent} does not exist", "create it first")
+        return Problem(where, f"folder {_short(target.parent)} does not exist", "create it first")
     try:
         kind = _not_regular(target.lstat().st_mode)
     except FileNotFoundError:
         kind = None
     except OSError as err:
-        return Problem(where, f"{file!r}: {err.strerror}", hint)
+        return Problem(where, f"{_short(file)!r}: {err.strerror}", hint)
     if kind is not None:
-        return Problem(where, f"{file!r} is {kind}", "name a file")
+        return Problem(where, f"{_short(file)!r} is {kind}", "name a file")
     return target
 
 

@@ -663,3 +663,84 @@ def test_check_steps_takes_the_scenario_and_its_topology(tmp_path: Path) -> None
     assert check_steps(scenario, topo) == []
     step = Step.model_validate({"add-pods": {"node": "node1", "count": 3}})
     assert apply_step_to_topology(topo, step).nodes["node1"].pods == 5
+
+
+# -- text that can never match what the lab reports ------------------------------------------
+
+TEXT_CASES = {
+    "a prefix with host bits": (
+        "- expect: {route: {node: node1, prefix: 10.10.1.5/24}}",
+        "steps[1].expect.route.prefix",
+        "10.10.1.0/24",
+    ),
+    "a next hop written the long way": (
+        "- expect: {route: {node: node1, to: node2, family: ipv6, via: 'fd00:10:1:0::3'}}",
+        "steps[1].expect.route.via",
+        "fd00:10:1::3",
+    ),
+    "a next hop that is a prefix": (
+        "- expect: {route: {node: node1, to: node2, via: 10.10.1.0/24}}",
+        "steps[1].expect.route.via",
+        "neither a node nor an address",
+    ),
+    "a peer written the long way": (
+        "- expect: {session: {node: node1, peer: 'FD00:10:1::3', family: ipv6}}",
+        "steps[1].expect.session.peer",
+        "fd00:10:1::3",
+    ),
+    "a peer that is a prefix": (
+        "- expect: {session: {node: node1, peer: 10.10.1.0/24}}",
+        "steps[1].expect.session.peer",
+        "unknown peer",
+    ),
+    "a step name with a control character": (
+        '- {name: "red\\e[31m", wait: 1}',
+        "steps[1].name",
+        "printable",
+    ),
+    "a step name with a newline": ('- {name: "two\\nlines", wait: 1}', "steps[1].name", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TEXT_CASES))
+def test_text_that_can_never_match(case: str, tmp_path: Path) -> None:
+    step, location, words = TEXT_CASES[case]
+    path = write_scenario(tmp_path, ["- up: {}", step])
+    text = rejected(path)
+    assert any(line.startswith(location + ":") and words in line for line in text.splitlines()), (
+        text
+    )
+
+
+def test_a_scenario_name_is_one_printable_line(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, ["- up: {}"], MESH, name='"a\\x07b"')
+    assert "name:" in rejected(path)
+    path = write_scenario(tmp_path, ["- up: {}"], MESH, name="x" * 300)
+    assert "name:" in rejected(path)
+
+
+def test_long_file_names_are_shortened_in_messages(tmp_path: Path) -> None:
+    long = "a" * 5000
+    path = write_scenario(
+        tmp_path,
+        [
+            "- up: {}",
+            f"- write-snapshot: {{file: {long}}}",
+            f"- expect: {{snapshot: {{file: {long}}}}}",
+        ],
+        topology=long,
+    )
+    text = rejected(path)
+    assert text.startswith("topology:") and len(text) < 1000, text
+    path = write_scenario(
+        tmp_path,
+        [
+            "- up: {}",
+            f"- write-snapshot: {{file: {long}}}",
+            f"- expect: {{snapshot: {{file: {long}x}}}}",
+        ],
+        topology=MESH,
+    )
+    text = rejected(path)
+    assert "steps[1].write-snapshot.file" in text and "steps[2].expect.snapshot.file" in text
+    assert len(text) < 2000, text
