@@ -493,7 +493,10 @@ def load_scenario(path: Path) -> tuple[Scenario, Topology, Path]:
     if error and scenario.lab is None:
         problems.append(Problem("name", error, "set lab: to a short name like sc-test"))
     folder = path.parent
-    topo_path = _topology_path(scenario, folder)
+    try:
+        topo_path = _topology_path(scenario, folder)
+    except ConfigError as err:
+        raise ConfigError(problems + err.problems) from None
     try:
         topo = load_topology(topo_path, name=None if problems else lab)
     except ConfigError as err:
@@ -570,10 +573,7 @@ def _bring_up(where: str, step: Step | None, lab: _Lab) -> list[Problem]:
         return [Problem(where, "the lab is already up", "drop this step")]
     lab.up = True
     try:
-        if step is not None:
-            lab.topo, lab.plan = evolve(lab.topo, None, step)
-        else:
-            lab.topo, lab.plan = evolve(lab.topo, None, _UP)
+        lab.topo, lab.plan = evolve(lab.topo, None, step or _UP)
     except ChangeError as err:
         return [Problem(where, err.message.replace("changed topology", "lab"), err.hint)]
     lab.ipip = any(p.ipip_mode != "Never" for p in lab.plan.pools)

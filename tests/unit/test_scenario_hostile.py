@@ -174,6 +174,7 @@ LOADER_CASES = {
     "utf-16": _utf16,
     "latin-1": _latin1,
     "deep flow nesting": _deep_flow,
+    "huge sparse": _huge,
 }
 
 
@@ -199,3 +200,11 @@ def test_is_scenario_document(tmp_path: Path) -> None:
     assert not is_scenario_document(path)
     path.write_text("topology: x\nsteps: 3\n")  # shaped like a scenario: load_scenario says why
     assert is_scenario_document(path)
+
+
+def test_every_problem_of_the_head_is_reported_at_once(tmp_path: Path) -> None:
+    path = tmp_path / "scenario.yaml"
+    path.write_text("name: s\nlab: ../x\ntopology: nowhere.yaml\nsteps:\n  - up: {}\n")
+    with pytest.raises(ConfigError) as info:
+        load_scenario(path)
+    assert [p.location for p in info.value.problems] == ["lab", "topology"], info.value
