@@ -968,8 +968,10 @@ def _impossible_path(
 
     Only what is certain whatever BGP does: the encapsulation of a route is decided by the
     pool of the target's block and whether the next hop shares the source's subnet
-    (`model.routes.route_for`, after Calico's confd BIRD filters for IPIP and Felix's route
-    manager for VXLAN); traffic inside one node never leaves it.
+    (`model.routes.route_for`; Calico: calico/networking/vxlan-ipip.md in projectcalico/calico,
+    "CrossSubnet" encapsulates only traffic that crosses a subnet boundary, and there is no
+    IP-in-IP for IPv6); traffic inside one node never leaves it. VXLAN Always is not taken as
+    certain: `route_for` routes natively to a node without a VTEP.
     """
     if source.node == target.node:
         return None if path == "local" else f"both pods are on {source.node}: the path is local"
