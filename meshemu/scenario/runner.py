@@ -23,8 +23,8 @@ from meshemu.lab.converge import fib_diffs
 from meshemu.lab.status import lab_status
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.model.topology import Topology
-from meshemu.scenario.evolve import apply_step_to_topology
-from meshemu.scenario.model import Expectation, Scenario, Step
+from meshemu.scenario.evolve import apply_step_to_topology, evolve
+from meshemu.scenario.model import Expectation, Scenario, Step, output_path
 from meshemu.state import LabState
 from meshemu.verify.checks import check_dataplane
 from meshemu.verify.observation import Cell, expected_path, observed_path
@@ -213,13 +213,8 @@ class Runner:
     def _act(self, step: Step) -> str:
         kind, arg = step.kind, step.argument()
         if kind == "up":
-            topo = self.topo
             if arg.pods is not None:
-                data = topo.model_dump(mode="json", by_alias=True)
-                for node in data["nodes"].values():
-                    node["pods"] = arg.pods
-                topo = Topology.model_validate(data)
-                self.topo, self.plan = topo, build_plan(topo)
+                self.topo, self.plan = evolve(self.topo, None, step)
             result = up(self.plan, self.topo, self.topo_path, self.progress)
             return f"up in {result.seconds.get('total', 0):.2f}s" + (
                 "" if result.converged else " (not converged yet)"
@@ -247,10 +242,10 @@ class Runner:
             time.sleep(float(arg))
             return f"waited {arg}s"
         if kind == "write-snapshot":
-            path = self.base / arg.file
+            path = output_path(self.base, arg.file)
             write_snapshot(path, take_snapshot(self.state, self.plan))
             return f"snapshot written to {path}"
-        new_topo = apply_step_to_topology(self.topo, step)
+        new_topo = apply_step_to_topology(self.topo, step, previous=self.plan)
         self.plan, summary = live.apply_topology(self.state, self.plan, new_topo)
         self.topo = new_topo
         return summary.text()
