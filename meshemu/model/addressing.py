@@ -1,4 +1,8 @@
-"""Small pure helpers on addresses shared by the rules, the planner and the agent."""
+"""Small pure helpers on addresses shared by the rules, the planner and the agent.
+
+Owns parsing of address text the way meshemu accepts it (no interface scope, no IPv4-mapped
+IPv6, ASCII digits only) and the list of ranges no lab address may come from.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,50 @@ import re
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_BRACKETED = re.compile(r"^\[(?P<ip>[0-9a-fA-F:.]+)\](?::(?P<port>\d+))?$")
-_V4_PORT = re.compile(r"^(?P<ip>\d{1,3}(?:\.\d{1,3}){3})(?::(?P<port>\d+))?$")
+# re.ASCII: `\d` would otherwise match other scripts' digits, and `int()` reads them.
+_BRACKETED = re.compile(r"\[(?P<ip>[0-9a-fA-F:.]+)\](?::(?P<port>\d+))?", re.ASCII)
+_V4_PORT = re.compile(r"(?P<ip>\d{1,3}(?:\.\d{1,3}){3})(?::(?P<port>\d+))?", re.ASCII)
 
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
+
+# Ranges that cannot hold a lab's subnets, pools or peers: the kernel treats them specially
+# (loopback, multicast, link-local) or they are not unicast addresses at all. Calico itself
+# only rejects link-local pools (libcalico-go lib/validator/v3/validator.go, `overlapsV4LinkLocal`);
+# the others would be accepted by Calico and then fail in the kernel, so meshemu rejects them.
+SPECIAL_RANGES: tuple[tuple[IPNetwork, str], ...] = (
+    (ipaddress.ip_network("0.0.0.0/8"), "the unspecified ('this network') range 0.0.0.0/8"),
+    (ipaddress.ip_network("127.0.0.0/8"), "the loopback range 127.0.0.0/8"),
+    (LINK_LOCAL[0], "the link-local range 169.254.0.0/16"),
+    (ipaddress.ip_network("224.0.0.0/4"), "the multicast range 224.0.0.0/4"),
+    (ipaddress.ip_network("240.0.0.0/4"), "the reserved range 240.0.0.0/4 (and broadcast)"),
+    (ipaddress.ip_network("::/128"), "the unspecified address ::"),
+    (ipaddress.ip_network("::1/128"), "the loopback address ::1"),
+    (ipaddress.ip_network("::ffff:0:0/96"), "the IPv4-mapped range ::ffff:0:0/96"),
+    (LINK_LOCAL[1], "the link-local range fe80::/10"),
+    (ipaddress.ip_network("ff00::/8"), "the multicast range ff00::/8"),
+)
+SPECIAL_HINT = (
+    "use a private unicast range: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 for IPv4, "
+    "fd00::/8 for IPv6"
+)
+
+# The planner assigns node and router addresses from the first this-many host addresses of a
+# subnet (per family): enough for Kubernetes' largest supported cluster (5,000 nodes) plus
+# routers, and small enough that listing them stays cheap for an IPv6 /64.
+HOST_ADDRESS_LIMIT = 8192
+
+
+def special_range(network: IPNetwork) -> str | None:
+    """The special range `network` overlaps (described for a user), or None."""
+    for special, description in SPECIAL_RANGES:
+        if special.version == network.version and network.overlaps(special):
+            return description
+    return None
+
+
+def ipv4_mapped(address: IPAddress) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an `::ffff:a.b.c.d` address stands for, else None."""
+    return address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
 
 
 def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
@@ -20,8 +64,10 @@ def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
     Raises ValueError with a message fit for a user.
     """
     text = text.strip()
-    match = _BRACKETED.match(text) or _V4_PORT.match(text)
+    match = _BRACKETED.fullmatch(text) or _V4_PORT.fullmatch(text)
     ip_text, port_text = (match["ip"], match["port"]) if match else (text, None)
+    if "%" in ip_text:
+        raise ValueError(f"{text!r} carries an interface scope (%...): write the address alone")
     try:
         address = ipaddress.ip_address(ip_text)
     except ValueError:
@@ -39,6 +85,8 @@ def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
 
 def parse_network(text: str) -> IPNetwork:
     """A CIDR that must have no host bits set; the error says what the masked form is."""
+    if "%" in text:
+        raise ValueError(f"{text!r} carries an interface scope (%...): write the prefix alone")
     try:
         return ipaddress.ip_network(text, strict=True)
     except ValueError as err:
@@ -55,11 +103,27 @@ def is_link_local(network: IPNetwork) -> bool:
     return any(network.version == ll.version and network.overlaps(ll) for ll in LINK_LOCAL)
 
 
-def host_addresses(network: IPNetwork) -> list[IPAddress]:
-    """Usable host addresses of a small subnet, in order (first 1024 at most)."""
+def host_capacity(network: IPNetwork) -> int:
+    """How many addresses `host_addresses` can give out for `network`."""
+    if network.version == 4 and network.prefixlen <= 30:
+        hosts = network.num_addresses - 2
+    elif network.version == 6 and network.prefixlen <= 126:
+        hosts = network.num_addresses - 1
+    else:
+        hosts = network.num_addresses
+    return min(hosts, HOST_ADDRESS_LIMIT)
+
+
+def host_addresses(network: IPNetwork, limit: int = HOST_ADDRESS_LIMIT) -> list[IPAddress]:
+    """Usable host addresses of a subnet, in order: the first `limit` at most.
+
+    A caller that knows how many it needs should pass that as `limit`: listing is linear in it.
+    """
     out: list[IPAddress] = []
+    if limit <= 0:
+        return out
     for address in network.hosts():
         out.append(address)
-        if len(out) >= 1024:
+        if len(out) >= limit:
             break
     return out

@@ -1,31 +1,46 @@
 """Calico v3 resources at the input boundary, and their conversion into the native `Topology`.
 
 Owns the shapes of what `calicoctl get nodes,ippools,bgpconfig,bgppeers -o yaml` exports
-(`projectcalico.org/v3` Node, IPPool, BGPConfiguration, BGPPeer and their `...List` forms), the
-operator's `Installation` (`spec.calicoNetwork.ipPools`), and Kubernetes Secrets referenced by
-BGP passwords. A bundle says nothing about pods or the routers between node subnets, so the
-converter supplies them: node subnets come from each Node's `bgp.ipv4Address`/`ipv6Address`
-prefix, one router joins all of them, and every node gets the same number of pods.
-Fields meshemu accepts but does not emulate are listed in `Topology.unsupported`, by name.
+(`projectcalico.org/v3` Node, IPPool, BGPConfiguration, BGPPeer and their `...List` forms, and
+`kubectl`'s `List`), the operator's `Installation` (`spec.calicoNetwork.ipPools`), and
+Kubernetes Secrets referenced by BGP passwords. A bundle says nothing about pods or the routers
+between node subnets, so the converter supplies them: node subnets come from each Node's
+`bgp.ipv4Address`/`ipv6Address` prefix, one router joins all of them, and every node gets the
+same number of pods.
+
+Nothing is silently lost: a resource defined twice, a document of the wrong shape, a Secret
+that does not decode, an Installation pool that an IPPool of the same name would replace, are
+each a located problem. Fields meshemu accepts but does not emulate are listed in
+`Topology.unsupported`, by name.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from meshemu.errors import Problem
 from meshemu.model.topology import (
+    DNS_LABEL,
+    DNS_SUBDOMAIN,
     AsNumber,
+    Bool,
     EncapMode,
+    InputModel,
+    Int,
     Port,
     ReversePeering,
     SourceAddress,
+    Text,
     labels_as_text,
+    loc_part,
+    problems_from_validation,
 )
 
 CALICO_API = "projectcalico.org/v3"
@@ -33,126 +48,185 @@ OPERATOR_API = "operator.tigera.io/v1"
 DEFAULT_PODS_PER_NODE = 2
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class Metadata(_Strict):
-    name: str
-    namespace: str | None = None
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    resourceVersion: str | None = None
-    uid: str | None = None
-    creationTimestamp: str | None = None
-    generation: int | None = None
+class Metadata(InputModel):
+    name: Text = Field(min_length=1, max_length=253)
+    namespace: Text | None = None
+    labels: dict[Text, Text] = Field(default_factory=dict)
+    annotations: dict[Text, Text] = Field(default_factory=dict)
+    resourceVersion: Text | None = None
+    uid: Text | None = None
+    creationTimestamp: Text | None = None
+    generation: Int | None = None
+    # Written by `kubectl get -o yaml`; meaningless for the lab, so accepted and ignored.
+    finalizers: list[Text] | None = None
+    ownerReferences: list[dict[Text, Any]] | None = None
+    managedFields: list[dict[Text, Any]] | None = None
+    generateName: Text | None = None
+    deletionTimestamp: Text | None = None
+    deletionGracePeriodSeconds: Int | None = None
+    selfLink: Text | None = None
 
     @field_validator("labels", mode="before")
     @classmethod
     def _labels_as_text(cls, value: object) -> object:
         return labels_as_text(value)
 
+    @field_validator("name")
+    @classmethod
+    def _subdomain(cls, value: str) -> str:
+        if not DNS_SUBDOMAIN.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a Kubernetes object name: lower-case letters, digits, '-' "
+                "and '.', starting and ending with a letter or digit"
+            )
+        return value
 
-class SecretKeyRef(_Strict):
-    name: str
-    key: str
+
+class SecretKeyRef(InputModel):
+    name: Text
+    key: Text
+    optional: Bool | None = None
 
 
-class PasswordSource(_Strict):
+class PasswordSource(InputModel):
     secretKeyRef: SecretKeyRef
 
 
-class NodeBGP(_Strict):
-    ipv4Address: str | None = None
-    ipv6Address: str | None = None
+class SecretResource(InputModel):
+    """A Kubernetes v1 Secret: only its data matters (BGP passwords)."""
+
+    apiVersion: Literal["v1"]
+    kind: Literal["Secret"]
+    metadata: Metadata
+    data: dict[Text, Text] = Field(default_factory=dict)
+    stringData: dict[Text, Text] = Field(default_factory=dict)
+    type: Text | None = None
+    immutable: Bool | None = None
+
+    @field_validator("data", "stringData", mode="before")
+    @classmethod
+    def _null_is_empty(cls, value: object) -> object:
+        return {} if value is None else value
+
+
+class NodeBGP(InputModel):
+    ipv4Address: Text | None = None
+    ipv6Address: Text | None = None
     asNumber: AsNumber | None = None
-    routeReflectorClusterID: str | None = None
-    ipv4IPIPTunnelAddr: str | None = None
+    routeReflectorClusterID: Text | None = None
+    ipv4IPIPTunnelAddr: Text | None = None
 
 
-class NodeResourceSpec(_Strict):
+class NodeResourceSpec(InputModel):
     bgp: NodeBGP | None = None
-    ipv4VXLANTunnelAddr: str | None = None
-    ipv6VXLANTunnelAddr: str | None = None
-    vxlanTunnelMACAddr: str | None = None
-    vxlanTunnelMACAddrV6: str | None = None
-    orchRefs: list[dict[str, str]] = Field(default_factory=list)
-    addresses: list[dict[str, str]] = Field(default_factory=list)
+    ipv4VXLANTunnelAddr: Text | None = None
+    ipv6VXLANTunnelAddr: Text | None = None
+    vxlanTunnelMACAddr: Text | None = None
+    vxlanTunnelMACAddrV6: Text | None = None
+    orchRefs: list[dict[Text, Text]] = Field(default_factory=list)
+    addresses: list[dict[Text, Text]] = Field(default_factory=list)
+    wireguard: dict[Text, Text] | None = None
 
 
-class IPPoolResourceSpec(_Strict):
-    cidr: str
-    blockSize: int | None = None
+class IPPoolResourceSpec(InputModel):
+    cidr: Text
+    blockSize: Int | None = None
     ipipMode: EncapMode = "Never"
     vxlanMode: EncapMode = "Never"
-    natOutgoing: bool = False
-    disabled: bool = False
-    nodeSelector: str = "all()"
-    disableBGPExport: bool = False
-    allowedUses: list[str] | None = None
-    assignmentMode: str | None = None
+    natOutgoing: Bool = False
+    disabled: Bool = False
+    nodeSelector: Text = "all()"
+    disableBGPExport: Bool = False
+    allowedUses: list[Text] | None = None
+    assignmentMode: Text | None = None
+    disableNewAllocations: Bool | None = None
 
 
-class BGPConfigurationSpec(_Strict):
+class BGPConfigurationSpec(InputModel):
     asNumber: AsNumber | None = None
-    nodeToNodeMeshEnabled: bool | None = None
-    logSeverityScreen: str | None = None
+    nodeToNodeMeshEnabled: Bool | None = None
+    logSeverityScreen: Text | None = None
     listenPort: Port | None = None
     bindMode: Literal["None", "NodeIP"] | None = None
     nodeMeshPassword: PasswordSource | None = None
-    nodeMeshMaxRestartTime: str | None = None
-    serviceClusterIPs: list[dict[str, str]] | None = None
-    serviceExternalIPs: list[dict[str, str]] | None = None
-    serviceLoadBalancerIPs: list[dict[str, str]] | None = None
-    communities: list[dict[str, str]] | None = None
-    prefixAdvertisements: list[dict[str, Any]] | None = None
-    ignoredInterfaces: list[str] | None = None
+    nodeMeshMaxRestartTime: Text | None = None
+    serviceClusterIPs: list[dict[Text, Text]] | None = None
+    serviceExternalIPs: list[dict[Text, Text]] | None = None
+    serviceLoadBalancerIPs: list[dict[Text, Text]] | None = None
+    communities: list[dict[Text, Text]] | None = None
+    prefixAdvertisements: list[dict[Text, Any]] | None = None
+    ignoredInterfaces: list[Text] | None = None
 
 
-class BGPPeerSpec(_Strict):
-    node: str | None = None
-    peerIP: str | None = None
+class BGPPeerSpec(InputModel):
+    node: Text | None = None
+    peerIP: Text | None = None
     asNumber: AsNumber | None = None
-    nodeSelector: str | None = None
-    peerSelector: str | None = None
+    nodeSelector: Text | None = None
+    peerSelector: Text | None = None
     password: PasswordSource | None = None
     sourceAddress: SourceAddress = "UseNodeIP"
-    maxRestartTime: str | None = None
-    keepOriginalNextHop: bool = False
-    numAllowedLocalASNumbers: int | None = None
+    maxRestartTime: Text | None = None
+    keepOriginalNextHop: Bool = False
+    numAllowedLocalASNumbers: Int | None = None
     localASNumber: AsNumber | None = None
     reversePeering: ReversePeering = "Auto"
-    failureDetectionMode: str | None = None
-    restartMode: str | None = None
-    birdGatewayMode: str | None = None
-    ttlSecurity: int | None = None
-    filters: list[str] | None = None
+    failureDetectionMode: Text | None = None
+    restartMode: Text | None = None
+    birdGatewayMode: Text | None = None
+    ttlSecurity: Int | None = None
+    filters: list[Text] | None = None
 
 
-class InstallationPool(_Strict):
-    cidr: str
-    name: str | None = None
-    blockSize: int | None = None
-    encapsulation: Literal["IPIP", "IPIPCrossSubnet", "VXLAN", "VXLANCrossSubnet", "None"] = "IPIP"
-    natOutgoing: Literal["Enabled", "Disabled"] = "Enabled"
-    nodeSelector: str = "all()"
-    disableBGPExport: bool = False
+Encapsulation = Literal["IPIP", "IPIPCrossSubnet", "VXLAN", "VXLANCrossSubnet", "None"]
 
 
-class CalicoNetworkSpec(_Strict):
-    ipPools: list[InstallationPool] = Field(default_factory=list)
+class InstallationPool(InputModel):
+    """An operator IP pool. Unset fields get the operator's per-family defaults (see
+    `_installation_pool_data`)."""
+
+    cidr: Text
+    name: Text | None = None
+    blockSize: Int | None = None
+    encapsulation: Encapsulation | None = None
+    natOutgoing: Literal["Enabled", "Disabled"] | None = None
+    nodeSelector: Text | None = None
+    disableBGPExport: Bool | None = None
+    disableNewAllocations: Bool | None = None
+    allowedUses: list[Text] | None = None
+    assignmentMode: Text | None = None
+
+
+class CalicoNetworkSpec(InputModel):
+    ipPools: list[InstallationPool] | None = None
     bgp: Literal["Enabled", "Disabled"] | None = None
-    mtu: int | None = None
-    linuxDataplane: str | None = None
-    nodeAddressAutodetectionV4: dict[str, Any] | None = None
-    nodeAddressAutodetectionV6: dict[str, Any] | None = None
+    mtu: Int | None = None
+    linuxDataplane: Text | None = None
+    nodeAddressAutodetectionV4: dict[Text, Any] | None = None
+    nodeAddressAutodetectionV6: dict[Text, Any] | None = None
+    # Set by the operator's defaulting, so present in every `kubectl get` export.
+    hostPorts: Text | None = None
+    multiInterfaceMode: Text | None = None
+    containerIPForwarding: Text | None = None
+    linuxPolicySetupTimeoutSeconds: Int | None = None
+    windowsDataplane: Text | None = None
 
 
-class InstallationSpec(_Strict):
+class InstallationSpec(InputModel):
     calicoNetwork: CalicoNetworkSpec = Field(default_factory=CalicoNetworkSpec)
-    variant: str | None = None
-    registry: str | None = None
-    cni: dict[str, Any] | None = None
+    variant: Text | None = None
+    registry: Text | None = None
+    cni: dict[Text, Any] | None = None
+    kubernetesProvider: Text | None = None
+    # Set by the operator's defaulting; about deployment, not networking.
+    controlPlaneReplicas: Int | None = None
+    flexVolumePath: Text | None = None
+    kubeletVolumePluginPath: Text | None = None
+    nodeUpdateStrategy: dict[Text, Any] | None = None
+    nonPrivileged: Text | None = None
+    logging: dict[Text, Any] | None = None
+    imagePullSecrets: list[dict[Text, Any]] | None = None
+    fipsMode: Text | None = None
 
 
 # What each encapsulation of the operator's Installation means as IPPool modes.
@@ -170,6 +244,7 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "BGPConfiguration": BGPConfigurationSpec,
     "BGPPeer": BGPPeerSpec,
 }
+_KNOWN_KINDS = ", ".join([*SPEC_MODELS, "Installation (operator.tigera.io/v1)", "Secret (v1)"])
 
 
 @dataclass
@@ -182,202 +257,463 @@ class BundleConversion:
     problems: list[Problem] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Doc:
+    """One resource of the bundle and where it is: `document 3` or `document 3.items[1]`."""
+
+    where: str
+    line: int | None
+    body: dict[Any, Any]
+
+    def at(self) -> str:
+        return f"{self.where} (line {self.line})" if self.line is not None else self.where
+
+
+@dataclass
+class _Resources:
+    """What the documents hold, by kind, each with its location."""
+
+    nodes: dict[str, tuple[str, Metadata, NodeResourceSpec]] = field(default_factory=dict)
+    pools: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    peers: dict[str, tuple[str, BGPPeerSpec]] = field(default_factory=dict)
+    bgp_default: tuple[str, BGPConfigurationSpec] | None = None
+    per_node_bgp: dict[str, tuple[str, BGPConfigurationSpec]] = field(default_factory=dict)
+    # (namespace, name, key) -> value
+    secrets: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    installations: list[tuple[_Doc, str, InstallationSpec]] = field(default_factory=list)
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+    # (kind, namespace, name) -> the document that defined it first
+    seen: dict[tuple[str, str, str], _Doc] = field(default_factory=dict)
+
+
 def looks_like_bundle(documents: list[Any]) -> bool:
     return any(
         isinstance(doc, dict) and ("apiVersion" in doc or "kind" in doc) for doc in documents
     )
 
 
-def _pydantic_problems(err: ValidationError, where: str) -> list[Problem]:
-    from meshemu.model.load import problems_from_validation  # shared formatter
-
-    return problems_from_validation(err, where)
+def _type_name(value: object) -> str:
+    return {dict: "a mapping", list: "a list", str: "text", bool: "a boolean"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
 
 
 def _expand_lists(
-    documents: list[Any], problems: list[Problem]
-) -> list[tuple[str, dict[str, Any]]]:
-    """Flatten `...List` documents; each resource keeps a location like `document 3`."""
-    out: list[tuple[str, dict[str, Any]]] = []
+    documents: list[Any], problems: list[Problem], lines: list[int] | None
+) -> list[_Doc]:
+    """Flatten `...List` and `List` documents; each resource keeps its location."""
+    out: list[_Doc] = []
     for index, doc in enumerate(documents, start=1):
         where = f"document {index}"
+        line = lines[index - 1] if lines is not None and index - 1 < len(lines) else None
         if doc is None:
             continue
         if not isinstance(doc, dict):
-            problems.append(Problem(where, "is not a mapping", "each YAML document is a resource"))
+            problems.append(
+                Problem(
+                    where,
+                    f"is {_type_name(doc)}, not a mapping",
+                    "each YAML document is one resource (apiVersion, kind, metadata, spec)",
+                )
+            )
             continue
         kind = doc.get("kind")
-        if isinstance(kind, str) and kind.endswith("List") and "items" in doc:
-            items = doc.get("items") or []
-            for item_index, item in enumerate(items):
-                if isinstance(item, dict):
-                    item = {"apiVersion": doc.get("apiVersion"), "kind": kind[:-4], **item}
-                out.append((f"{where}.items[{item_index}]", item))
-        else:
-            out.append((where, doc))
+        if not (isinstance(kind, str) and kind.endswith("List")):
+            out.append(_Doc(where, line, doc))
+            continue
+        items = doc.get("items")
+        if items is None:
+            items = []
+        if not isinstance(items, list):
+            problems.append(
+                Problem(
+                    f"{where}.items",
+                    f"is {_type_name(items)}, not a list",
+                    f"a {kind} holds its resources as a list under items",
+                )
+            )
+            continue
+        for item_index, item in enumerate(items):
+            item_where = f"{where}.items[{item_index}]"
+            if not isinstance(item, dict):
+                problems.append(Problem(item_where, f"is {_type_name(item)}, not a mapping", ""))
+                continue
+            inherited = {"apiVersion": doc.get("apiVersion")}
+            if kind != "List":
+                inherited["kind"] = kind[:-4]
+            out.append(_Doc(item_where, line, {**inherited, **item}))
     return out
 
 
 def convert_bundle(
-    documents: list[Any], lab_name: str, pods_per_node: int = DEFAULT_PODS_PER_NODE
+    documents: list[Any],
+    lab_name: str,
+    pods_per_node: int = DEFAULT_PODS_PER_NODE,
+    lines: list[int] | None = None,
 ) -> BundleConversion:
-    """Turn Calico resources into the native topology's data, collecting every problem."""
+    """Turn Calico resources into the native topology's data, collecting every problem.
+
+    `lines`: the line each document starts on, for messages that name two places.
+    """
     conv = BundleConversion(data={})
-    resources = _expand_lists(documents, conv.problems)
-    nodes: dict[str, tuple[str, Metadata, NodeResourceSpec]] = {}
-    pools: dict[str, tuple[str, dict[str, Any]]] = {}
-    peers: dict[str, tuple[str, BGPPeerSpec]] = {}
-    bgp_default: tuple[str, BGPConfigurationSpec] | None = None
-    per_node_bgp: dict[str, tuple[str, BGPConfigurationSpec]] = {}
-    secrets: dict[tuple[str, str], str] = {}
-    unsupported: list[tuple[str, str]] = []
-
-    for where, doc in resources:
-        kind = doc.get("kind")
-        api = doc.get("apiVersion")
-        raw_meta = doc.get("metadata") or {}
-        name = raw_meta.get("name", "?") if isinstance(raw_meta, dict) else "?"
-        loc = f"{kind}/{name}"
-        if kind == "CalicoNetwork":
-            conv.problems.append(
-                Problem(
-                    f"{where} (kind CalicoNetwork)",
-                    "CalicoNetwork is not a resource kind: calicoNetwork is a field of the "
-                    "operator's Installation",
-                    "write `apiVersion: operator.tigera.io/v1`, `kind: Installation`, and put "
-                    "the pools under spec.calicoNetwork.ipPools (each with cidr, blockSize and "
-                    "encapsulation: IPIP | IPIPCrossSubnet | VXLAN | VXLANCrossSubnet | None), "
-                    "or give projectcalico.org/v3 IPPool resources",
-                )
-            )
-            _check_tutorial_pools(doc, where, conv.problems)
-            continue
-        if kind == "Secret" and api == "v1":
-            for key, value in (doc.get("stringData") or {}).items():
-                secrets[(name, key)] = str(value)
-            for key, value in (doc.get("data") or {}).items():
-                import base64
-
-                try:
-                    secrets[(name, key)] = base64.b64decode(str(value)).decode()
-                except ValueError:
-                    conv.problems.append(
-                        Problem(f"{loc}.data.{key}", "is not base64", "use stringData for text")
-                    )
-            continue
-        if kind == "Installation":
-            if api != OPERATOR_API:
-                conv.problems.append(
-                    Problem(
-                        f"{where}.apiVersion", f"{api!r} for Installation", f"use {OPERATOR_API}"
-                    )
-                )
-                continue
-            try:
-                inst = InstallationSpec.model_validate(doc.get("spec") or {})
-            except ValidationError as err:
-                conv.problems += _pydantic_problems(err, f"{loc}.spec")
-                _check_tutorial_pools(
-                    doc.get("spec", {}).get("calicoNetwork", {}),
-                    f"{loc}.spec.calicoNetwork",
-                    conv.problems,
-                )
-                continue
-            # IPv6 pools asking for IP-in-IP get the Installation-worded explanation here
-            # (encapsulation, not ipipMode), and are not converted so the rules do not repeat it.
-            _check_tutorial_pools(
-                (doc.get("spec") or {}).get("calicoNetwork"),
-                f"{loc}.spec.calicoNetwork",
-                conv.problems,
-            )
-            for index, ipool in enumerate(inst.calicoNetwork.ipPools):
-                if _family(ipool.cidr) == 6 and ipool.encapsulation.startswith("IPIP"):
-                    continue
-                pool_name = ipool.name or f"default-ipv{_family(ipool.cidr)}-ippool"
-                ipip, vxlan = INSTALLATION_ENCAP[ipool.encapsulation]
-                pools[pool_name] = (
-                    f"{loc}.spec.calicoNetwork.ipPools[{index}]",
-                    {
-                        "cidr": ipool.cidr,
-                        "blockSize": ipool.blockSize,
-                        "ipipMode": ipip,
-                        "vxlanMode": vxlan,
-                        "natOutgoing": ipool.natOutgoing == "Enabled",
-                        "nodeSelector": ipool.nodeSelector,
-                        "disableBGPExport": ipool.disableBGPExport,
-                    },
-                )
-            continue
-        if kind not in SPEC_MODELS:
-            conv.problems.append(
-                Problem(
-                    f"{where}.kind",
-                    f"unsupported kind {kind!r} (apiVersion {api!r})",
-                    "a bundle holds projectcalico.org/v3 Node, IPPool, BGPConfiguration, "
-                    "BGPPeer, an operator Installation, or v1 Secrets for BGP passwords",
-                )
-            )
-            continue
-        if api != CALICO_API:
-            conv.problems.append(
-                Problem(f"{where}.apiVersion", f"{api!r} for {kind}", f"use {CALICO_API}")
-            )
-            continue
-        extra = set(doc) - {"apiVersion", "kind", "metadata", "spec"}
-        for key in sorted(extra):
-            if key != "status":
-                conv.problems.append(Problem(f"{loc}.{key}", "unknown field", "remove it"))
-        try:
-            meta = Metadata.model_validate(raw_meta)
-        except ValidationError as err:
-            conv.problems += _pydantic_problems(err, f"{where}.metadata")
-            continue
-        try:
-            spec = SPEC_MODELS[kind].model_validate(doc.get("spec") or {})
-        except ValidationError as err:
-            conv.problems += _pydantic_problems(err, f"{loc}.spec")
-            continue
-        if isinstance(spec, NodeResourceSpec):
-            nodes[meta.name] = (loc, meta, spec)
-        elif isinstance(spec, IPPoolResourceSpec):
-            pools[meta.name] = (
-                loc + ".spec",
-                spec.model_dump(exclude={"allowedUses", "assignmentMode"}),
-            )
-            for fname in ("allowedUses", "assignmentMode"):
-                if getattr(spec, fname) is not None:
-                    unsupported.append(
-                        (f"{loc}.spec.{fname}", "IPAM use restrictions are not emulated")
-                    )
-        elif isinstance(spec, BGPPeerSpec):
-            peers[meta.name] = (loc + ".spec", spec)
-        elif isinstance(spec, BGPConfigurationSpec):
-            if meta.name == "default":
-                bgp_default = (loc + ".spec", spec)
-            elif meta.name.startswith("node."):
-                per_node_bgp[meta.name[5:]] = (loc + ".spec", spec)
-            else:
-                conv.problems.append(
-                    Problem(
-                        f"{loc}.metadata.name",
-                        f"BGPConfiguration {meta.name!r} is neither 'default' nor 'node.<node>'",
-                        "",
-                    )
-                )
-
-    _build(
-        conv,
-        lab_name,
-        pods_per_node,
-        nodes,
-        pools,
-        peers,
-        bgp_default,
-        per_node_bgp,
-        secrets,
-        unsupported,
-    )
+    found = _Resources()
+    for doc in _expand_lists(documents, conv.problems, lines):
+        _read_resource(doc, found, conv.problems)
+    for doc, loc, inst in found.installations:
+        _add_installation_pools(doc, loc, inst, found, conv.problems)
+    _build(conv, lab_name, pods_per_node, found)
     return conv
+
+
+def _resource_loc(doc: _Doc, kind: str) -> str:
+    meta = doc.body.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    if isinstance(name, str) and name and loc_part(name) == name:
+        return f"{kind}/{name}"
+    return f"{doc.where} ({kind})"
+
+
+def _shape_problems(doc: _Doc, kind: object, api: object) -> list[Problem]:
+    """The envelope every resource shares: text kind and apiVersion, mapping metadata/spec."""
+    problems = []
+    if kind is None:
+        problems.append(
+            Problem(
+                f"{doc.where}.kind",
+                "is missing",
+                f"say what the resource is: {_KNOWN_KINDS}",
+            )
+        )
+    elif not isinstance(kind, str):
+        problems.append(
+            Problem(
+                f"{doc.where}.kind", f"is {_type_name(kind)}, not text", f"one of {_KNOWN_KINDS}"
+            )
+        )
+    if api is not None and not isinstance(api, str):
+        problems.append(
+            Problem(
+                f"{doc.where}.apiVersion",
+                f"is {_type_name(api)}, not text",
+                f"write {CALICO_API}",
+            )
+        )
+    for key in ("metadata", "spec"):
+        value = doc.body.get(key)
+        if value is not None and not isinstance(value, dict):
+            problems.append(
+                Problem(
+                    f"{doc.where}.{key}",
+                    f"is {_type_name(value)}, not a mapping",
+                    "write key: value lines under it",
+                )
+            )
+    return problems
+
+
+def _remember(
+    doc: _Doc, kind: str, meta: Metadata, found: _Resources, problems: list[Problem]
+) -> bool:
+    """Record a resource by kind and name; a second one of the same name is a problem."""
+    namespace = meta.namespace or "" if kind == "Secret" else ""
+    key = (kind, namespace, meta.name)
+    first = found.seen.get(key)
+    if first is None:
+        found.seen[key] = doc
+        return True
+    problems.append(
+        Problem(
+            _resource_loc(doc, kind),
+            f"{kind} {meta.name!r} is defined twice: at {first.at()} and at {doc.at()}; "
+            "the later would silently replace the earlier",
+            "keep one of them, or give the other its own name",
+        )
+    )
+    return False
+
+
+def _read_resource(doc: _Doc, found: _Resources, problems: list[Problem]) -> None:
+    kind = doc.body.get("kind")
+    api = doc.body.get("apiVersion")
+    shape = _shape_problems(doc, kind, api)
+    if shape:
+        problems += shape
+        return
+    assert isinstance(kind, str)
+    if kind == "CalicoNetwork":
+        problems.append(
+            Problem(
+                f"{doc.where} (kind CalicoNetwork)",
+                "CalicoNetwork is not a resource kind: calicoNetwork is a field of the "
+                "operator's Installation",
+                "write `apiVersion: operator.tigera.io/v1`, `kind: Installation`, and put "
+                "the pools under spec.calicoNetwork.ipPools (each with cidr, blockSize and "
+                "encapsulation: IPIP | IPIPCrossSubnet | VXLAN | VXLANCrossSubnet | None), "
+                "or give projectcalico.org/v3 IPPool resources",
+            )
+        )
+        _check_tutorial_pools(doc.body, doc.where, problems)
+        return
+    if kind == "Secret" and api == "v1":
+        _read_secret(doc, found, problems)
+        return
+    if kind == "Installation":
+        _read_installation(doc, api, found, problems)
+        return
+    if kind not in SPEC_MODELS:
+        problems.append(
+            Problem(
+                f"{doc.where}.kind",
+                f"unsupported kind {kind!r} (apiVersion {api!r})",
+                "a bundle holds projectcalico.org/v3 Node, IPPool, BGPConfiguration, "
+                "BGPPeer, an operator Installation, or v1 Secrets for BGP passwords",
+            )
+        )
+        return
+    if api != CALICO_API:
+        problems.append(
+            Problem(f"{doc.where}.apiVersion", f"{api!r} for {kind}", f"use {CALICO_API}")
+        )
+        return
+    _read_calico_resource(doc, kind, found, problems)
+
+
+def _read_calico_resource(doc: _Doc, kind: str, found: _Resources, problems: list[Problem]) -> None:
+    loc = _resource_loc(doc, kind)
+    for key in sorted(
+        set(doc.body) - {"apiVersion", "kind", "metadata", "spec", "status"}, key=str
+    ):
+        problems.append(Problem(f"{loc}.{loc_part(key)}", "unknown field", "remove it"))
+    try:
+        meta = Metadata.model_validate(doc.body.get("metadata") or {})
+    except ValidationError as err:
+        problems += problems_from_validation(err, f"{doc.where}.metadata")
+        return
+    try:
+        spec = SPEC_MODELS[kind].model_validate(doc.body.get("spec") or {})
+    except ValidationError as err:
+        problems += problems_from_validation(err, f"{loc}.spec")
+        return
+    if not _remember(doc, kind, meta, found, problems):
+        return
+    if isinstance(spec, NodeResourceSpec):
+        found.nodes[meta.name] = (loc, meta, spec)
+    elif isinstance(spec, IPPoolResourceSpec):
+        found.pools[meta.name] = (
+            loc + ".spec",
+            spec.model_dump(exclude={"allowedUses", "assignmentMode", "disableNewAllocations"}),
+        )
+        for fname in ("allowedUses", "assignmentMode", "disableNewAllocations"):
+            if getattr(spec, fname) is not None:
+                found.unsupported.append(
+                    (f"{loc}.spec.{fname}", "IPAM use restrictions are not emulated")
+                )
+    elif isinstance(spec, BGPPeerSpec):
+        found.peers[meta.name] = (loc + ".spec", spec)
+    elif isinstance(spec, BGPConfigurationSpec):
+        if meta.name == "default":
+            found.bgp_default = (loc + ".spec", spec)
+        elif meta.name.startswith("node."):
+            found.per_node_bgp[meta.name[5:]] = (loc + ".spec", spec)
+        else:
+            problems.append(
+                Problem(
+                    f"{loc}.metadata.name",
+                    f"BGPConfiguration {meta.name!r} is neither 'default' nor 'node.<node>'",
+                    "",
+                )
+            )
+
+
+def _read_secret(doc: _Doc, found: _Resources, problems: list[Problem]) -> None:
+    loc = _resource_loc(doc, "Secret")
+    body = {k: v for k, v in doc.body.items() if k != "status"}
+    try:
+        secret = SecretResource.model_validate(body)
+    except ValidationError as err:
+        problems += problems_from_validation(err, loc)
+        return
+    if not _remember(doc, "Secret", secret.metadata, found, problems):
+        return
+    namespace = secret.metadata.namespace or ""
+    values: dict[str, str] = {}
+    for key, encoded in secret.data.items():
+        where = f"{loc}.data.{loc_part(key)}"
+        try:
+            # validate=True: without it b64decode drops every character outside the alphabet,
+            # so a pasted plain-text password would decode to garbage or to nothing.
+            values[key] = base64.b64decode(encoded, validate=True).decode("utf-8")
+        except (binascii.Error, ValueError) as err:
+            problems.append(
+                Problem(
+                    where,
+                    f"is not base64 of UTF-8 text ({err})",
+                    "Secret data is base64-encoded (`printf %s secret | base64`); "
+                    "or write the password as plain text under stringData",
+                )
+            )
+    # Kubernetes merges stringData over data.
+    values.update(secret.stringData)
+    for key, value in values.items():
+        if value == "":
+            problems.append(
+                Problem(
+                    f"{loc}.data.{loc_part(key)}",
+                    "is an empty password",
+                    "a BGP password must not be empty (TCP MD5 needs a key)",
+                )
+            )
+            continue
+        found.secrets[(namespace, secret.metadata.name, key)] = value
+
+
+def _read_installation(doc: _Doc, api: object, found: _Resources, problems: list[Problem]) -> None:
+    loc = _resource_loc(doc, "Installation")
+    if api != OPERATOR_API:
+        problems.append(
+            Problem(f"{doc.where}.apiVersion", f"{api!r} for Installation", f"use {OPERATOR_API}")
+        )
+        return
+    try:
+        meta = Metadata.model_validate(doc.body.get("metadata") or {})
+    except ValidationError as err:
+        problems += problems_from_validation(err, f"{doc.where}.metadata")
+        return
+    if not _remember(doc, "Installation", meta, found, problems):
+        return
+    raw_spec = doc.body.get("spec") or {}
+    network = raw_spec.get("calicoNetwork") if isinstance(raw_spec, dict) else None
+    # IPv6 pools asking for IP-in-IP get the Installation-worded explanation here
+    # (encapsulation, not ipipMode), and are not converted so the rules do not repeat it.
+    _check_tutorial_pools(network, f"{loc}.spec.calicoNetwork", problems)
+    try:
+        inst = InstallationSpec.model_validate(raw_spec)
+    except ValidationError as err:
+        problems += problems_from_validation(err, f"{loc}.spec")
+        return
+    found.installations.append((doc, loc, inst))
+    if inst.calicoNetwork.bgp == "Disabled":
+        found.unsupported.append(
+            (f"{loc}.spec.calicoNetwork.bgp", "Disabled: the lab still runs BGP between nodes")
+        )
+
+
+def _installation_pool_name(
+    index: int, pool: InstallationPool, inst: InstallationSpec, found: _Resources
+) -> str:
+    """The name the operator gives a pool (tigera/operator pkg/controller/ippool/defaults.go,
+    `fillDefaults`): its own; else that of an existing IPPool with the same CIDR (the operator
+    adopts it); else default-ipv4/ipv6-ippool for a single pool or a dual-stack pair; else one
+    made from the CIDR."""
+    if pool.name:
+        return pool.name
+    for name, (_loc, data) in found.pools.items():
+        if _same_cidr(str(data.get("cidr")), pool.cidr):
+            return name
+    pools = inst.calicoNetwork.ipPools or []
+    families = {_family(p.cidr) for p in pools}
+    family = _family(pool.cidr)
+    if len(pools) == 1 or (len(pools) == 2 and families == {4, 6}):
+        return f"default-ipv{family}-ippool"
+    try:
+        network = ipaddress.ip_network(pool.cidr, strict=False)
+    except ValueError:
+        return f"pool-{index}"
+    if isinstance(network, ipaddress.IPv6Network):
+        expanded = network.network_address.exploded.replace(":", ".")
+    else:
+        expanded = str(network.network_address)
+    return f"{expanded}-{network.prefixlen}"
+
+
+def _installation_pool_data(pool: InstallationPool, inst: InstallationSpec) -> dict[str, Any]:
+    """An Installation pool as IPPool fields, with the operator's per-family defaults
+    (tigera/operator pkg/controller/ippool/defaults.go): IPv4 IPIP (None when the CNI plugin
+    is not Calico) with natOutgoing Enabled; IPv6 encapsulation None with natOutgoing Disabled."""
+    v6 = _family(pool.cidr) == 6
+    cni = (inst.cni or {}).get("type", "Calico")
+    default_encap: str = "None" if v6 or cni != "Calico" else "IPIP"
+    encap = pool.encapsulation or default_encap
+    nat = pool.natOutgoing or ("Disabled" if v6 else "Enabled")
+    ipip, vxlan = INSTALLATION_ENCAP[encap]
+    return {
+        "cidr": pool.cidr,
+        "blockSize": pool.blockSize,
+        "ipipMode": ipip,
+        "vxlanMode": vxlan,
+        "natOutgoing": nat == "Enabled",
+        "nodeSelector": pool.nodeSelector or "all()",
+        "disableBGPExport": bool(pool.disableBGPExport),
+        "disabled": False,
+    }
+
+
+def _add_installation_pools(
+    doc: _Doc, loc: str, inst: InstallationSpec, found: _Resources, problems: list[Problem]
+) -> None:
+    """Add an Installation's pools; one the bundle also has as an IPPool must agree with it."""
+    own: dict[str, str] = {}
+    for index, pool in enumerate(inst.calicoNetwork.ipPools or []):
+        ploc = f"{loc}.spec.calicoNetwork.ipPools[{index}]"
+        if _family(pool.cidr) == 6 and (pool.encapsulation or "").startswith("IPIP"):
+            continue  # explained by _check_tutorial_pools
+        name = _installation_pool_name(index, pool, inst, found)
+        data = _installation_pool_data(pool, inst)
+        for fname in ("allowedUses", "assignmentMode", "disableNewAllocations"):
+            if getattr(pool, fname) is not None:
+                found.unsupported.append(
+                    (f"{ploc}.{fname}", "IPAM use restrictions are not emulated")
+                )
+        if name in own:
+            problems.append(
+                Problem(
+                    ploc,
+                    f"pool {name!r} is also {own[name]}: the later would replace the earlier",
+                    "give each pool its own name",
+                )
+            )
+            continue
+        own[name] = ploc
+        if name in found.pools:
+            other_loc, other = found.pools[name]
+            other_at = other_loc.removesuffix(".spec")
+            differences = _pool_differences(data, other)
+            if differences:
+                problems.append(
+                    Problem(
+                        ploc,
+                        f"pool {name!r} is also IPPool {name} at {other_at}, "
+                        f"which differs in {', '.join(differences)}; one would silently "
+                        "replace the other",
+                        "the operator creates the IPPool from this pool: make the two agree, "
+                        "or keep only one of them in the bundle",
+                    )
+                )
+            continue  # the same pool, described twice alike: keep the IPPool
+        found.pools[name] = (ploc, data)
+
+
+def _pool_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    out = []
+    if not _same_cidr(str(a.get("cidr")), str(b.get("cidr"))):
+        out.append("cidr")
+    family = _family(str(a.get("cidr")))
+    default_block = 122 if family == 6 else 26
+    if (a.get("blockSize") or default_block) != (b.get("blockSize") or default_block):
+        out.append("blockSize")
+    for key in ("ipipMode", "vxlanMode", "natOutgoing", "disableBGPExport", "disabled"):
+        if a.get(key) != b.get(key):
+            out.append(key)
+    if (a.get("nodeSelector") or "all()").strip() != (b.get("nodeSelector") or "all()").strip():
+        out.append("nodeSelector")
+    return out
+
+
+def _same_cidr(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_network(a, strict=False) == ipaddress.ip_network(b, strict=False)
+    except ValueError:
+        return a == b
 
 
 def _family(cidr: str) -> int:
@@ -423,37 +759,109 @@ def _check_tutorial_pools(container: Any, where: str, problems: list[Problem]) -
             )
 
 
+# --------------------------------------------------------------------------------------------
+# Building the native topology.
+
+
 def _subnet_name(v4: ipaddress.IPv4Network | None, v6: ipaddress.IPv6Network | None) -> str:
     prefix = v4 if v4 is not None else v6
     text = re.sub(r"[^0-9a-f]+", "-", str(prefix).lower()).strip("-")
     return f"net-{text}"[:63].rstrip("-")
 
 
-def _build(
-    conv: BundleConversion,
-    lab_name: str,
-    pods_per_node: int,
-    nodes: dict[str, tuple[str, Metadata, NodeResourceSpec]],
-    pools: dict[str, tuple[str, dict[str, Any]]],
-    peers: dict[str, tuple[str, BGPPeerSpec]],
-    bgp_default: tuple[str, BGPConfigurationSpec] | None,
-    per_node_bgp: dict[str, tuple[str, BGPConfigurationSpec]],
-    secrets: dict[tuple[str, str], str],
-    unsupported: list[tuple[str, str]],
-) -> None:
-    subnets: dict[str, dict[str, str]] = {}
-    node_data: dict[str, dict[str, Any]] = {}
-    if not nodes and not conv.problems:
-        conv.problems.append(
-            Problem(
-                "bundle",
-                "has no projectcalico.org/v3 Node resources",
-                "meshemu places each node by its spec.bgp.ipv4Address/ipv6Address; add the "
-                "output of `calicoctl get nodes -o yaml`",
+@dataclass
+class _Segment:
+    """One L2 segment of the bundle: the node prefixes that share nodes."""
+
+    v4: ipaddress.IPv4Network | None = None
+    v6: ipaddress.IPv6Network | None = None
+    first: str = ""  # location of the first node placed in it
+
+
+def _node_prefixes(
+    loc: str, node_bgp: NodeBGP, problems: list[Problem]
+) -> tuple[dict[str, str], ipaddress.IPv4Network | None, ipaddress.IPv6Network | None]:
+    """A Node's addresses (as native `ipv4`/`ipv6` entries) and the prefixes they sit in."""
+    entry: dict[str, str] = {}
+    v4net: ipaddress.IPv4Network | None = None
+    v6net: ipaddress.IPv6Network | None = None
+    for field_name, text in (
+        ("ipv4Address", node_bgp.ipv4Address),
+        ("ipv6Address", node_bgp.ipv6Address),
+    ):
+        if text is None:
+            continue
+        where = f"{loc}.spec.bgp.{field_name}"
+        try:
+            if "%" in text:
+                raise ValueError("scoped")
+            iface = ipaddress.ip_interface(text)
+        except ValueError:
+            problems.append(Problem(where, f"{text!r} is not an address/prefix", ""))
+            continue
+        if "/" not in text:
+            problems.append(
+                Problem(
+                    where,
+                    f"{text!r} has no prefix length",
+                    "Calico's node subnet is the prefix of this address: write e.g. 10.0.0.2/24",
+                )
             )
-        )
-    for name, (loc, meta, spec) in nodes.items():
+            continue
+        if isinstance(iface, ipaddress.IPv4Interface) and field_name == "ipv4Address":
+            v4net = iface.network
+            entry["ipv4"] = str(iface.ip)
+        elif isinstance(iface, ipaddress.IPv6Interface) and field_name == "ipv6Address":
+            v6net = iface.network
+            entry["ipv6"] = str(iface.ip)
+        else:
+            problems.append(Problem(where, f"{text!r} is the wrong family", ""))
+    return entry, v4net, v6net
+
+
+def _place(
+    segments: list[_Segment],
+    loc: str,
+    v4: ipaddress.IPv4Network | None,
+    v6: ipaddress.IPv6Network | None,
+    problems: list[Problem],
+) -> _Segment | None:
+    """The segment a node with these prefixes is in (nodes sharing a prefix share an L2)."""
+    match = [s for s in segments if (v4 and s.v4 == v4) or (v6 and s.v6 == v6)]
+    if not match:
+        segment = _Segment(v4, v6, loc)
+        segments.append(segment)
+        return segment
+    segment = match[0]
+    for other in match[1:]:  # this node joins two segments: merge them
+        segments.remove(other)
+        segment.v4 = segment.v4 or other.v4
+        segment.v6 = segment.v6 or other.v6
+    for family, mine, theirs in (("IPv4", v4, segment.v4), ("IPv6", v6, segment.v6)):
+        if mine is not None and theirs is not None and mine != theirs:
+            problems.append(
+                Problem(
+                    f"{loc}.spec.bgp",
+                    f"its {family} prefix {mine} differs from {theirs}, which nodes on the same "
+                    f"segment have (first {segment.first})",
+                    "nodes that share one prefix share the other too: check both addresses",
+                )
+            )
+            return None
+    segment.v4 = segment.v4 or v4
+    segment.v6 = segment.v6 or v6
+    return segment
+
+
+def _build_nodes(
+    conv: BundleConversion, pods_per_node: int, found: _Resources
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
+    node_data: dict[str, dict[str, Any]] = {}
+    segments: list[_Segment] = []
+    placed: dict[str, _Segment] = {}
+    for name, (loc, meta, spec) in found.nodes.items():
         conv.origins[f"nodes.{name}"] = f"{loc}.spec.bgp"
+        conv.origins[f"nodes.{name}.labels"] = f"{loc}.metadata.labels"
         node_bgp = spec.bgp
         if node_bgp is None or (node_bgp.ipv4Address is None and node_bgp.ipv6Address is None):
             conv.problems.append(
@@ -464,76 +872,49 @@ def _build(
                 )
             )
             continue
-        entry: dict[str, Any] = {"labels": meta.labels, "pods": pods_per_node}
-        v4net: ipaddress.IPv4Network | None = None
-        v6net: ipaddress.IPv6Network | None = None
-        for field_name, text in (
-            ("ipv4Address", node_bgp.ipv4Address),
-            ("ipv6Address", node_bgp.ipv6Address),
-        ):
-            if text is None:
-                continue
-            try:
-                iface = ipaddress.ip_interface(text)
-            except ValueError:
-                conv.problems.append(
-                    Problem(
-                        f"{loc}.spec.bgp.{field_name}", f"{text!r} is not an address/prefix", ""
-                    )
-                )
-                continue
-            if "/" not in text:
-                conv.problems.append(
-                    Problem(
-                        f"{loc}.spec.bgp.{field_name}",
-                        f"{text!r} has no prefix length",
-                        "Calico's node subnet is the prefix of this address: "
-                        "write e.g. 10.0.0.2/24",
-                    )
-                )
-                continue
-            if isinstance(iface, ipaddress.IPv4Interface) and field_name == "ipv4Address":
-                v4net = iface.network
-                entry["ipv4"] = str(iface.ip)
-            elif isinstance(iface, ipaddress.IPv6Interface) and field_name == "ipv6Address":
-                v6net = iface.network
-                entry["ipv6"] = str(iface.ip)
-            else:
-                conv.problems.append(
-                    Problem(f"{loc}.spec.bgp.{field_name}", f"{text!r} is the wrong family", "")
-                )
+        addresses, v4net, v6net = _node_prefixes(loc, node_bgp, conv.problems)
         if v4net is None and v6net is None:
             continue
+        segment = _place(segments, loc, v4net, v6net, conv.problems)
+        if segment is None:
+            continue
+        placed[name] = segment
+        entry: dict[str, Any] = {"labels": meta.labels, "pods": pods_per_node, **addresses}
         entry["families"] = [f for f, n in (("ipv4", v4net), ("ipv6", v6net)) if n is not None]
-        subnet = _subnet_name(v4net, v6net)
-        subnets.setdefault(subnet, {})
-        if v4net is not None:
-            subnets[subnet]["ipv4"] = str(v4net)
-        if v6net is not None:
-            subnets[subnet]["ipv6"] = str(v6net)
-        entry["subnet"] = subnet
         if node_bgp.asNumber is not None:
             entry["asNumber"] = node_bgp.asNumber
         if node_bgp.routeReflectorClusterID is not None:
             entry["routeReflectorClusterID"] = node_bgp.routeReflectorClusterID
         if node_bgp.ipv4IPIPTunnelAddr is not None:
-            unsupported.append((f"{loc}.spec.bgp.ipv4IPIPTunnelAddr", "meshemu assigns its own"))
+            found.unsupported.append(
+                (f"{loc}.spec.bgp.ipv4IPIPTunnelAddr", "meshemu assigns its own")
+            )
         for fname in ("ipv4VXLANTunnelAddr", "ipv6VXLANTunnelAddr", "vxlanTunnelMACAddr"):
             if getattr(spec, fname) is not None:
-                unsupported.append((f"{loc}.spec.{fname}", "meshemu assigns its own VTEPs"))
-        if name in per_node_bgp:
-            ploc, pspec = per_node_bgp[name]
+                found.unsupported.append((f"{loc}.spec.{fname}", "meshemu assigns its own VTEPs"))
+        if name in found.per_node_bgp:
+            ploc, pspec = found.per_node_bgp[name]
             if pspec.listenPort is not None:
                 entry["listenPort"] = pspec.listenPort
-            _note_unsupported_bgpconfig(ploc, pspec, unsupported, per_node=True)
+            _note_unsupported_bgpconfig(ploc, pspec, found.unsupported, per_node=True)
         node_data[name] = entry
-    for name, (ploc, _spec) in per_node_bgp.items():
-        if name not in nodes:
-            conv.problems.append(Problem(ploc, f"configures unknown node {name!r}", ""))
+    subnets: dict[str, dict[str, str]] = {}
+    for segment in segments:
+        subnet = _subnet_name(segment.v4, segment.v6)
+        subnets[subnet] = {
+            f: str(p) for f, p in (("ipv4", segment.v4), ("ipv6", segment.v6)) if p is not None
+        }
+        conv.origins[f"subnets.{subnet}"] = f"{segment.first}.spec.bgp"
+    for name, segment in placed.items():
+        if segment in segments:
+            node_data[name]["subnet"] = _subnet_name(segment.v4, segment.v6)
+    return node_data, subnets
 
+
+def _build_bgp(conv: BundleConversion, found: _Resources) -> dict[str, Any]:
     bgp: dict[str, Any] = {}
-    if bgp_default is not None:
-        bloc, bspec = bgp_default
+    if found.bgp_default is not None:
+        bloc, bspec = found.bgp_default
         conv.origins["bgp"] = bloc
         if bspec.asNumber is not None:
             bgp["asNumber"] = bspec.asNumber
@@ -545,11 +926,11 @@ def _build(
             bgp["nodeMeshMaxRestartTime"] = bspec.nodeMeshMaxRestartTime
         if bspec.nodeMeshPassword is not None:
             bgp["nodeMeshPassword"] = _secret(
-                bspec.nodeMeshPassword, secrets, f"{bloc}.nodeMeshPassword", unsupported
+                bspec.nodeMeshPassword, found, f"{bloc}.nodeMeshPassword", conv.problems
             )
-        _note_unsupported_bgpconfig(bloc, bspec, unsupported, per_node=False)
+        _note_unsupported_bgpconfig(bloc, bspec, found.unsupported, per_node=False)
     peer_data: dict[str, Any] = {}
-    for name, (ploc, peer_spec) in peers.items():
+    for name, (ploc, peer_spec) in found.peers.items():
         conv.origins[f"bgp.peers.{name}"] = ploc
         data = peer_spec.model_dump(
             by_alias=True,
@@ -565,7 +946,7 @@ def _build(
             },
         )
         if peer_spec.password is not None:
-            data["password"] = _secret(peer_spec.password, secrets, f"{ploc}.password", unsupported)
+            data["password"] = _secret(peer_spec.password, found, f"{ploc}.password", conv.problems)
         if peer_spec.maxRestartTime is not None:
             data["maxRestartTime"] = peer_spec.maxRestartTime
         for fname in (
@@ -576,9 +957,9 @@ def _build(
             "filters",
         ):
             if getattr(peer_spec, fname) is not None:
-                unsupported.append((f"{ploc}.{fname}", "not emulated by meshemu"))
+                found.unsupported.append((f"{ploc}.{fname}", "not emulated by meshemu"))
         if peer_spec.numAllowedLocalASNumbers is not None:
-            unsupported.append(
+            found.unsupported.append(
                 (
                     f"{ploc}.numAllowedLocalASNumbers",
                     "kept in the plan, not enforced by the speakers",
@@ -586,38 +967,72 @@ def _build(
             )
         peer_data[name] = data
     bgp["peers"] = peer_data
-    for name, (ploc, _) in pools.items():
+    return bgp
+
+
+def _router_name(nodes: dict[str, Any]) -> str:
+    name, index = "router", 1
+    while name in nodes:
+        index += 1
+        name = f"router-{index}"
+    return name
+
+
+def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: _Resources) -> None:
+    if not found.nodes and not conv.problems:
+        conv.problems.append(
+            Problem(
+                "bundle",
+                "has no projectcalico.org/v3 Node resources",
+                "meshemu places each node by its spec.bgp.ipv4Address/ipv6Address; add the "
+                "output of `calicoctl get nodes -o yaml`",
+            )
+        )
+    node_data, subnets = _build_nodes(conv, pods_per_node, found)
+    for name, (ploc, _spec) in found.per_node_bgp.items():
+        if name not in found.nodes:
+            conv.problems.append(Problem(ploc, f"configures unknown node {name!r}", ""))
+    bgp = _build_bgp(conv, found)
+    for name, (ploc, _) in found.pools.items():
         conv.origins[f"pools.{name}"] = ploc
     routers: dict[str, Any] = {}
     if len(subnets) > 1:
-        routers["router"] = {"subnets": sorted(subnets)}
+        routers[_router_name(node_data)] = {"subnets": sorted(subnets)}
     conv.data = {
         "name": lab_name,
         "description": "converted from a Calico resource bundle",
         "subnets": subnets,
         "routers": routers,
         "nodes": node_data,
-        "pools": {name: data for name, (_, data) in pools.items()},
+        "pools": {name: data for name, (_, data) in found.pools.items()},
         "bgp": bgp,
-        "unsupported": unsupported,
+        "unsupported": found.unsupported,
     }
 
 
-def _secret(
-    source: PasswordSource,
-    secrets: dict[tuple[str, str], str],
-    where: str,
-    unsupported: list[tuple[str, str]],
-) -> str:
+def _secret(source: PasswordSource, found: _Resources, where: str, problems: list[Problem]) -> str:
     ref = source.secretKeyRef
-    value = secrets.get((ref.name, ref.key))
-    if value is None:
-        # The bundle only names the secret: the lab still needs a shared key, so derive one.
-        unsupported.append(
-            (where, f"secret {ref.name}/{ref.key} is not in the bundle; the lab uses a stand-in")
+    matches = {
+        ns: value
+        for (ns, name, key), value in found.secrets.items()
+        if name == ref.name and key == ref.key
+    }
+    if len(set(matches.values())) > 1:
+        problems.append(
+            Problem(
+                f"{where}.secretKeyRef",
+                f"secret {ref.name}/{ref.key} is in several namespaces with different values "
+                f"({', '.join(sorted(ns or '(none)' for ns in matches))})",
+                "calico-node reads the one in its own namespace: keep only that one",
+            )
         )
-        return f"meshemu-{ref.name}-{ref.key}"
-    return value
+    if matches:
+        return next(iter(matches.values()))
+    # The bundle only names the secret: the lab still needs a shared key, so derive one.
+    found.unsupported.append(
+        (where, f"secret {ref.name}/{ref.key} is not in the bundle; the lab uses a stand-in")
+    )
+    return f"meshemu-{ref.name}-{ref.key}"
 
 
 def _note_unsupported_bgpconfig(
@@ -639,3 +1054,14 @@ def _note_unsupported_bgpconfig(
     for fname, reason in reasons.items():
         if getattr(spec, fname) is not None:
             unsupported.append((f"{where}.{fname}", reason))
+
+
+__all__ = [
+    "CALICO_API",
+    "DEFAULT_PODS_PER_NODE",
+    "DNS_LABEL",
+    "OPERATOR_API",
+    "BundleConversion",
+    "convert_bundle",
+    "looks_like_bundle",
+]

@@ -13,17 +13,29 @@ import itertools
 import re
 
 from meshemu.errors import Problem
-from meshemu.model.addressing import IPNetwork, is_link_local, parse_network, parse_peer_ip
+from meshemu.model.addressing import (
+    SPECIAL_HINT,
+    IPAddress,
+    IPNetwork,
+    host_capacity,
+    ipv4_mapped,
+    parse_network,
+    parse_peer_ip,
+    special_range,
+)
 from meshemu.model.selector import SelectorError, parse_selector
-from meshemu.model.topology import DNS_LABEL, Topology
+from meshemu.model.topology import DNS_LABEL, DNS_SUBDOMAIN, Topology, loc_part
 
 IPV4_BLOCK_RANGE = (20, 32)
 IPV6_BLOCK_RANGE = (116, 128)
 DEFAULT_BLOCK_SIZE = {4: 26, 6: 122}
+# Kubernetes label syntax (apimachinery validation.IsQualifiedName / IsValidLabelValue).
+# Always used with `fullmatch`: `$` would accept a key or value ending in a newline.
 LABEL_KEY = re.compile(
-    r"^([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$"
+    r"([a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?"
 )
-LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?$")
+LABEL_VALUE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?")
+FAMILIES = {"ipv4": 4, "ipv6": 6}
 
 
 def block_size_of(cidr: IPNetwork, block_size: int | None) -> int:
@@ -37,6 +49,7 @@ def check_topology(topo: Topology) -> list[Problem]:
     problems += _check_subnets(topo)
     problems += _check_routers(topo)
     problems += _check_nodes(topo)
+    problems += _check_capacity(topo)
     problems += _check_pools(topo)
     problems += _check_peers(topo)
     return problems
@@ -48,23 +61,36 @@ def _check_names(topo: Topology) -> list[Problem]:
         ("subnets", topo.subnets),
         ("routers", topo.routers),
         ("nodes", topo.nodes),
-        ("pools", topo.pools),
         ("bgp.peers", topo.bgp.peers),
     ):
         for name in names:
-            if not DNS_LABEL.match(name):
+            if not DNS_LABEL.fullmatch(name):
                 problems.append(
                     Problem(
-                        f"{section}.{name}",
+                        f"{section}.{loc_part(name)}",
                         f"name {name!r} is not a DNS label",
                         "use lower-case letters, digits and '-' (it becomes part of namespace "
                         "and file names, so no spaces, dots, slashes or shell characters)",
                     )
                 )
+    # A pool's name only labels its addresses in the plan; like every Kubernetes object name
+    # (and the names the operator makes from a CIDR, `192.168.0.0-18`) it may hold dots.
+    for name in topo.pools:
+        if not DNS_SUBDOMAIN.fullmatch(name):
+            problems.append(
+                Problem(
+                    f"pools.{loc_part(name)}",
+                    f"name {name!r} is not a Kubernetes object name (a DNS subdomain)",
+                    "use lower-case letters, digits, '-' and '.', starting and ending with a "
+                    "letter or digit",
+                )
+            )
     clashes = set(topo.nodes) & set(topo.routers)
     for name in sorted(clashes):
         problems.append(
-            Problem(f"routers.{name}", f"{name!r} is both a node and a router", "rename one")
+            Problem(
+                f"routers.{loc_part(name)}", f"{name!r} is both a node and a router", "rename one"
+            )
         )
     return problems
 
@@ -73,15 +99,16 @@ def _check_subnets(topo: Topology) -> list[Problem]:
     problems = []
     prefixes: list[tuple[str, IPNetwork]] = []
     for name, subnet in topo.subnets.items():
-        where = f"subnets.{name}"
+        where = f"subnets.{loc_part(name)}"
         if subnet.ipv4 is None and subnet.ipv6 is None:
             problems.append(Problem(where, "has neither ipv4 nor ipv6", "give at least one prefix"))
         for family, prefix in (("ipv4", subnet.ipv4), ("ipv6", subnet.ipv6)):
             if prefix is None:
                 continue
-            if is_link_local(prefix):
+            special = special_range(prefix)
+            if special is not None:
                 problems.append(
-                    Problem(f"{where}.{family}", f"{prefix} is link-local", "use a routable range")
+                    Problem(f"{where}.{family}", f"{prefix} overlaps {special}", SPECIAL_HINT)
                 )
             limit = 29 if prefix.version == 4 else 125
             if prefix.prefixlen > limit:
@@ -112,15 +139,28 @@ def _overlaps(prefixes: list[tuple[str, IPNetwork]], what: str) -> list[Problem]
 def _check_routers(topo: Topology) -> list[Problem]:
     problems = []
     for name, router in topo.routers.items():
+        first_at: dict[str, int] = {}
         for index, subnet in enumerate(router.subnets):
+            where = f"routers.{loc_part(name)}.subnets[{index}]"
             if subnet not in topo.subnets:
                 problems.append(
                     Problem(
-                        f"routers.{name}.subnets[{index}]",
+                        where,
                         f"unknown subnet {subnet!r}",
                         f"known subnets: {', '.join(sorted(topo.subnets))}",
                     )
                 )
+            if subnet in first_at:
+                # Each listed subnet becomes one interface: a repeat would give the router two
+                # interfaces into one subnet, with the same name.
+                problems.append(
+                    Problem(
+                        where,
+                        f"lists subnet {subnet!r} again (first at subnets[{first_at[subnet]}])",
+                        "a router has one interface per subnet: list each subnet once",
+                    )
+                )
+            first_at.setdefault(subnet, index)
     # Nodes in subnets no chain of routers joins could never reach each other, yet the plan
     # would expect their sessions up and their routes learned.
     group = {name: name for name in topo.subnets}
@@ -150,11 +190,52 @@ def _check_routers(topo: Topology) -> list[Problem]:
     return problems
 
 
+def node_families(topo: Topology, name: str) -> set[int]:
+    """The address families node `name` gets an address in (4, 6): wanted and offered."""
+    node = topo.nodes[name]
+    subnet = topo.subnets.get(node.subnet)
+    if subnet is None:
+        return set()
+    wanted = set(node.families) if node.families is not None else set(FAMILIES)
+    offered = {f for f, prefix in (("ipv4", subnet.ipv4), ("ipv6", subnet.ipv6)) if prefix}
+    return {FAMILIES[f] for f in wanted & offered}
+
+
+def _check_families(topo: Topology, name: str) -> list[Problem]:
+    """A node must end up with at least one address, and get every family it asks for."""
+    node = topo.nodes[name]
+    where = f"nodes.{loc_part(name)}"
+    subnet = topo.subnets.get(node.subnet)
+    if node.families is not None and not node.families:
+        return [
+            Problem(
+                f"{where}.families",
+                "is empty: the node would have no address",
+                "list ipv4, ipv6 or both, or leave families out to use all the subnet has",
+            )
+        ]
+    if subnet is None or node.families is None:
+        return []
+    problems = []
+    missing = [f for f in dict.fromkeys(node.families) if getattr(subnet, f) is None]
+    left = node_families(topo, name)
+    for family in missing:
+        outcome = ": the node would have no address at all" if not left else ""
+        problems.append(
+            Problem(
+                f"{where}.families",
+                f"asks for {family} but subnet {node.subnet!r} has no {family} prefix{outcome}",
+                f"add {family} to subnets.{node.subnet} or drop it from families",
+            )
+        )
+    return problems
+
+
 def _check_nodes(topo: Topology) -> list[Problem]:
     problems = []
     seen: dict[str, str] = {}
     for name, node in topo.nodes.items():
-        where = f"nodes.{name}"
+        where = f"nodes.{loc_part(name)}"
         subnet = topo.subnets.get(node.subnet)
         if subnet is None:
             problems.append(
@@ -164,6 +245,7 @@ def _check_nodes(topo: Topology) -> list[Problem]:
                     f"known subnets: {', '.join(sorted(topo.subnets))}",
                 )
             )
+        problems += _check_families(topo, name)
         for family, address in (("ipv4", node.ipv4), ("ipv6", node.ipv6)):
             if address is None:
                 continue
@@ -212,18 +294,58 @@ def _check_nodes(topo: Topology) -> list[Problem]:
                         "Calico wants a cluster ID like 224.0.0.1 (four dotted numbers)",
                     )
                 )
-        for key, value in node.labels.items():
-            if not LABEL_KEY.match(key):
-                problems.append(
-                    Problem(f"{where}.labels.{key}", f"{key!r} is not a Kubernetes label key", "")
+        problems += _check_labels(node.labels, f"{where}.labels")
+    return problems
+
+
+def _check_labels(labels: dict[str, str], where: str) -> list[Problem]:
+    problems = []
+    for key, value in labels.items():
+        if not LABEL_KEY.fullmatch(key):
+            problems.append(
+                Problem(
+                    f"{where}.{loc_part(key)}",
+                    f"{key!r} is not a Kubernetes label key",
+                    "an optional DNS-subdomain prefix and '/', then at most 63 letters, digits, "
+                    "'-', '_' or '.', starting and ending with a letter or digit",
                 )
-            if not LABEL_VALUE.match(value):
+            )
+        if not LABEL_VALUE.fullmatch(value):
+            problems.append(
+                Problem(
+                    f"{where}.{loc_part(key)}",
+                    f"{value!r} is not a Kubernetes label value",
+                    "at most 63 letters, digits, '-', '_' or '.', starting and ending "
+                    "with a letter or digit",
+                )
+            )
+    return problems
+
+
+def _check_capacity(topo: Topology) -> list[Problem]:
+    """Every node and router of a subnet needs an address the planner can give out."""
+    takers: dict[tuple[str, int], int] = {}
+    for node_name, node in topo.nodes.items():
+        for version in node_families(topo, node_name):
+            takers[(node.subnet, version)] = takers.get((node.subnet, version), 0) + 1
+    routers: dict[str, int] = {}
+    for router in topo.routers.values():
+        for subnet_name in set(router.subnets):
+            routers[subnet_name] = routers.get(subnet_name, 0) + 1
+    problems = []
+    for name, subnet in topo.subnets.items():
+        for family, prefix in (("ipv4", subnet.ipv4), ("ipv6", subnet.ipv6)):
+            if prefix is None:
+                continue
+            nodes = takers.get((name, prefix.version), 0)
+            room = host_capacity(prefix)
+            if nodes + routers.get(name, 0) > room:
                 problems.append(
                     Problem(
-                        f"{where}.labels.{key}",
-                        f"{value!r} is not a Kubernetes label value",
-                        "at most 63 letters, digits, '-', '_' or '.', starting and ending "
-                        "with a letter or digit",
+                        f"subnets.{loc_part(name)}.{family}",
+                        f"{nodes} nodes and {routers.get(name, 0)} routers need an address in "
+                        f"{prefix}, which has room for {room}",
+                        "use a larger prefix or spread the nodes over more subnets",
                     )
                 )
     return problems
@@ -252,7 +374,7 @@ def _check_pools(topo: Topology) -> list[Problem]:
     problems: list[Problem] = []
     cidrs: list[tuple[str, IPNetwork]] = []
     for name, pool in topo.pools.items():
-        where = f"pools.{name}"
+        where = f"pools.{loc_part(name)}"
         problems += _check_selector(pool.node_selector, f"{where}.nodeSelector")
         try:
             cidr = parse_network(pool.cidr)
@@ -260,10 +382,9 @@ def _check_pools(topo: Topology) -> list[Problem]:
             problems.append(Problem(f"{where}.cidr", str(err), "write the network address"))
             continue
         cidrs.append((f"{where}.cidr", cidr))
-        if is_link_local(cidr):
-            problems.append(
-                Problem(f"{where}.cidr", f"{cidr} overlaps the link-local range", "pick another")
-            )
+        special = special_range(cidr)
+        if special is not None:
+            problems.append(Problem(f"{where}.cidr", f"{cidr} overlaps {special}", SPECIAL_HINT))
         if cidr.version == 6 and pool.ipip_mode != "Never":
             problems.append(
                 Problem(
@@ -314,13 +435,43 @@ def _check_pools(topo: Topology) -> list[Problem]:
     return problems
 
 
+def _automatic_prefixes(topo: Topology) -> set[IPNetwork]:
+    """Subnet prefixes in which the planner gives some node an address of its own choosing."""
+    out: set[IPNetwork] = set()
+    for name, node in topo.nodes.items():
+        subnet = topo.subnets.get(node.subnet)
+        if subnet is None:
+            continue
+        for family in node_families(topo, name):
+            fixed = node.ipv4 if family == 4 else node.ipv6
+            prefix = subnet.ipv4 if family == 4 else subnet.ipv6
+            if fixed is None and prefix is not None:
+                out.add(prefix)
+    return out
+
+
+def _peer_address_problem(address: IPAddress, where: str) -> Problem | None:
+    mapped = ipv4_mapped(address)
+    if mapped is not None:
+        return Problem(
+            where,
+            f"{address} is an IPv4-mapped IPv6 address (::ffff:a.b.c.d)",
+            f"peer with the IPv4 address {mapped} instead",
+        )
+    special = special_range(ipaddress.ip_network(address))
+    if special is not None:
+        return Problem(where, f"{address} is in {special}: no BGP speaker can be there", "")
+    return None
+
+
 def _check_peers(topo: Topology) -> list[Problem]:
     problems: list[Problem] = []
     node_ips = {
         str(ip) for node in topo.nodes.values() for ip in (node.ipv4, node.ipv6) if ip is not None
     }
+    automatic = _automatic_prefixes(topo)
     for name, peer in topo.bgp.peers.items():
-        where = f"bgp.peers.{name}"
+        where = f"bgp.peers.{loc_part(name)}"
         if peer.node is not None and peer.node_selector is not None:
             problems.append(Problem(where, "sets both node and nodeSelector", "keep one of them"))
         if peer.peer_ip is not None and peer.peer_selector is not None:
@@ -345,8 +496,15 @@ def _check_peers(topo: Topology) -> list[Problem]:
             except ValueError as err:
                 problems.append(Problem(f"{where}.peerIP", str(err), ""))
                 continue
+            bad = _peer_address_problem(address, f"{where}.peerIP")
+            if bad is not None:
+                problems.append(bad)
+                continue
             # A peer that is not one of the cluster's nodes needs its AS; a node's AS is known.
-            if peer.as_number is None and str(address) not in node_ips:
+            # An address in a subnet where the planner assigns node addresses may turn out to
+            # be a node's: the planner resolves it (it alone decides those addresses).
+            maybe_node = str(address) in node_ips or any(address in p for p in automatic)
+            if peer.as_number is None and not maybe_node:
                 problems.append(
                     Problem(
                         f"{where}.asNumber",

@@ -19,6 +19,9 @@ It follows Calico's own tokenizer and parser (libcalico-go `lib/selector`):
 - Operator words after a label are matched by prefix, as Calico does, so `startswith`,
   `endswith` and `notin` are accepted and printed canonically as `starts with`, `ends with` and
   `not in`.
+- Parentheses nest at most `MAX_SELECTOR_DEPTH` deep. Calico's recursive parser has no limit;
+  meshemu's parser, matcher and printer recurse once per level, so a bound keeps a hostile
+  selector from exhausting Python's stack. Real selectors nest two or three levels.
 
 It owns no I/O. Label values arrive as strings; turning YAML booleans into `'true'`/`'false'`
 is the caller's business.
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from meshemu.errors import MeshemuError
 
 __all__ = [
+    "MAX_SELECTOR_DEPTH",
     "And",
     "CompareOp",
     "HasLabel",
@@ -48,6 +52,8 @@ __all__ = [
     "SelectorError",
     "parse_selector",
 ]
+
+MAX_SELECTOR_DEPTH = 64
 
 
 class SelectorError(MeshemuError, ValueError):
@@ -488,6 +494,10 @@ class _Parser:
                 )
 
     def parse_group(self, lparen: _Token) -> Selector:
+        if self.depth >= MAX_SELECTOR_DEPTH:
+            raise self.error(
+                f"parentheses nested more than {MAX_SELECTOR_DEPTH} deep", lparen.start
+            )
         self.depth += 1
         node = self.parse_or()
         self.depth -= 1

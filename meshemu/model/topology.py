@@ -1,10 +1,14 @@
 """The native topology format: the input boundary of meshemu (pydantic v2, unknown fields rejected).
 
 Owns the shape of a topology file and the per-field checks pydantic can make alone (types, ranges,
-name syntax). Cross-references and Calico's rules live in `model.rules`; deciding addresses,
-blocks and sessions lives in `model.plan`. Nothing here touches the kernel or the file system.
-The Calico bundle (`model.calico`) is converted into this same model, so every later phase
-sees one shape.
+name syntax), and turning pydantic's errors into located `Problem`s. Cross-references and Calico's
+rules live in `model.rules`; deciding addresses, blocks and sessions lives in `model.plan`.
+Nothing here touches the kernel or the file system. The Calico bundle (`model.calico`) is
+converted into this same model, so every later phase sees one shape.
+
+Scalars are strict: YAML already gives numbers, booleans and text their types, so a boolean is
+never read as a number (`pods: true` is not 1), a number never as text, and addresses are text
+only (pydantic would read the number 10 as the address 0.0.0.10).
 """
 
 from __future__ import annotations
@@ -13,32 +17,101 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+)
 
-# A lab, subnet, router, node, pod or peer name becomes part of namespace names, file names and
-# process arguments: a DNS label (RFC 1123) keeps it safe for all three.
-DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-# Kubernetes node names are DNS subdomains; dots are allowed there but we keep them out of
-# namespace names by replacing them in `model.names`.
-DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$")
-LAB_NAME_MAX = 12
+from meshemu.errors import Problem
+from meshemu.model.names import LAB_NAME_MAX, lab_name_error
+
+__all__ = ["LAB_NAME_MAX"]
+
+# A subnet, router, node, pool or peer name becomes part of namespace names, file names and
+# process arguments: a DNS label (RFC 1123) keeps it safe for all three. Anchored with `\Z`
+# (not `$`, which matches before a final newline) so that `.match` callers are safe too;
+# meshemu's own code uses `fullmatch`.
+DNS_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z")
+# Kubernetes object names (Nodes, IPPools, BGPPeers, ...) are DNS subdomains.
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?\Z")
+
+# Kubernetes' documented largest cluster ("No more than 5,000 nodes", Considerations for large
+# clusters); a bound on what one input may ask the planner to do.
+MAX_NODES = 5000
 
 EncapMode = Literal["Always", "CrossSubnet", "Never"]
 ReversePeering = Literal["Auto", "Manual"]
 SourceAddress = Literal["UseNodeIP", "None"]
 
+# Strict scalars: no bool -> int, no str -> int, no int -> bool, no bytes -> str.
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+Text = Annotated[str, Strict()]
+
 AS_MIN, AS_MAX = 1, 4294967295
-AsNumber = Annotated[int, Field(ge=AS_MIN, le=AS_MAX)]
-Port = Annotated[int, Field(ge=1, le=65535)]
+AsNumber = Annotated[int, Strict(), Field(ge=AS_MIN, le=AS_MAX)]
+Port = Annotated[int, Strict(), Field(ge=1, le=65535)]
+
+_IP_TYPES = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+)
+
+
+def _address_text(value: object) -> object:
+    """Addresses are written as text; a number or a boolean is a mistake, not an address."""
+    if isinstance(value, _IP_TYPES):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"write the address as text, not {type(value).__name__} {value!r}")
+    if "%" in value:
+        raise ValueError(f"{value!r} carries an interface scope (%...): write the address alone")
+    return value
+
+
+def _not_mapped(value: object) -> object:
+    mapped = getattr(value, "ipv4_mapped", None)
+    if mapped is None and isinstance(value, ipaddress.IPv6Network):
+        mapped = value.network_address.ipv4_mapped
+    if mapped is not None:
+        raise ValueError(
+            f"{value} is an IPv4-mapped IPv6 address (::ffff:a.b.c.d): it would collide with "
+            f"the IPv4 address {mapped}; write {mapped} as ipv4, or use a real IPv6 address"
+        )
+    return value
+
+
+IPv4Net = Annotated[ipaddress.IPv4Network, BeforeValidator(_address_text)]
+IPv6Net = Annotated[
+    ipaddress.IPv6Network, BeforeValidator(_address_text), AfterValidator(_not_mapped)
+]
+IPv4Addr = Annotated[ipaddress.IPv4Address, BeforeValidator(_address_text)]
+IPv6Addr = Annotated[
+    ipaddress.IPv6Address, BeforeValidator(_address_text), AfterValidator(_not_mapped)
+]
 
 
 def check_dns_label(value: str, what: str) -> str:
-    if not DNS_LABEL.match(value):
+    if not DNS_LABEL.fullmatch(value):
         raise ValueError(
             f"{what} {value!r} is not a DNS label: use lower-case letters, digits and '-', "
             "starting and ending with a letter or digit, at most 63 characters"
         )
     return value
+
+
+def loc_part(name: object) -> str:
+    """A name as it may appear inside a location: quoted when it would break the line."""
+    text = str(name)
+    return text if text.isprintable() and text else repr(text)
 
 
 def labels_as_text(value: object) -> object:
@@ -49,36 +122,94 @@ def labels_as_text(value: object) -> object:
     return value
 
 
-class Strict(BaseModel):
+# --------------------------------------------------------------------------------------------
+# pydantic errors -> Problems (shared by the native loader, the Calico converter and scenarios).
+
+_HINTS = {
+    "extra_forbidden": "remove it or check its spelling; unknown fields are errors",
+    "missing": "this field is required",
+    "literal_error": "",
+    "int_parsing": "write a whole number",
+    "int_type": "write a whole number (not quoted, not true/false, no decimal point)",
+    "bool_parsing": "write true or false",
+    "bool_type": "write true or false (not quoted, not 0/1)",
+    "ip_v4_network": "write an IPv4 prefix like 10.0.1.0/24",
+    "ip_v6_network": "write an IPv6 prefix like fd00:1::/64",
+    "ip_v4_address": "write an IPv4 address like 10.0.1.10",
+    "ip_v6_address": "write an IPv6 address like fd00:1::10",
+    "dict_type": "write a mapping (key: value lines)",
+    "model_type": "write a mapping (key: value lines)",
+    "model_attributes_type": "write a mapping (key: value lines)",
+    "list_type": "write a list (- item lines)",
+    "tuple_type": "write a list (- item lines)",
+    "string_type": "write text (quote it if YAML reads it as something else)",
+    "too_short": "",
+    "too_long": "",
+    "greater_than_equal": "",
+    "less_than_equal": "",
+}
+
+
+def _location(parts: tuple[int | str, ...], where: str) -> str:
+    text = where
+    for part in parts:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        else:
+            part_text = loc_part(part)
+            text = f"{text}.{part_text}" if text else part_text
+    return text
+
+
+def problems_from_validation(err: ValidationError, where: str = "") -> list[Problem]:
+    """One `Problem` per pydantic error, located with dotted keys, never a traceback."""
+    problems = []
+    for item in err.errors():
+        loc = _location(tuple(item["loc"]), where)
+        kind = item["type"]
+        message = item["msg"]
+        if kind == "extra_forbidden":
+            message = "unknown field"
+        elif kind == "value_error":
+            message = message.removeprefix("Value error, ")
+        problems.append(Problem(loc, message, _HINTS.get(kind, "")))
+    return problems
+
+
+# --------------------------------------------------------------------------------------------
+# The model.
+
+
+class InputModel(BaseModel):
     """Base of every input model: unknown keys are errors, values are not coerced silently."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
 
-class SubnetSpec(Strict):
+class SubnetSpec(InputModel):
     """An L2 segment (a rack): its IPv4 and/or IPv6 prefix."""
 
-    ipv4: ipaddress.IPv4Network | None = None
-    ipv6: ipaddress.IPv6Network | None = None
+    ipv4: IPv4Net | None = None
+    ipv6: IPv6Net | None = None
 
 
-class RouterSpec(Strict):
+class RouterSpec(InputModel):
     """A router joining subnets; it forwards node traffic but knows no pod routes."""
 
-    subnets: list[str] = Field(min_length=1)
+    subnets: list[Text] = Field(min_length=1)
 
 
-class NodeSpec(Strict):
+class NodeSpec(InputModel):
     """A Kubernetes node running calico-node."""
 
-    subnet: str
-    labels: dict[str, str] = Field(default_factory=dict)
-    ipv4: ipaddress.IPv4Address | None = None
-    ipv6: ipaddress.IPv6Address | None = None
-    pods: int = Field(default=2, ge=0, le=250)
+    subnet: Text
+    labels: dict[Text, Text] = Field(default_factory=dict)
+    ipv4: IPv4Addr | None = None
+    ipv6: IPv6Addr | None = None
+    pods: Int = Field(default=2, ge=0, le=250)
     # Which of its subnet's families the node uses; default: all the subnet has.
     families: list[Literal["ipv4", "ipv6"]] | None = None
-    route_reflector_cluster_id: str | None = Field(default=None, alias="routeReflectorClusterID")
+    route_reflector_cluster_id: Text | None = Field(default=None, alias="routeReflectorClusterID")
     as_number: AsNumber | None = Field(default=None, alias="asNumber")
     listen_port: Port | None = Field(default=None, alias="listenPort")
 
@@ -88,71 +219,68 @@ class NodeSpec(Strict):
         return labels_as_text(value)
 
 
-class PoolSpec(Strict):
+class PoolSpec(InputModel):
     """A Calico IPPool (same field names and defaults as `projectcalico.org/v3` IPPool)."""
 
-    cidr: str
-    block_size: int | None = Field(default=None, alias="blockSize")
+    cidr: Text
+    block_size: Int | None = Field(default=None, alias="blockSize")
     ipip_mode: EncapMode = Field(default="Never", alias="ipipMode")
     vxlan_mode: EncapMode = Field(default="Never", alias="vxlanMode")
-    nat_outgoing: bool = Field(default=False, alias="natOutgoing")
-    node_selector: str = Field(default="all()", alias="nodeSelector")
-    disable_bgp_export: bool = Field(default=False, alias="disableBGPExport")
-    disabled: bool = False
+    nat_outgoing: Bool = Field(default=False, alias="natOutgoing")
+    node_selector: Text = Field(default="all()", alias="nodeSelector")
+    disable_bgp_export: Bool = Field(default=False, alias="disableBGPExport")
+    disabled: Bool = False
 
 
-class PeerSpec(Strict):
+class PeerSpec(InputModel):
     """A Calico BGPPeer (global when it names no node and no nodeSelector)."""
 
-    peer_ip: str | None = Field(default=None, alias="peerIP")
+    peer_ip: Text | None = Field(default=None, alias="peerIP")
     as_number: AsNumber | None = Field(default=None, alias="asNumber")
-    node: str | None = None
-    node_selector: str | None = Field(default=None, alias="nodeSelector")
-    peer_selector: str | None = Field(default=None, alias="peerSelector")
-    password: str | None = None
+    node: Text | None = None
+    node_selector: Text | None = Field(default=None, alias="nodeSelector")
+    peer_selector: Text | None = Field(default=None, alias="peerSelector")
+    password: Text | None = None
     reverse_peering: ReversePeering = Field(default="Auto", alias="reversePeering")
-    keep_original_next_hop: bool = Field(default=False, alias="keepOriginalNextHop")
+    keep_original_next_hop: Bool = Field(default=False, alias="keepOriginalNextHop")
     local_as_number: AsNumber | None = Field(default=None, alias="localASNumber")
-    num_allowed_local_as_numbers: int | None = Field(
+    num_allowed_local_as_numbers: Int | None = Field(
         default=None, ge=0, le=10, alias="numAllowedLocalASNumbers"
     )
     source_address: SourceAddress = Field(default="UseNodeIP", alias="sourceAddress")
-    max_restart_time: str | None = Field(default=None, alias="maxRestartTime")
+    max_restart_time: Text | None = Field(default=None, alias="maxRestartTime")
 
 
-class BgpSpec(Strict):
+class BgpSpec(InputModel):
     """The cluster's BGP layout (Calico's default BGPConfiguration plus its BGPPeers)."""
 
     as_number: AsNumber = Field(default=64512, alias="asNumber")
-    node_to_node_mesh_enabled: bool = Field(default=True, alias="nodeToNodeMeshEnabled")
+    node_to_node_mesh_enabled: Bool = Field(default=True, alias="nodeToNodeMeshEnabled")
     listen_port: Port = Field(default=179, alias="listenPort")
-    node_mesh_password: str | None = Field(default=None, alias="nodeMeshPassword")
-    node_mesh_max_restart_time: str | None = Field(default=None, alias="nodeMeshMaxRestartTime")
-    hold_time: int = Field(default=9, ge=3, le=65535, alias="holdTime")
-    peers: dict[str, PeerSpec] = Field(default_factory=dict)
+    node_mesh_password: Text | None = Field(default=None, alias="nodeMeshPassword")
+    node_mesh_max_restart_time: Text | None = Field(default=None, alias="nodeMeshMaxRestartTime")
+    hold_time: Int = Field(default=9, ge=3, le=65535, alias="holdTime")
+    peers: dict[Text, PeerSpec] = Field(default_factory=dict)
 
 
-class Topology(Strict):
+class Topology(InputModel):
     """A whole lab: what `meshemu validate`, `plan` and `up` take."""
 
-    name: str
-    description: str = ""
-    subnets: dict[str, SubnetSpec] = Field(min_length=1)
-    routers: dict[str, RouterSpec] = Field(default_factory=dict)
-    nodes: dict[str, NodeSpec] = Field(min_length=1)
-    pools: dict[str, PoolSpec] = Field(default_factory=dict)
+    name: Text
+    description: Text = ""
+    subnets: dict[Text, SubnetSpec] = Field(min_length=1)
+    routers: dict[Text, RouterSpec] = Field(default_factory=dict)
+    nodes: dict[Text, NodeSpec] = Field(min_length=1, max_length=MAX_NODES)
+    pools: dict[Text, PoolSpec] = Field(default_factory=dict)
     bgp: BgpSpec = Field(default_factory=BgpSpec)
     # Fields the input carried that meshemu reads but does not emulate: (location, explanation).
     # Filled by the Calico converter; shown by `plan` so nothing is silently ignored.
-    unsupported: list[tuple[str, str]] = Field(default_factory=list)
+    unsupported: list[tuple[Text, Text]] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
     def _lab_name(cls, value: str) -> str:
-        check_dns_label(value, "lab name")
-        if len(value) > LAB_NAME_MAX:
-            raise ValueError(
-                f"lab name {value!r} is longer than {LAB_NAME_MAX} characters; it prefixes every "
-                "namespace and interface of the lab, so keep it short"
-            )
+        error = lab_name_error(value)
+        if error is not None:
+            raise ValueError(error)
         return value
