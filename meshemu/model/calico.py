@@ -415,7 +415,7 @@ def _remember(
     doc: _Doc, kind: str, meta: Metadata, found: _Resources, problems: list[Problem]
 ) -> bool:
     """Record a resource by kind and name; a second one of the same name is a problem."""
-    namespace = meta.namespace or "" if kind == "Secret" else ""
+    namespace = (meta.namespace or "") if kind == "Secret" else ""
     key = (kind, namespace, meta.name)
     first = found.seen.get(key)
     if first is None:
@@ -769,13 +769,66 @@ def _subnet_name(v4: ipaddress.IPv4Network | None, v6: ipaddress.IPv6Network | N
     return f"net-{text}"[:63].rstrip("-")
 
 
-@dataclass
+@dataclass(eq=False)
 class _Segment:
     """One L2 segment of the bundle: the node prefixes that share nodes."""
 
     v4: ipaddress.IPv4Network | None = None
     v6: ipaddress.IPv6Network | None = None
     first: str = ""  # location of the first node placed in it
+    merged_into: _Segment | None = None
+
+    def resolve(self) -> _Segment:
+        segment = self
+        while segment.merged_into is not None:
+            segment = segment.merged_into
+        return segment
+
+
+@dataclass
+class _Segments:
+    """Nodes that share a prefix share an L2 segment; a node with both prefixes joins them."""
+
+    by_v4: dict[ipaddress.IPv4Network, _Segment] = field(default_factory=dict)
+    by_v6: dict[ipaddress.IPv6Network, _Segment] = field(default_factory=dict)
+
+    def all(self) -> list[_Segment]:
+        seen: dict[int, _Segment] = {}
+        for segment in [*self.by_v4.values(), *self.by_v6.values()]:
+            seen.setdefault(id(segment.resolve()), segment.resolve())
+        return list(seen.values())
+
+    def place(
+        self,
+        loc: str,
+        v4: ipaddress.IPv4Network | None,
+        v6: ipaddress.IPv6Network | None,
+        problems: list[Problem],
+    ) -> _Segment | None:
+        a = self.by_v4[v4].resolve() if v4 is not None and v4 in self.by_v4 else None
+        b = self.by_v6[v6].resolve() if v6 is not None and v6 in self.by_v6 else None
+        for family, mine, other in (("IPv4", v4, b and b.v4), ("IPv6", v6, a and a.v6)):
+            if mine is not None and other is not None and mine != other:
+                first = (b if family == "IPv4" else a) or _Segment()
+                problems.append(
+                    Problem(
+                        f"{loc}.spec.bgp",
+                        f"its {family} prefix {mine} differs from {other}, the {family} prefix "
+                        f"of nodes that share its other prefix (first {first.first})",
+                        "nodes that share one prefix share the other too: check both addresses",
+                    )
+                )
+                return None
+        segment = a or b or _Segment(first=loc)
+        if a is not None and b is not None and a is not b:
+            b.merged_into = a
+        segment.v4 = segment.v4 or v4 or (b.v4 if b is not None else None)
+        segment.v6 = segment.v6 or v6 or (b.v6 if b is not None else None)
+        if segment.v4 is not None:
+            self.by_v4[segment.v4] = segment
+        if segment.v6 is not None:
+            self.by_v6[segment.v6] = segment
+        return segment
 
 
 def _node_prefixes(
@@ -819,47 +872,40 @@ def _node_prefixes(
     return entry, v4net, v6net
 
 
-def _place(
-    segments: list[_Segment],
-    loc: str,
-    v4: ipaddress.IPv4Network | None,
-    v6: ipaddress.IPv6Network | None,
-    problems: list[Problem],
-) -> _Segment | None:
-    """The segment a node with these prefixes is in (nodes sharing a prefix share an L2)."""
-    match = [s for s in segments if (v4 and s.v4 == v4) or (v6 and s.v6 == v6)]
-    if not match:
-        segment = _Segment(v4, v6, loc)
-        segments.append(segment)
-        return segment
-    segment = match[0]
-    for other in match[1:]:  # this node joins two segments: merge them
-        segments.remove(other)
-        segment.v4 = segment.v4 or other.v4
-        segment.v6 = segment.v6 or other.v6
-    for family, mine, theirs in (("IPv4", v4, segment.v4), ("IPv6", v6, segment.v6)):
-        if mine is not None and theirs is not None and mine != theirs:
-            problems.append(
-                Problem(
-                    f"{loc}.spec.bgp",
-                    f"its {family} prefix {mine} differs from {theirs}, which nodes on the same "
-                    f"segment have (first {segment.first})",
-                    "nodes that share one prefix share the other too: check both addresses",
+def _lab_node_names(found: _Resources) -> dict[str, str]:
+    """Kubernetes node name -> the lab's node name.
+
+    Node names are DNS subdomains (`ip-10-0-1-5.ec2.internal`), but a lab node's name becomes
+    part of network namespace and interface-related names, where meshemu allows DNS labels only.
+    A dotted name that turns into a free DNS label with '-' for '.' is renamed (and listed as
+    such); any other stays as it is, for the rules to report.
+    """
+    names = {name: name for name in found.nodes}
+    taken = set(found.nodes)
+    for name, (loc, _meta, _spec) in found.nodes.items():
+        if DNS_LABEL.fullmatch(name):
+            continue
+        candidate = name.replace(".", "-")
+        if DNS_LABEL.fullmatch(candidate) and candidate not in taken:
+            names[name] = candidate
+            taken.add(candidate)
+            found.unsupported.append(
+                (
+                    f"{loc}.metadata.name",
+                    f"called {candidate!r} in the lab: lab node names are DNS labels (no dots)",
                 )
             )
-            return None
-    segment.v4 = segment.v4 or v4
-    segment.v6 = segment.v6 or v6
-    return segment
+    return names
 
 
 def _build_nodes(
-    conv: BundleConversion, pods_per_node: int, found: _Resources
+    conv: BundleConversion, pods_per_node: int, found: _Resources, names: dict[str, str]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, str]]]:
     node_data: dict[str, dict[str, Any]] = {}
-    segments: list[_Segment] = []
+    segments = _Segments()
     placed: dict[str, _Segment] = {}
-    for name, (loc, meta, spec) in found.nodes.items():
+    for original, (loc, meta, spec) in found.nodes.items():
+        name = names[original]
         conv.origins[f"nodes.{name}"] = f"{loc}.spec.bgp"
         conv.origins[f"nodes.{name}.labels"] = f"{loc}.metadata.labels"
         node_bgp = spec.bgp
@@ -875,7 +921,7 @@ def _build_nodes(
         addresses, v4net, v6net = _node_prefixes(loc, node_bgp, conv.problems)
         if v4net is None and v6net is None:
             continue
-        segment = _place(segments, loc, v4net, v6net, conv.problems)
+        segment = segments.place(loc, v4net, v6net, conv.problems)
         if segment is None:
             continue
         placed[name] = segment
@@ -892,26 +938,26 @@ def _build_nodes(
         for fname in ("ipv4VXLANTunnelAddr", "ipv6VXLANTunnelAddr", "vxlanTunnelMACAddr"):
             if getattr(spec, fname) is not None:
                 found.unsupported.append((f"{loc}.spec.{fname}", "meshemu assigns its own VTEPs"))
-        if name in found.per_node_bgp:
-            ploc, pspec = found.per_node_bgp[name]
+        if original in found.per_node_bgp:
+            ploc, pspec = found.per_node_bgp[original]
             if pspec.listenPort is not None:
                 entry["listenPort"] = pspec.listenPort
             _note_unsupported_bgpconfig(ploc, pspec, found.unsupported, per_node=True)
         node_data[name] = entry
     subnets: dict[str, dict[str, str]] = {}
-    for segment in segments:
+    for segment in segments.all():
         subnet = _subnet_name(segment.v4, segment.v6)
         subnets[subnet] = {
             f: str(p) for f, p in (("ipv4", segment.v4), ("ipv6", segment.v6)) if p is not None
         }
         conv.origins[f"subnets.{subnet}"] = f"{segment.first}.spec.bgp"
     for name, segment in placed.items():
-        if segment in segments:
-            node_data[name]["subnet"] = _subnet_name(segment.v4, segment.v6)
+        final = segment.resolve()
+        node_data[name]["subnet"] = _subnet_name(final.v4, final.v6)
     return node_data, subnets
 
 
-def _build_bgp(conv: BundleConversion, found: _Resources) -> dict[str, Any]:
+def _build_bgp(conv: BundleConversion, found: _Resources, names: dict[str, str]) -> dict[str, Any]:
     bgp: dict[str, Any] = {}
     if found.bgp_default is not None:
         bloc, bspec = found.bgp_default
@@ -945,6 +991,8 @@ def _build_bgp(conv: BundleConversion, found: _Resources) -> dict[str, Any]:
                 "filters",
             },
         )
+        if peer_spec.node is not None:
+            data["node"] = names.get(peer_spec.node, peer_spec.node)
         if peer_spec.password is not None:
             data["password"] = _secret(peer_spec.password, found, f"{ploc}.password", conv.problems)
         if peer_spec.maxRestartTime is not None:
@@ -988,11 +1036,12 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: _Re
                 "output of `calicoctl get nodes -o yaml`",
             )
         )
-    node_data, subnets = _build_nodes(conv, pods_per_node, found)
+    names = _lab_node_names(found)
+    node_data, subnets = _build_nodes(conv, pods_per_node, found, names)
     for name, (ploc, _spec) in found.per_node_bgp.items():
         if name not in found.nodes:
             conv.problems.append(Problem(ploc, f"configures unknown node {name!r}", ""))
-    bgp = _build_bgp(conv, found)
+    bgp = _build_bgp(conv, found, names)
     for name, (ploc, _) in found.pools.items():
         conv.origins[f"pools.{name}"] = ploc
     routers: dict[str, Any] = {}

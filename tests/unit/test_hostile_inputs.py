@@ -1230,3 +1230,51 @@ def test_every_problem_is_one_line_through_the_cli(tmp_path: Path, name: str) ->
     assert "problem" in lines[0]
     for line in lines[1:]:
         assert line.startswith("  ") and ": " in line, line
+
+
+def test_bundle_nodes_with_dotted_kubernetes_names(tmp_path: Path) -> None:
+    """EKS-style node names are DNS subdomains: the lab calls them with '-' for '.'."""
+    text = bundle(
+        "apiVersion: projectcalico.org/v3\nkind: BGPPeer\nmetadata: {name: to-tor}\n"
+        "spec: {node: ip-10-40-1-11.ec2.internal, peerIP: 10.40.1.1, asNumber: 65001}\n",
+        "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\n"
+        "metadata: {name: node.ip-10-40-1-11.ec2.internal}\nspec: {listenPort: 1790}\n",
+    ).replace("worker-a", "ip-10-40-1-11.ec2.internal")
+    topo = accepts(tmp_path, text)
+    assert "ip-10-40-1-11-ec2-internal" in topo.nodes
+    assert topo.nodes["ip-10-40-1-11-ec2-internal"].listen_port == 1790
+    assert topo.bgp.peers["to-tor"].node == "ip-10-40-1-11-ec2-internal"
+    assert any("ip-10-40-1-11-ec2-internal" in why for _where, why in topo.unsupported)
+    build_plan(topo)
+
+
+def test_bundle_dotted_name_that_would_clash_is_reported(tmp_path: Path) -> None:
+    text = bundle().replace("worker-a", "worker.b")
+    rejects(tmp_path, text, "Node/worker.b", "not a DNS label")
+
+
+def test_bundle_node_joining_two_segments_with_different_prefixes(tmp_path: Path) -> None:
+    """worker-c shares worker-a's IPv4 prefix and worker-d's IPv6 prefix, which differ."""
+    other_v6 = NODE_A.replace("worker-a", "worker-d").replace(
+        "10.40.1.11/24, ipv6Address: 'fd00:40:1::11/64'",
+        "10.40.3.11/24, ipv6Address: 'fd00:40:3::11/64'",
+    )
+    bridge = NODE_A.replace("worker-a", "worker-c").replace(
+        "10.40.1.11/24, ipv6Address: 'fd00:40:1::11/64'",
+        "10.40.1.12/24, ipv6Address: 'fd00:40:3::12/64'",
+    )
+    rejects(tmp_path, bundle(other_v6, bridge), "Node/worker-c.spec.bgp", "first Node/")
+
+
+def test_bundle_node_joining_a_v4_and_a_v6_segment(tmp_path: Path) -> None:
+    v6_only = NODE_B.replace("worker-b", "worker-c").replace(
+        "{ipv4Address: 10.40.2.11/24}", "{ipv6Address: 'fd00:40:2::13/64'}"
+    )
+    dual = NODE_A.replace("worker-a", "worker-d").replace(
+        "10.40.1.11/24, ipv6Address: 'fd00:40:1::11/64'",
+        "10.40.2.12/24, ipv6Address: 'fd00:40:2::12/64'",
+    )
+    topo = accepts(tmp_path, bundle(v6_only, dual))
+    subnet = topo.nodes["worker-b"].subnet
+    assert topo.nodes["worker-c"].subnet == subnet == topo.nodes["worker-d"].subnet
+    assert str(topo.subnets[subnet].ipv6) == "fd00:40:2::/64"
