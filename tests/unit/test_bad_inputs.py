@@ -675,6 +675,101 @@ CASES: list[Any] = [
         ["IPPool/p4.spec.blockSize", "outside 20-32"],
         id="calico-blocksize",
     ),
+    # --- hostile inputs (issue 7); tests/unit/test_hostile_inputs.py has the full set ---
+    pytest.param(
+        native(lambda d: None).replace("  node2:", "  node1:\n    subnet: rack2\n  node2:"),
+        [],
+        ["bad.yaml:", "'node1' appears twice", "line "],
+        id="duplicate-node-key",
+    ),
+    pytest.param(
+        "name: x\ndescription: " + "[" * 300 + "]" * 300 + "\n",
+        [],
+        ["bad.yaml:2:", "nested more than 64 levels deep"],
+        id="yaml-nested-300-deep",
+    ),
+    pytest.param(
+        native(setp("pools|v4|nodeSelector", "(" * 300 + "all()" + ")" * 300)),
+        [],
+        ["pools.v4.nodeSelector", "nested more than 64 deep"],
+        id="selector-nested-300-deep",
+    ),
+    pytest.param(
+        native(setp("nodes|node1|pods", True)),
+        [],
+        ["nodes.node1.pods", "whole number"],
+        id="pods-true",
+    ),
+    pytest.param(
+        native(setp("subnets|rack2|ipv4", "224.0.2.0/24")),
+        [],
+        ["subnets.rack2.ipv4", "multicast"],
+        id="subnet-multicast",
+    ),
+    pytest.param(
+        native(setp("pools|v4|cidr", "127.0.0.0/16")),
+        [],
+        ["pools.v4.cidr", "loopback"],
+        id="pool-loopback",
+    ),
+    pytest.param(
+        native(setp("nodes|node1|ipv6", "::ffff:10.0.1.10")),
+        [],
+        ["nodes.node1.ipv6", "IPv4-mapped"],
+        id="node-ipv4-mapped",
+    ),
+    pytest.param(
+        native(setp("routers|spine|subnets", ["rack1", "rack2", "rack1"])),
+        [],
+        ["routers.spine.subnets[2]", "lists subnet 'rack1' again"],
+        id="router-subnet-twice",
+    ),
+    pytest.param(
+        native(
+            edits(
+                setp("subnets|rack2", {"ipv4": "10.0.2.0/24"}),
+                setp("nodes|node3|families", ["ipv6"]),
+            )
+        ),
+        [],
+        ["nodes.node3.families", "no address at all"],
+        id="node-without-address",
+    ),
+    pytest.param(
+        native(rename_node("node2\n")),
+        [],
+        ["nodes.'node2\\n'", "not a DNS label"],
+        id="name-trailing-newline",
+    ),
+    pytest.param(
+        bundle(
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\n"
+            "spec: {asNumber: 65001}\n",
+            "apiVersion: projectcalico.org/v3\nkind: BGPConfiguration\nmetadata: {name: default}\n"
+            "spec: {asNumber: 65002}\n",
+        ),
+        [],
+        ["BGPConfiguration/default", "defined twice", "document 3", "document 4"],
+        id="calico-two-default-bgpconfigs",
+    ),
+    pytest.param(
+        bundle("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {password: '!!!!'}\n"),
+        [],
+        ["Secret/s.data.password", "not base64"],
+        id="calico-secret-bad-base64",
+    ),
+    pytest.param(
+        bundle("apiVersion: projectcalico.org/v3\nkind: [Node]\n"),
+        [],
+        ["document 3.kind", "is a list, not text"],
+        id="calico-kind-list",
+    ),
+    pytest.param(
+        bundle("apiVersion: projectcalico.org/v3\nkind: IPPoolList\nitems: 5\n"),
+        [],
+        ["document 3.items", "not a list"],
+        id="calico-items-number",
+    ),
 ]
 
 
