@@ -9,7 +9,6 @@ It must not decide anything the planner decides (addresses, blocks, sessions).
 from __future__ import annotations
 
 import ipaddress
-import itertools
 import re
 
 from meshemu.errors import Problem
@@ -125,14 +124,37 @@ def _check_subnets(topo: Topology) -> list[Problem]:
 
 
 def _overlaps(prefixes: list[tuple[str, IPNetwork]], what: str) -> list[Problem]:
+    """Each prefix that overlaps an earlier-sorted one, in O(n log n).
+
+    Two CIDR prefixes either nest or are disjoint, so after sorting by address (and the
+    shorter prefix first), a prefix overlaps another exactly when it lies inside one that is
+    still open on a stack of nested prefixes.
+    """
+    order = sorted(
+        range(len(prefixes)),
+        key=lambda i: (
+            prefixes[i][1].version,
+            int(prefixes[i][1].network_address),
+            prefixes[i][1].prefixlen,
+            i,
+        ),
+    )
     problems = []
-    for (loc_a, a), (loc_b, b) in itertools.combinations(prefixes, 2):
-        if a.version == b.version and a.overlaps(b):
+    open_: list[tuple[str, IPNetwork]] = []
+    for index in order:
+        loc_b, b = prefixes[index]
+        while open_ and not (
+            open_[-1][1].version == b.version and b.subnet_of(open_[-1][1])  # type: ignore[arg-type]
+        ):
+            open_.pop()
+        if open_:
+            loc_a, a = open_[-1]
             problems.append(
                 Problem(
                     loc_b, f"{b} overlaps {what} {a} at {loc_a}", f"give each {what} its own range"
                 )
             )
+        open_.append((loc_b, b))
     return problems
 
 

@@ -1278,3 +1278,31 @@ def test_bundle_node_joining_a_v4_and_a_v6_segment(tmp_path: Path) -> None:
     subnet = topo.nodes["worker-b"].subnet
     assert topo.nodes["worker-c"].subnet == subnet == topo.nodes["worker-d"].subnet
     assert str(topo.subnets[subnet].ipv6) == "fd00:40:2::/64"
+
+
+def test_five_thousand_nodes_each_in_its_own_subnet_load_quickly(tmp_path: Path) -> None:
+    docs = [
+        f"apiVersion: projectcalico.org/v3\nkind: Node\nmetadata: {{name: w{i}}}\n"
+        f"spec: {{bgp: {{ipv4Address: 10.{i // 250}.{i % 250}.5/24, "
+        f"ipv6Address: 'fd00:{i:x}::5/64'}}}}\n"
+        for i in range(5000)
+    ]
+    started = time.monotonic()
+    topo = accepts(tmp_path, "---\n".join(docs), pods_per_node=0)
+    assert len(topo.subnets) == 5000
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize(
+    ("rack1", "rack2", "needles"),
+    [
+        ("10.0.1.0/24", "10.0.1.0/24", ("subnets.rack2.ipv4", "overlaps subnet 10.0.1.0/24")),
+        ("10.0.1.0/25", "10.0.1.0/24", ("subnets.rack1.ipv4", "at subnets.rack2.ipv4")),
+        ("10.0.0.0/16", "10.0.200.0/24", ("subnets.rack2.ipv4", "at subnets.rack1.ipv4")),
+    ],
+)
+def test_overlapping_subnets_in_any_order(
+    tmp_path: Path, rack1: str, rack2: str, needles: tuple[str, ...]
+) -> None:
+    text = native(subnets__rack1={"ipv4": rack1}, subnets__rack2={"ipv4": rack2})
+    rejects(tmp_path, text, *needles)
