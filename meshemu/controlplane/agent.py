@@ -34,8 +34,9 @@ from meshemu.controlplane.events import (
     parse_message,
     withdraw_command,
 )
-from meshemu.model.bgp import Link, Path, Speaker, accept, best_path, export, received
-from meshemu.model.routes import FibRoute, PoolRule, RouteContext, route_for
+from meshemu.model.agent_config import AgentConfig
+from meshemu.model.bgp import Link, Path, accept, best_path, export, received
+from meshemu.model.routes import FibRoute, route_for
 
 
 @dataclass
@@ -52,54 +53,26 @@ class PeerState:
 class AgentCore:
     """A node's BGP decisions: Adj-RIB-In, Loc-RIB, Adj-RIB-Out and the desired FIB."""
 
-    def __init__(self, plan: dict[str, Any], node_name: str) -> None:
-        node = next(n for n in plan["nodes"] if n["name"] == node_name)
-        self.node = node
-        self.me = Speaker(
-            name=node_name,
-            router_id=node["router_id"],
-            as_number=node["as_number"],
-            cluster_id=node["cluster_id"],
-            addresses={f: node[f"ipv{f}"] for f in (4, 6) if node[f"ipv{f}"]},
-        )
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.me = config.speaker()
         self.links: dict[str, Link] = {}
         self.peers: dict[str, PeerState] = {}
-        for s in node["sessions"]:
-            if s["peer_node"] is None:
+        for session in config.sessions:
+            if session.peer_node is None:
                 continue  # external peers are not emulated
-            self.links[s["peer_ip"]] = Link(
-                peer_ip=s["peer_ip"],
-                peer_as=s["peer_as"],
-                local_as=s["local_as"],
-                rr_client=s["rr_client"],
-                keep_next_hop=s["keep_next_hop"],
-                allow_local_as=s["allow_local_as"] or 0,
+            self.links[session.peer_ip] = session.link()
+            self.peers[session.peer_ip] = PeerState(
+                session.peer_ip, session.peer_node, session.kind
             )
-            self.peers[s["peer_ip"]] = PeerState(s["peer_ip"], s["peer_node"], s["kind"])
-        self.router_ids = {
-            n[f"ipv{f}"]: n["router_id"] for n in plan["nodes"] for f in (4, 6) if n[f"ipv{f}"]
-        }
-        self.pools = [
-            PoolRule(p["name"], p["cidr"], p["ipip_mode"], p["vxlan_mode"]) for p in plan["pools"]
-        ]
-        exported = {p["name"] for p in plan["pools"] if not p["disable_bgp_export"]}
+        self.router_ids = config.router_ids()
+        self.pools = [pool.rule() for pool in config.pools]
         self.own: dict[str, Path] = {}
-        for cidr, pool in node["block_pools"].items():
-            if pool in exported:
-                family = ipaddress.ip_network(cidr).version
-                self.own[cidr] = Path(prefix=cidr, next_hop=node[f"ipv{family}"])
-        self.blackholes = list(node["blocks"])
-        vteps: dict[str, str] = {}
-        for other in plan["nodes"]:
-            for vtep in other["vteps"]:
-                address = other[f"ipv{vtep['family']}"]
-                if address:
-                    vteps[address] = vtep["address"]
-        self.ctx = RouteContext(
-            node_subnet={f: node[f"subnet_ipv{f}"] for f in (4, 6) if node[f"subnet_ipv{f}"]},
-            gateway={f: node[f"gateway{f}"] for f in (4, 6) if node[f"gateway{f}"]},
-            vteps=vteps,
-        )
+        for block in config.exported_blocks():
+            family = ipaddress.ip_network(block.cidr).version
+            self.own[block.cidr] = Path(prefix=block.cidr, next_hop=config.address(family) or "")
+        self.blackholes = list(config.blackholes())
+        self.ctx = config.route_context()
         self.adj_in: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
         self.adj_out: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
         self.best: dict[str, Path] = dict(self.own)
@@ -261,54 +234,7 @@ class AgentCore:
         }
 
 
-AGENT_CONFIG = "agent-config.json"
-_NODE_FIELDS = (
-    "name",
-    "netns",
-    "ipv4",
-    "ipv6",
-    "router_id",
-    "as_number",
-    "cluster_id",
-    "blocks",
-    "block_pools",
-    "vteps",
-    "subnet_ipv4",
-    "subnet_ipv6",
-    "gateway4",
-    "gateway6",
-)
-_SESSION_FIELDS = (
-    "peer_ip",
-    "peer_as",
-    "local_as",
-    "kind",
-    "rr_client",
-    "keep_next_hop",
-    "allow_local_as",
-    "peer_node",
-)
-
-
-def agent_config(plan: dict[str, Any], node_name: str) -> dict[str, Any]:
-    """The part of the lab plan one node's agent needs, in the plan's own shape.
-
-    Each agent reads only this (not the whole plan, whose size grows with the square of the
-    node count), which keeps an agent's memory flat as labs grow.
-    """
-    nodes = []
-    for node in plan["nodes"]:
-        if node["name"] == node_name:
-            mine = {key: node[key] for key in _NODE_FIELDS}
-            mine["sessions"] = [{k: s[k] for k in _SESSION_FIELDS} for s in node["sessions"]]
-            nodes.append(mine)
-        else:
-            nodes.append({k: node[k] for k in ("name", "ipv4", "ipv6", "router_id", "vteps")})
-    pools = [
-        {k: p[k] for k in ("name", "cidr", "ipip_mode", "vxlan_mode", "disable_bgp_export")}
-        for p in plan["pools"]
-    ]
-    return {"nodes": nodes, "pools": pools}
+AGENT_CONFIG = "agent-config.json"  # in the node's state folder: `AgentConfig.to_json()`
 
 
 def _path_json(path: Path, best: bool, peer: str | None) -> dict[str, Any]:
@@ -336,10 +262,10 @@ class Runtime:
     def __init__(self, state_dir: FsPath, node: str) -> None:
         import json
 
-        config = json.loads((state_dir / "nodes" / node / AGENT_CONFIG).read_text())
-        self.core = AgentCore(config, node)
+        path = state_dir / "nodes" / node / AGENT_CONFIG
+        self.core = AgentCore(AgentConfig.from_json(json.loads(path.read_text()), str(path)))
         self.restarted = False
-        self.netns = self.core.node["netns"]
+        self.netns = self.core.config.netns
         self.out_file = state_dir / "nodes" / node / "agent.json"
         self.fibd_path = state_dir / "fib.sock"
         self.fibd: socket.socket | None = None
@@ -403,6 +329,7 @@ class Runtime:
             current = self.programmed.get(prefix)
             if wanted == current and (wanted is None or prefix not in self.reprogram):
                 continue
+            request: dict[str, object]
             if wanted is None:
                 assert current is not None
                 request = {

@@ -8,16 +8,49 @@ Owns the decision, shared by the planner (expected FIB) and the agent (programme
   onlink` (`vxlan-v6.calico` for IPv6, as Felix names it);
 - Never: `via <node IP> dev <uplink>` inside the subnet; across subnets the next hop is only
   reachable through the node's default router, which knows no pod routes.
-The node's own blocks are blackholes; its pods have host routes on their `cali` interfaces.
+The node's own blocks are blackholes (except one-address blocks, see `block_has_blackhole`); its
+pods have host routes on their `cali` interfaces.
+Also the one JSON form of a route (`FibRoute.to_json` / `from_json`) and the one sort order of
+prefixes (`prefix_sort_key`) every table of routes uses.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from meshemu.model.names import IPIP_DEVICE, UPLINK, VXLAN_DEVICE
+from meshemu.model.wire import Fields
+
+ROUTE_TYPES = ("unicast", "blackhole")
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def prefix_sort_key(prefix: str) -> tuple[int, int, int, str]:
+    """The one order of prefixes: IPv4 before IPv6, then by address, then shorter first.
+
+    Text that is no prefix sorts last (by its text) rather than failing: this orders tables
+    of observed routes too. Cached, because the planner sorts every node's routes.
+    """
+    try:
+        network = ipaddress.ip_network(prefix, strict=False)
+    except ValueError:
+        return (7, 0, 0, prefix)
+    return (network.version, int(network.network_address), network.prefixlen, "")
+
+
+def block_has_blackhole(cidr: str) -> bool:
+    """Whether the node owning IPAM block `cidr` installs a blackhole route for it.
+
+    Calico programs one for every local block except a one-address block (/32, /128): that
+    address is the pod's, and a blackhole would hide the pod's own route
+    (projectcalico/calico felix/dataplane/linux/route_mgr.go, `routeIsLocalBlock`).
+    """
+    network = ipaddress.ip_network(cidr)
+    return network.prefixlen != network.max_prefixlen
 
 
 @dataclass(frozen=True)
@@ -30,6 +63,36 @@ class FibRoute:
     dev: str | None = None
     onlink: bool = False
     reason: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The one JSON form of a route (the plan's `fib` entries; field names are a contract)."""
+        return {
+            "prefix": self.prefix,
+            "via": self.via,
+            "dev": self.dev,
+            "onlink": self.onlink,
+            "type": self.type,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_json(cls, data: object, where: str = "route") -> FibRoute:
+        """Read `to_json`'s form back; `reason` may be absent (observed routes carry none).
+
+        Raises LabError naming the field when the data is not a route.
+        """
+        fields = Fields(data, where)
+        kind = fields.text("type")
+        if kind not in ROUTE_TYPES:
+            fields.fail("type", f"{kind!r} is not one of {', '.join(ROUTE_TYPES)}")
+        return cls(
+            prefix=fields.text("prefix"),
+            type=kind,
+            via=fields.opt_text("via"),
+            dev=fields.opt_text("dev"),
+            onlink=fields.flag("onlink", default=False),
+            reason=fields.text("reason", default=""),
+        )
 
     def key(self) -> tuple[str, str, str | None, str | None, bool]:
         """What must be equal between expected and observed (the reason is commentary)."""

@@ -24,8 +24,10 @@ from typing import Any
 from meshemu.model.addressing import IPAddress, parse_peer_ip
 from meshemu.model.selector import Selector, parse_selector
 from meshemu.model.topology import BgpSpec, PeerSpec
+from meshemu.model.wire import Fields
 
 DEFAULT_BGP_PORT = 179
+SESSION_KINDS = ("mesh", "global", "node")
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,76 @@ class Session:
     def key(self) -> tuple[str, int]:
         return (self.peer_ip, self.peer_port)
 
+    def to_json(self, secrets: bool = False) -> dict[str, Any]:
+        """The plan's form of a session (README: `password` says only whether there is one;
+        with `secrets`, `password_text` carries it for the root-only state folder)."""
+        out: dict[str, Any] = {
+            "peer_ip": self.peer_ip,
+            "peer_port": self.peer_port,
+            "peer_as": self.peer_as,
+            "local_as": self.local_as,
+            "local_ip": self.local_ip,
+            "family": f"ipv{self.family}",
+            "kind": self.kind,
+            "passive": self.passive,
+            "rr_client": self.rr_client,
+            "cluster_id": self.cluster_id,
+            "password": self.password is not None,
+            "peer_node": self.peer_node,
+            "source": self.source,
+            "source_address": self.source_address,
+            "keep_next_hop": self.keep_next_hop,
+            "graceful_restart_time": self.graceful_restart_time,
+            "allow_local_as": self.allow_local_as,
+            "reason": self.reason,
+        }
+        if secrets:
+            out["password_text"] = self.password
+        return out
 
-def _duration_seconds(text: str | None) -> int | None:
+    @classmethod
+    def from_json(cls, data: object, where: str = "session") -> Session:
+        """`to_json(secrets=True)`'s form back. A session with a password needs its text:
+        the public form cannot rebuild it (LabError), nor can anything else with a bad field."""
+        f = Fields(data, where)
+        family = {"ipv4": 4, "ipv6": 6}.get(f.text("family"))
+        if family is None:
+            f.fail("family", "expected ipv4 or ipv6")
+        kind = f.text("kind")
+        if kind not in SESSION_KINDS:
+            f.fail("kind", f"expected one of {', '.join(SESSION_KINDS)}")
+        password = f.opt_text("password_text") if f.has("password_text") else None
+        if f.flag("password") != (password is not None):
+            f.fail(
+                "password_text",
+                "missing: the session has a password and this JSON was written without "
+                "secrets (only the lab's state folder holds them)"
+                if password is None
+                else "present although password is false",
+            )
+        return cls(
+            family=family,
+            local_ip=f.text("local_ip"),
+            local_as=f.number("local_as"),
+            peer_ip=f.text("peer_ip"),
+            peer_port=f.number("peer_port"),
+            peer_as=f.number("peer_as"),
+            kind=kind,
+            passive=f.flag("passive"),
+            rr_client=f.flag("rr_client"),
+            cluster_id=f.opt_text("cluster_id"),
+            password=password,
+            peer_node=f.opt_text("peer_node"),
+            source=f.text("source"),
+            reason=f.text("reason"),
+            source_address=f.flag("source_address"),
+            keep_next_hop=f.flag("keep_next_hop"),
+            graceful_restart_time=f.opt_number("graceful_restart_time"),
+            allow_local_as=f.opt_number("allow_local_as"),
+        )
+
+
+def parse_duration(text: str | None) -> int | None:
     """Kubernetes durations as Calico writes them: `10s`, `2m`, `1m30s`, `120`."""
     if text is None:
         return None
@@ -119,7 +189,7 @@ def plan_sessions(nodes: Sequence[SessionNode], bgp: BgpSpec) -> dict[str, tuple
         str(addr): node for node in nodes for addr in (node.ipv4, node.ipv6) if addr is not None
     }
     scopes = {name: _PeerScope(peer) for name, peer in sorted(bgp.peers.items())}
-    mesh_restart = _duration_seconds(bgp.node_mesh_max_restart_time)
+    mesh_restart = parse_duration(bgp.node_mesh_max_restart_time)
     out: dict[str, tuple[Session, ...]] = {}
     for local in nodes:
         sessions: dict[tuple[str, int], Session] = {}
@@ -198,7 +268,7 @@ def _peer_options(peer: PeerSpec, local: SessionNode) -> dict[str, Any]:
         "password": peer.password,
         "source_address": peer.source_address == "UseNodeIP",
         "keep_next_hop": peer.keep_original_next_hop,
-        "graceful_restart_time": _duration_seconds(peer.max_restart_time),
+        "graceful_restart_time": parse_duration(peer.max_restart_time),
         "allow_local_as": peer.num_allowed_local_as_numbers,
     }
 

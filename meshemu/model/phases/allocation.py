@@ -1,0 +1,131 @@
+"""Pass 4: the IP pools, and Calico IPAM over them (blocks, tunnel addresses, pods).
+
+Owns turning the topology's pools into `PoolPlan`s (effective block size, the route rule in
+words) and `model.ipam`'s allocation into each node's blocks, pods (names, namespaces, host
+interfaces, addresses) and tunnel addresses (tunl0, VXLAN VTEPs with their MACs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from meshemu.errors import Problem
+from meshemu.model import names
+from meshemu.model.addressing import parse_network
+from meshemu.model.ipam import NodeAllocation, NodeInput, PoolInput, allocate
+from meshemu.model.labplan import Block, PodPlan, PoolPlan, Sticky, Vtep
+from meshemu.model.phases.addresses import NodeAddresses
+from meshemu.model.routes import PoolRule
+from meshemu.model.rules import block_size_of
+from meshemu.model.topology import Topology
+
+
+def plan_pools(topo: Topology) -> tuple[PoolPlan, ...]:
+    """The pools in input order, with Calico's default block size where none is given."""
+    out = []
+    for name, pool in topo.pools.items():
+        cidr = parse_network(pool.cidr)
+        out.append(
+            PoolPlan(
+                name=name,
+                cidr=str(cidr),
+                block_size=block_size_of(cidr, pool.block_size),
+                ipip_mode=pool.ipip_mode,
+                vxlan_mode=pool.vxlan_mode,
+                nat_outgoing=pool.nat_outgoing,
+                node_selector=pool.node_selector,
+                disable_bgp_export=pool.disable_bgp_export,
+                disabled=pool.disabled,
+                rule=PoolRule(name, pool.cidr, pool.ipip_mode, pool.vxlan_mode).rule_text(),
+            )
+        )
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class NodeIpam:
+    """What IPAM gave one node."""
+
+    blocks: tuple[Block, ...]
+    pods: tuple[PodPlan, ...]
+    ipip_tunnel_address: str | None
+    vteps: tuple[Vtep, ...]
+
+
+def vtep_mac(lab: str, node: str, family: int) -> str:
+    """A stable MAC for a node's VXLAN device (locally administered, unicast)."""
+    digest = hashlib.sha1(f"{lab}.{node}.vtep{family}".encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x66, *digest[:5]))
+
+
+def plan_ipam(
+    topo: Topology,
+    pools: Sequence[PoolPlan],
+    addresses: NodeAddresses,
+    sticky: Sticky | None,
+) -> tuple[dict[str, NodeIpam], list[Problem]]:
+    """Blocks by affinity, then tunnel and pod addresses, nodes in input order."""
+    allocations, problems = allocate(
+        [
+            PoolInput(
+                p.name,
+                parse_network(p.cidr),
+                p.block_size,
+                p.node_selector,
+                p.ipip_mode != "Never",
+                p.vxlan_mode != "Never",
+                p.disabled,
+            )
+            for p in pools
+        ],
+        [
+            NodeInput(name, spec.labels, spec.pods, addresses.families(name))
+            for name, spec in topo.nodes.items()
+        ],
+        affinity=sticky.affinity if sticky is not None else None,
+        pods_before=sticky.pods if sticky is not None else None,
+    )
+    if problems:
+        return {}, problems
+    return {
+        name: _node_ipam(topo.name, name, allocation) for name, allocation in allocations.items()
+    }, []
+
+
+def _node_ipam(lab: str, node: str, alloc: NodeAllocation) -> NodeIpam:
+    pods = []
+    for i, addrs in enumerate(alloc.pod_addresses):
+        pod = f"pod{i + 1}"
+        pods.append(
+            PodPlan(
+                name=pod,
+                node=node,
+                netns=names.pod_netns(lab, node, pod),
+                host_ifname=names.pod_host_ifname(lab, node, pod),
+                ipv4=str(addrs[4][1]) if 4 in addrs else None,
+                ipv6=str(addrs[6][1]) if 6 in addrs else None,
+                pool4=addrs[4][0] if 4 in addrs else None,
+                pool6=addrs[6][0] if 6 in addrs else None,
+            )
+        )
+    return NodeIpam(
+        blocks=tuple(Block(str(block), pool) for pool, block in alloc.blocks),
+        pods=tuple(pods),
+        ipip_tunnel_address=str(alloc.ipip_tunnel) if alloc.ipip_tunnel else None,
+        vteps=tuple(
+            Vtep(f, str(a), vtep_mac(lab, node, f)) for f, a in sorted(alloc.vxlan_tunnel.items())
+        ),
+    )
+
+
+def vtep_by_node_address(ipam: Mapping[str, NodeIpam], addresses: NodeAddresses) -> dict[str, str]:
+    """A node's address -> its VTEP address of the same family (where it has both)."""
+    out = {}
+    for name, node in ipam.items():
+        for vtep in node.vteps:
+            address = addresses.of(name, vtep.family)
+            if address is not None:
+                out[address] = vtep.address
+    return out

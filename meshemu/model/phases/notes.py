@@ -1,0 +1,90 @@
+"""Pass 8: what the plan warns about, in words a person reads with `meshemu plan`.
+
+Owns the notes: sessions that cannot come up (an external peer without a speaker, a session the
+other side does not match), unencapsulated routes that end at a default router without pod
+routes, nodes that learn nothing from a node with blocks, and nodes no pool gives pods to.
+Pure reading of the finished nodes; it changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from meshemu.model.labplan import NodePlan
+from meshemu.model.topology import Topology
+
+
+def plan_notes(topo: Topology, nodes: Sequence[NodePlan]) -> tuple[str, ...]:
+    return (
+        *_session_notes(nodes),
+        *_default_router_notes(nodes),
+        *_silent_node_notes(nodes),
+        *_podless_notes(topo, nodes),
+    )
+
+
+def _session_notes(nodes: Sequence[NodePlan]) -> list[str]:
+    notes = []
+    for node in nodes:
+        up = set(node.expected_up)
+        for session in node.sessions:
+            if session.peer_node is None:
+                notes.append(
+                    f"{node.name}: session to external peer {session.peer_ip} has no speaker in "
+                    "the lab and stays down"
+                )
+            elif session.peer_ip not in up:
+                notes.append(
+                    f"{node.name}: session to {session.peer_node} ({session.peer_ip}:"
+                    f"{session.peer_port}) cannot come up: the other side has no matching "
+                    "session, or neither side connects to a port the other listens on"
+                )
+    return notes
+
+
+def _default_router_notes(nodes: Sequence[NodePlan]) -> list[str]:
+    """Unencapsulated routes whose BGP next hop is in another subnet resolve through the
+    default router, which knows no pod routes: say so, not only in each route's reason."""
+    notes = []
+    for node in nodes:
+        gateways = {g for g in (node.gateway4, node.gateway6) if g is not None}
+        if not gateways:
+            continue
+        next_hop = {r.prefix: r.next_hop for r in node.rib if r.learned_from is not None}
+        via_router = [
+            r
+            for r in node.fib
+            if r.via in gateways and r.prefix in next_hop and r.via != next_hop[r.prefix]
+        ]
+        if via_router:
+            notes.append(
+                f"{node.name}: {', '.join(r.prefix for r in via_router)} "
+                f"{'is' if len(via_router) == 1 else 'are'} across subnets in a pool without "
+                f"encapsulation (mode Never), so traffic goes to the default router "
+                f"{', '.join(sorted({r.via or '' for r in via_router}))}, which knows no pod "
+                "routes: those pods are unreachable unless the routers learn pod routes"
+            )
+    return notes
+
+
+def _silent_node_notes(nodes: Sequence[NodePlan]) -> list[str]:
+    notes = []
+    with_blocks = sorted(n.name for n in nodes if n.blocks)
+    for node in nodes:
+        learned = {r.origin_node for r in node.rib if r.learned_from is not None}
+        missing = [other for other in with_blocks if other != node.name and other not in learned]
+        if missing:
+            notes.append(f"{node.name}: learns no routes from {', '.join(missing)}")
+    return notes
+
+
+def _podless_notes(topo: Topology, nodes: Sequence[NodePlan]) -> list[str]:
+    notes = []
+    for node in nodes:
+        asked = topo.nodes[node.name].pods
+        if asked and not node.pods:
+            notes.append(
+                f"{node.name}: no enabled IP pool selects this node, so it runs none of its "
+                f"{asked} pods (Calico could give them no address)"
+            )
+    return notes
