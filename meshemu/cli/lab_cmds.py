@@ -55,7 +55,7 @@ def _down_names(args: argparse.Namespace) -> list[str]:
         return [plan.name]
     if args.all:
         return list_labs()
-    if args.name:
+    if args.name is not None:  # "" is a bad name, not "the only lab up"
         return [check_lab_name(args.name)]
     return [resolve_lab(None).name]
 
