@@ -10,7 +10,6 @@ program once BGP has converged are exactly the plan's expected FIB.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections import deque
 from pathlib import Path as FsPath
@@ -20,6 +19,7 @@ import pytest
 
 from meshemu.controlplane.agent import AgentCore
 from meshemu.controlplane.events import StateEvent, UpdateEvent
+from meshemu.model.agent_config import AgentConfig, agent_config_of
 from meshemu.model.bgp import Link, Path, Speaker, export
 from meshemu.model.load import load_topology, load_topology_text
 from meshemu.model.plan import LabPlan, NodePlan, build_plan
@@ -29,20 +29,10 @@ TOPOLOGIES = FsPath(__file__).resolve().parents[2] / "topologies"
 
 
 def make_core(plan: LabPlan, node_name: str) -> AgentCore:
-    """The one place a core is built: the typed per-node configuration where it exists
-    (`meshemu.model.agent_config.agent_config_of`), else the plan's JSON slice."""
-    core_class: Any = AgentCore
-    if importlib.util.find_spec("meshemu.model.agent_config") is not None:
-        from meshemu.model import agent_config as typed  # type: ignore[attr-defined,unused-ignore]
-
-        core: AgentCore = core_class(typed.agent_config_of(plan, node_name))
-        return core
-    from meshemu.controlplane import agent as legacy
-
-    plan_json = json.loads(json.dumps(plan.to_json()))
-    config = legacy.agent_config(plan_json, node_name)  # type: ignore[attr-defined,unused-ignore]
-    core = core_class(config, node_name)
-    return core
+    """The one place a core is built: from the node's typed agent configuration, as the lab
+    writes it and the agent reads it (through its JSON form)."""
+    config = agent_config_of(plan, node_name)
+    return AgentCore(AgentConfig.from_json(json.loads(json.dumps(config.to_json()))))
 
 
 # Three reflectors of one cluster (each other's non-clients) and two clients, one subnet, no

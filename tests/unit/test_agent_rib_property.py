@@ -17,7 +17,6 @@ reflectors over eBGP; the node under test is a reflector, a client or the eBGP n
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import json
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from hypothesis import strategies as st
 
 from meshemu.controlplane.agent import AgentCore
 from meshemu.controlplane.events import StateEvent, UpdateEvent
+from meshemu.model.agent_config import AgentConfig, agent_config_of
 from meshemu.model.bgp import Link, Path, Speaker, accept, best_path, export, received
 from meshemu.model.load import load_topology_text
 from meshemu.model.plan import LabPlan, NodePlan, build_plan
@@ -35,20 +35,10 @@ from meshemu.model.routes import FibRoute, PoolRule, RouteContext, route_for
 
 
 def make_core(plan: LabPlan, node_name: str) -> AgentCore:
-    """The one place a core is built: the typed per-node configuration where it exists
-    (`meshemu.model.agent_config.agent_config_of`), else the plan's JSON slice."""
-    core_class: Any = AgentCore
-    if importlib.util.find_spec("meshemu.model.agent_config") is not None:
-        from meshemu.model import agent_config as typed  # type: ignore[attr-defined,unused-ignore]
-
-        core: AgentCore = core_class(typed.agent_config_of(plan, node_name))
-        return core
-    from meshemu.controlplane import agent as legacy
-
-    plan_json = json.loads(json.dumps(plan.to_json()))
-    config = legacy.agent_config(plan_json, node_name)  # type: ignore[attr-defined,unused-ignore]
-    core = core_class(config, node_name)
-    return core
+    """The one place a core is built: from the node's typed agent configuration, as the lab
+    writes it and the agent reads it (through its JSON form)."""
+    config = agent_config_of(plan, node_name)
+    return AgentCore(AgentConfig.from_json(json.loads(json.dumps(config.to_json()))))
 
 
 TOPOLOGY = """

@@ -290,15 +290,6 @@ def flagship() -> LabPlan:
     return build_plan(load_topology(TOPOLOGIES / "flagship.yaml"))
 
 
-TYPED_PLAN = hasattr(LabPlan, "from_json")
-
-
-@pytest.mark.xfail(
-    not TYPED_PLAN,
-    strict=True,
-    reason="waits for the typed plan wire form (LabPlan.from_json, to_json(secrets=...)): "
-    "LabState.write_plan/plan already call it",
-)
 def test_plan_round_trip(lab: LabState, flagship: LabPlan) -> None:
     lab.write_plan(flagship)
     assert LabState("lab1").plan() == flagship
