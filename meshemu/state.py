@@ -188,8 +188,14 @@ class LabState:
     # -- resources ---------------------------------------------------------------------------
     def record(self, resource: Resource) -> None:
         line = json.dumps(resource.to_json()) + "\n"
-        with open(self.dir / "resources.jsonl", "a") as handle:
-            handle.write(line)
+        with open(self.dir / "resources.jsonl", "a+b") as handle:
+            # After a line cut short by a crash, start on a new line: the cut line stays
+            # unreadable, the new record does not join it.
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    line = "\n" + line
+            handle.write(line.encode())
             handle.flush()
             os.fsync(handle.fileno())
 

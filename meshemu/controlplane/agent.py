@@ -351,9 +351,9 @@ class Runtime:
                     "onlink": wanted.onlink,
                 }
             changes.append((prefix, wanted, request))
-        self.reprogram.clear()
         if not changes:
             self.core.dirty.clear()
+            self.reprogram.clear()
             return
         sock = self._fibd()
         if sock is None:
@@ -370,12 +370,17 @@ class Runtime:
         failed = set()
         for (prefix, wanted, _), reply in zip(changes, replies, strict=True):
             if reply == "ok":
+                self.reprogram.discard(prefix)
                 if wanted is None:
                     self.programmed.pop(prefix, None)
                 else:
                     self.programmed[prefix] = wanted
             else:
+                # The kernel's state of the prefix is unknown now: send it again next time,
+                # even if what is wanted equals what was last programmed.
                 failed.add(prefix)
+                if wanted is not None:
+                    self.reprogram.add(prefix)
                 self._error(f"{prefix}: {reply}")
         self.core.dirty = failed
 

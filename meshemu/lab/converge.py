@@ -13,6 +13,7 @@ from meshemu.dataplane.netlink import read_fib
 from meshemu.model.plan import LabPlan, NodePlan
 from meshemu.state import LabState
 from meshemu.verify.fib import FibDiff, compare_fib
+from meshemu.verify.observation import reported_sessions
 
 
 def fib_diff(plan: LabPlan, node: NodePlan) -> FibDiff:
@@ -26,12 +27,8 @@ def fib_diffs(plan: LabPlan) -> list[FibDiff]:
 def sessions_reported(plan: LabPlan, state: LabState) -> bool:
     """Every agent has written every session the plan expects up as established."""
     for node in plan.nodes:
-        agent = state.agent_state(node.name) or {}
-        seen = {
-            s.get("peer_ip")
-            for s in agent.get("sessions", [])
-            if isinstance(s, dict) and s.get("state") == "established"
-        }
+        reported = reported_sessions(state.agent_state(node.name))
+        seen = {peer for peer, s in reported.items() if s.get("state") == "established"}
         if not set(node.expected_up) <= seen:
             return False
     return True

@@ -14,6 +14,7 @@ from typing import Any
 from meshemu.dataplane.netlink import netns_exists
 from meshemu.model.plan import LabPlan, NodePlan
 from meshemu.state import LabState
+from meshemu.verify.observation import reported_sessions
 
 RUNNING, DEAD, NONE = "running", "dead", "none"
 
@@ -123,12 +124,8 @@ def _word(alive: bool) -> str:
 
 
 def node_status(state: LabState, plan: LabPlan, node: NodePlan, ipip: str) -> NodeStatus:
-    agent = state.agent_state(node.name) or {}
-    reported = {
-        s["peer_ip"]: s
-        for s in agent.get("sessions", [])
-        if isinstance(s, dict) and isinstance(s.get("peer_ip"), str)
-    }
+    agent = state.agent_state(node.name)
+    reported = reported_sessions(agent)
     speaker_alive = state.running(f"speaker:{node.name}")
     agent_alive = speaker_alive and state.agent_pid(node.name) is not None
     sessions = []
@@ -169,7 +166,7 @@ def node_status(state: LabState, plan: LabPlan, node: NodePlan, ipip: str) -> No
         pods=tuple(
             PodStatus(p.name, p.netns, p.ipv4, p.ipv6, netns_exists(p.netns)) for p in node.pods
         ),
-        agent_errors=tuple(str(e) for e in agent.get("errors", []))[-5:],
+        agent_errors=tuple(str(e) for e in _errors(agent))[-5:],
     )
 
 
@@ -186,3 +183,8 @@ def lab_status(state: LabState) -> LabStatus:
         fibd=_word(state.running("fibd")),
         nodes=tuple(node_status(state, plan, n, summary.ipip) for n in plan.nodes),
     )
+
+
+def _errors(agent: dict[str, Any] | None) -> list[object]:
+    errors = (agent or {}).get("errors")
+    return errors if isinstance(errors, list) else []

@@ -15,7 +15,13 @@ from typing import Any
 from meshemu.model.plan import LabPlan
 from meshemu.model.routes import FibRoute
 from meshemu.verify.fib import compare_fib
-from meshemu.verify.observation import NodeHealth, Observation, PathCell
+from meshemu.verify.observation import (
+    NodeHealth,
+    Observation,
+    PathCell,
+    reported_best_paths,
+    reported_sessions,
+)
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult
 
 PATH_WORDS = {
@@ -108,7 +114,7 @@ def check_sessions(
                 )
             )
             continue
-        observed = {s["peer_ip"]: s for s in agent.get("sessions", [])}
+        observed = reported_sessions(agent)
         planned = {s.peer_ip: s for s in node.sessions}
         for session in node.sessions:
             name = f"session {node.name} -> {session.peer_ip}"
@@ -188,9 +194,7 @@ def check_rib(
             )
             continue
         agent = agents.get(node.name) or {}
-        best = {
-            r["prefix"]: r for r in agent.get("rib", []) if r.get("best") and r.get("learned_from")
-        }
+        best = {p: r for p, r in reported_best_paths(agent).items() if r.get("learned_from")}
         expected = {r.prefix: r for r in node.rib if r.learned_from is not None}
         problems = []
         for prefix, want in sorted(expected.items()):

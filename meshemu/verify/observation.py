@@ -142,3 +142,23 @@ def observed_path(cell: Cell, frames: list[Frame]) -> str:
         if kind in kinds:
             return kind
     return "unseen"
+
+
+def _entries(agent: dict[str, Any] | None, key: str, required: str) -> list[dict[str, Any]]:
+    """The entries of an agent state's list `key` that are mappings with text at `required`;
+    a state file of another shape (another version, a hand edit) yields nothing, never raises.
+    """
+    items = (agent or {}).get(key)
+    if not isinstance(items, list):
+        return []
+    return [e for e in items if isinstance(e, dict) and isinstance(e.get(required), str)]
+
+
+def reported_sessions(agent: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """peer address -> the session as the agent reported it."""
+    return {e["peer_ip"]: e for e in _entries(agent, "sessions", "peer_ip")}
+
+
+def reported_best_paths(agent: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """prefix -> the best path as the agent reported it (own and learned)."""
+    return {e["prefix"]: e for e in _entries(agent, "rib", "prefix") if e.get("best") is True}

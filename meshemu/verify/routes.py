@@ -12,6 +12,7 @@ from typing import Any
 from meshemu.model.plan import LabPlan, NodePlan
 from meshemu.model.routes import FibRoute, prefix_sort_key
 from meshemu.verify.fib import managed
+from meshemu.verify.observation import reported_best_paths
 
 
 @dataclass(frozen=True)
@@ -37,11 +38,7 @@ def route_rows(
     pools = [p.cidr for p in plan.pools]
     expected = {r.prefix: r for r in node.fib}
     fib = {r.prefix: r for r in managed(observed, pools)}
-    best = {
-        r["prefix"]: r
-        for r in (agent or {}).get("rib", [])
-        if isinstance(r, dict) and r.get("best") and isinstance(r.get("prefix"), str)
-    }
+    best = reported_best_paths(agent)
     rows = []
     for prefix in sorted(set(expected) | set(fib) | set(best), key=prefix_sort_key):
         rib, kernel, want = best.get(prefix), fib.get(prefix), expected.get(prefix)

@@ -181,12 +181,6 @@ def test_a_last_line_cut_short_is_ignored(lab: LabState) -> None:
     assert lab.resources() == [Resource("netns", "me.lab1")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state.LabState.record appends to whatever the file ends with: after a line cut "
-    "short by a crash, the next record lands on that line and both are unreadable, so `down` "
-    "would not know about the resource (a `repair` or `down --recover` after a crashed `up`)",
-)
 def test_a_record_after_a_cut_line_is_not_lost(lab: LabState) -> None:
     lab.record(Resource("netns", "a"))
     with open(lab.dir / "resources.jsonl", "a") as handle:
