@@ -4,14 +4,31 @@ Owns the wire format between ExaBGP 5.0 and the agent (pure, unit-testable): `st
 (connected / up / down with a reason), `update` messages (announce per family and next hop with
 the path attributes, withdraw, end-of-RIB), and the text commands the agent writes back
 (`neighbor <peer> announce route ... originator-id ... cluster-list [...]`, `... withdraw route`).
+
+`parse_message` is called on every line ExaBGP writes and the agent has no handler around it,
+so it never raises: a line that is not a JSON object is None, and a JSON object of a shape
+ExaBGP does not write (a field of the wrong type, an NLRI that is not a prefix, a next hop that
+is not an address) is an `OtherEvent` naming the problem, never a half-trusted `Path`. The
+shapes follow ExaBGP 5.0's encoder: `reactor/api/response/json.py` (`JSON._update`: announce is
+{family: {next-hop: [nlri, ...]}}, withdraw is {family: [nlri, ...]}), `nlri/inet.py`
+(`{"nlri": "<prefix>"}`, or the bare prefix with `exabgp.api.compact`),
+`attribute/aspath.py` ({"<position>": {"element": ..., "value": [asn, ...]}}),
+`attribute/clusterlist.py` (a list of IPv4 texts) and `attribute/originatorid.py`.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
-from meshemu.model.bgp import Path
+from meshemu.model.bgp import DEFAULT_LOCAL_PREF, Path
+
+U32_MAX = 2**32 - 1  # AS numbers and LOCAL_PREF are four-octet unsigned fields
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,69 +50,203 @@ class UpdateEvent:
 
 @dataclass(frozen=True)
 class OtherEvent:
+    """A message the agent does not act on: another type, or one of a shape ExaBGP does not
+    write (then `problem` says what was wrong)."""
+
     kind: str
     raw: dict[str, object] = field(default_factory=dict)
+    problem: str = ""
 
 
 Event = StateEvent | UpdateEvent | OtherEvent
 
 
+class _Malformed(ValueError):
+    """A field of a message is not what ExaBGP writes; caught only in `parse_message`."""
+
+
+# -- shape checks: each returns the value in the type it promises, or raises _Malformed ---------
+
+
+def _obj(parent: dict[str, object], key: str) -> dict[str, object]:
+    """`parent[key]` as a JSON object; absent or null is an empty one."""
+    value = parent.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise _Malformed(f"{key!r} is not an object")
+    return value
+
+
+def _list(value: object, what: str) -> list[object]:
+    if not isinstance(value, list):
+        raise _Malformed(f"{what} is not a list")
+    return value
+
+
+def _text(parent: dict[str, object], key: str, default: str | None = None) -> str:
+    value = parent.get(key, default)
+    if not isinstance(value, str):
+        raise _Malformed(f"{key!r} is not text")
+    return value
+
+
+def _u32(value: object, what: str) -> int:
+    # bool is an int in Python but never a number in ExaBGP's JSON.
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U32_MAX:
+        raise _Malformed(f"{what} is not a number from 0 to {U32_MAX}")
+    return value
+
+
+def _ip_text(value: object, what: str, parse: Callable[[str], T]) -> T:
+    """`parse(value)` for a text `value` (an address or network constructor of `ipaddress`)."""
+    if not isinstance(value, str):
+        raise _Malformed(f"{what} is not text")
+    try:
+        return parse(value)
+    except ValueError:
+        raise _Malformed(f"{what} {value!r} is not an IP address") from None
+
+
+def _prefix(nlri: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An NLRI: `{"nlri": "<prefix>", ...}` or, compact, the bare prefix text."""
+    text = nlri.get("nlri") if isinstance(nlri, dict) else nlri
+    # strict: an NLRI with host bits set is not a block any node announces.
+    network = _ip_text(text, "nlri", lambda t: ipaddress.ip_network(t, strict=True))
+    if isinstance(network, ipaddress.IPv6Network) and network.network_address.scope_id:
+        raise _Malformed(f"nlri {text!r} carries a scope")
+    return network
+
+
+def _next_hop(text: str, version: int) -> str:
+    address = _ip_text(text, "next hop", ipaddress.ip_address)
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
+        raise _Malformed(f"next hop {text!r} carries a scope")
+    if address.version != version:
+        raise _Malformed(f"next hop {text!r} is not of the prefix's family")
+    return str(address)
+
+
+def _ipv4(value: object, what: str) -> str:
+    return str(_ip_text(value, what, ipaddress.IPv4Address))
+
+
 def _as_path(attribute: dict[str, object]) -> tuple[int, ...]:
+    """A plain list of AS numbers, or ExaBGP's segments by position (concatenated in order)."""
     raw = attribute.get("as-path")
+    if raw is None:
+        return ()
     if isinstance(raw, list):
-        return tuple(int(a) for a in raw)
-    if isinstance(raw, dict):
-        out: list[int] = []
-        for key in sorted(raw, key=lambda k: int(k)):
-            segment = raw[key]
-            if isinstance(segment, dict):
-                out += [int(a) for a in segment.get("value", [])]
-        return tuple(out)
-    return ()
+        return tuple(_u32(a, "as-path entry") for a in raw)
+    if not isinstance(raw, dict):
+        raise _Malformed("'as-path' is neither a list nor an object")
+    out: list[int] = []
+    for key in sorted(raw, key=_segment_position):
+        segment = raw[key]
+        if not isinstance(segment, dict):
+            raise _Malformed(f"as-path segment {key!r} is not an object")
+        values = _list(segment.get("value", []), f"as-path segment {key!r} value")
+        out += [_u32(a, "as-path entry") for a in values]
+    return tuple(out)
 
 
-def parse_message(line: str) -> Event | None:
-    """One line from ExaBGP; None for lines that are not JSON (acknowledgements)."""
+def _segment_position(key: str) -> int:
+    if not (key.isascii() and key.isdigit()):
+        raise _Malformed(f"as-path segment key {key!r} is not a position")
+    return int(key)
+
+
+def _local_pref(attribute: dict[str, object]) -> int:
+    if "local-preference" not in attribute:
+        return DEFAULT_LOCAL_PREF  # eBGP routes carry none
+    return _u32(attribute["local-preference"], "'local-preference'")
+
+
+def _originator_id(attribute: dict[str, object]) -> str | None:
+    value = attribute.get("originator-id")
+    return None if value is None else _ipv4(value, "'originator-id'")
+
+
+def _cluster_list(attribute: dict[str, object]) -> tuple[str, ...]:
+    value = attribute.get("cluster-list", [])
+    return tuple(_ipv4(c, "cluster-list entry") for c in _list(value, "'cluster-list'"))
+
+
+# -- messages ---------------------------------------------------------------------------------
+
+
+def _announced(update: dict[str, object]) -> list[Path]:
+    attribute = _obj(update, "attribute")
+    as_path, local_pref = _as_path(attribute), _local_pref(attribute)
+    originator_id, cluster_list = _originator_id(attribute), _cluster_list(attribute)
+    paths = []
+    for family, by_next_hop in _obj(update, "announce").items():
+        if not isinstance(by_next_hop, dict):
+            raise _Malformed(f"announce {family!r} is not an object")
+        for next_hop, nlris in by_next_hop.items():
+            for nlri in _list(nlris, f"announce {family!r} {next_hop!r}"):
+                prefix = _prefix(nlri)
+                paths.append(
+                    Path(
+                        prefix=str(prefix),
+                        next_hop=_next_hop(next_hop, prefix.version),
+                        as_path=as_path,
+                        local_pref=local_pref,
+                        originator_id=originator_id,
+                        cluster_list=cluster_list,
+                    )
+                )
+    return paths
+
+
+def _withdrawn(update: dict[str, object]) -> list[str]:
+    prefixes = []
+    for family, nlris in _obj(update, "withdraw").items():
+        prefixes += [str(_prefix(nlri)) for nlri in _list(nlris, f"withdraw {family!r}")]
+    return prefixes
+
+
+def _event(kind: str, data: dict[str, object]) -> Event:
+    neighbor = _obj(data, "neighbor")
+    address = _obj(neighbor, "address")
+    peer, local = _text(address, "peer", ""), _text(address, "local", "")
+    if kind == "state":
+        return StateEvent(peer, local, _text(neighbor, "state"), _text(neighbor, "reason", ""))
+    message = _obj(neighbor, "message")
+    if "eor" in message:
+        return UpdateEvent(peer, local, end_of_rib=True)
+    update = _obj(message, "update")
+    return UpdateEvent(peer, local, tuple(_announced(update)), tuple(_withdrawn(update)))
+
+
+def _load(line: str) -> dict[str, object] | None:
+    """The JSON object on the line, or None (an acknowledgement, a cut line, not an object)."""
     line = line.strip()
     if not line.startswith("{"):
         return None
     try:
         data = json.loads(line)
-    except ValueError:
+    # RecursionError: nesting deeper than the interpreter's stack (json.loads raises it).
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def parse_message(line: str) -> Event | None:
+    """One line from ExaBGP; None for lines that are not JSON objects (acknowledgements).
+
+    Never raises: a message of a shape ExaBGP does not write is an `OtherEvent` with a problem.
+    """
+    data = _load(line)
+    if data is None:
         return None
     kind = data.get("type")
-    neighbor = data.get("neighbor") or {}
-    address = neighbor.get("address") or {}
-    peer, local = str(address.get("peer", "")), str(address.get("local", ""))
-    if kind == "state":
-        return StateEvent(peer, local, str(neighbor.get("state")), str(neighbor.get("reason", "")))
-    if kind != "update":
-        return OtherEvent(str(kind), data)
-    message = neighbor.get("message") or {}
-    if "eor" in message:
-        return UpdateEvent(peer, local, end_of_rib=True)
-    update = message.get("update") or {}
-    attribute = update.get("attribute") or {}
-    announced = []
-    for _family, by_next_hop in (update.get("announce") or {}).items():
-        for next_hop, nlris in by_next_hop.items():
-            for nlri in nlris:
-                prefix = nlri.get("nlri") if isinstance(nlri, dict) else nlri
-                announced.append(
-                    Path(
-                        prefix=str(prefix),
-                        next_hop=str(next_hop),
-                        as_path=_as_path(attribute),
-                        local_pref=int(attribute.get("local-preference", 100)),
-                        originator_id=attribute.get("originator-id"),
-                        cluster_list=tuple(attribute.get("cluster-list", ())),
-                    )
-                )
-    withdrawn = []
-    for _family, nlris in (update.get("withdraw") or {}).items():
-        for nlri in nlris:
-            withdrawn.append(str(nlri.get("nlri") if isinstance(nlri, dict) else nlri))
-    return UpdateEvent(peer, local, tuple(announced), tuple(withdrawn))
+    if kind not in ("state", "update"):
+        return OtherEvent(kind if isinstance(kind, str) else "", data)
+    try:
+        return _event(kind, data)
+    except _Malformed as err:
+        return OtherEvent(kind, data, problem=str(err))
 
 
 def announce_command(peer: str, path: Path) -> str:
