@@ -49,17 +49,17 @@ def check_lab_name(name: object, where: str = "lab") -> str:
     return name
 
 
-def write_json_atomic(path: Path, data: Any, mode: int | None = None) -> None:
-    """Write JSON so that a reader sees the old file or the new one, never half of one."""
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Write a file so that a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    text = json.dumps(data, indent=1)
-    if mode is None:
-        tmp.write_text(text)
-    else:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644 if mode is None else mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
     os.replace(tmp, path)
+
+
+def write_json_atomic(path: Path, data: Any, mode: int | None = None) -> None:
+    write_text_atomic(path, json.dumps(data, indent=1), mode)
 
 
 def read_json(path: Path) -> Any:

@@ -34,9 +34,10 @@ from meshemu.controlplane.events import (
     parse_message,
     withdraw_command,
 )
+from meshemu.errors import MeshemuError
 from meshemu.model.agent_config import AgentConfig
 from meshemu.model.bgp import Link, Path, accept, best_path, export, received
-from meshemu.model.routes import FibRoute, route_for
+from meshemu.model.routes import FibRoute, prefix_sort_key, route_for
 
 
 @dataclass
@@ -289,10 +290,12 @@ class Runtime:
             return
         self.restarted = True
         self.core.restore(previous)
-        for route in previous.get("fib", []):
-            self.programmed[route["prefix"]] = FibRoute(
-                route["prefix"], route["type"], route["via"], route["dev"], route["onlink"]
-            )
+        for entry in previous.get("fib") or []:
+            try:
+                route = FibRoute.from_json(entry, "agent.json fib")
+            except MeshemuError:
+                continue  # not a route this agent wrote: program it afresh
+            self.programmed[route.prefix] = route
         self.core.dirty |= set(self.programmed)
         self.errors = [
             *previous.get("errors", [])[-10:],
@@ -408,14 +411,10 @@ class Runtime:
                 "started": self.started,
                 "updated": now,
                 "fib": [
-                    {
-                        "prefix": r.prefix,
-                        "via": r.via,
-                        "dev": r.dev,
-                        "onlink": r.onlink,
-                        "type": r.type,
-                    }
-                    for r in sorted(self.programmed.values(), key=lambda r: r.prefix)
+                    r.to_json()
+                    for r in sorted(
+                        self.programmed.values(), key=lambda r: prefix_sort_key(r.prefix)
+                    )
                 ],
                 "errors": self.errors,
             }

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meshemu.errors import ConfigError, Problem
+from meshemu.model.routes import prefix_sort_key
+from meshemu.state import write_text_atomic
 
 FORMAT = "meshemu-snapshot/1"
 
@@ -95,13 +96,8 @@ def _canonical_address(value: Any) -> Any:
 
 
 def _address_order(value: Any) -> tuple[int, int, int, str]:
-    """Sort addresses and prefixes numerically, IPv4 before IPv6, anything else after."""
-    text = "" if value is None else str(value)
-    try:
-        network = ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return (9, 0, 0, text)
-    return (network.version, int(network.network_address), network.prefixlen, text)
+    """Addresses and prefixes numerically (`prefix_sort_key`), anything else after."""
+    return prefix_sort_key("" if value is None else str(value))
 
 
 def _sort_key(entry: Mapping[str, Any], first: str) -> tuple[Any, ...]:
@@ -178,10 +174,7 @@ def dumps(data: Mapping[str, Any]) -> str:
 
 def write_snapshot(path: Path | str, data: Mapping[str, Any]) -> None:
     """Write `data` to `path` deterministically, atomically (a reader never sees half a file)."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    tmp.write_text(dumps(data), encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(Path(path), dumps(data))
 
 
 def _check_entries(where: str, section: str, entries: Any, problems: list[Problem]) -> None:

@@ -58,7 +58,7 @@ def test_shipped_scenario_passes(path: Path, lab_env: Path, tmp_path: Path) -> N
     assert "seconds" in run.stdout
 
 
-def test_a_scenario_expecting_a_wrong_path_fails_with_a_diagnosis(
+def test_a_scenario_expecting_an_impossible_path_is_rejected_before_anything_runs(
     lab_env: Path, tmp_path: Path
 ) -> None:
     text = (ROOT / "scenarios" / "flagship.yaml").read_text()
@@ -68,6 +68,25 @@ def test_a_scenario_expecting_a_wrong_path_fails_with_a_diagnosis(
     ).replace("lab: sc-flagship", "lab: sc-wrong")
     wrong = tmp_path / "wrong.yaml"
     wrong.write_text(text.replace("../topologies/", f"{TOPOLOGIES}/"))
+    run = subprocess.run([*CLI, "run", str(wrong)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert "steps[6].expect.reachable" in run.stderr and "IPIP" in run.stderr
+    assert not (lab_env / "sc-wrong").exists()  # nothing was created
+
+
+def test_a_scenario_whose_expectation_fails_reports_a_diagnosis(
+    lab_env: Path, tmp_path: Path
+) -> None:
+    """node4's uplink goes down, then the scenario expects node1/pod1 to reach node4/pod2."""
+    text = (ROOT / "scenarios" / "flagship.yaml").read_text()
+    step = "reachable: {from: node1/pod1, to: node4/pod2, family: ipv4, path: ipip}"
+    text = text.replace(
+        f"  - expect:\n      {step}",
+        f"  - link-down: {{node: node4}}\n  - expect:\n      {step}\n      timeout: 2",
+    ).replace("lab: sc-flagship", "lab: sc-wrong")
+    assert "link-down" in text
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text(text.replace("../topologies/", f"{TOPOLOGIES}/"))
     junit = tmp_path / "wrong.xml"
     run = subprocess.run(
         [*CLI, "run", str(wrong), "--junit", str(junit)],
@@ -75,12 +94,12 @@ def test_a_scenario_expecting_a_wrong_path_fails_with_a_diagnosis(
         text=True,
         timeout=300,
     )
-    assert run.returncode == 1, run.stdout
+    assert run.returncode == 1, run.stdout + run.stderr
     out = run.stdout
     # The failing step comes first, says what was expected and what was seen on the wire.
     failed = out.index("FAILED")
-    assert "expected" in out[failed:] and "reachable via direct" in out[failed:]
-    assert "observed:  reachable via ipip" in out[failed:]
+    assert "expected" in out[failed:] and "reachable via ipip" in out[failed:]
+    assert "observed:  unreachable" in out[failed:]
     assert "skipped" in out  # the steps after it were not run against an unknown state
     validate_junit(junit)
     assert "<failure" in junit.read_text()
