@@ -10,19 +10,42 @@ answers there and the lab must not send packets towards addresses it does not ow
 
 from __future__ import annotations
 
+import base64
 import shlex
 
 from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.rules import password_problem
 from meshemu.model.sessions import Session
 
 AGENT_PROCESS = "agent"
 
 
-def _quote_password(password: str) -> str:
-    # ExaBGP reads a quoted string; a quote inside would end it, so refuse rather than mangle.
-    if "'" in password or "\n" in password:
-        raise ValueError("a BGP password may not contain a single quote or a newline")
-    return f"'{password}'"
+# Printable ASCII but the quotes: what a quoted `md5-password` carries as written. ExaBGP 5.0
+# runs `unescape` over each configuration line before `tokens` splits it into words
+# (configuration/core/format.py), so a backslash starts an escape (`\\` for itself) and no escape
+# can put a quote inside a quoted word: a `'` or a `"` anywhere switches the quoting, and the
+# whole configuration is refused. It then makes the key with `bytes(password, "ascii")`
+# (reactor/network/tcp.py, `md5`), so nothing beyond ASCII reaches the socket that way.
+QUOTABLE = frozenset(chr(code) for code in range(0x20, 0x7F)) - {"'", '"'}
+
+
+def _md5_lines(password: str) -> list[str]:
+    """The `md5-password` lines that make ExaBGP use exactly the password's UTF-8 bytes as the
+    session's TCP MD5 key.
+
+    Plain passwords are written quoted; any other goes as `md5-base64 true` (ExaBGP decodes it
+    to the key, util/psk.py `decode_base64`), which carries every byte. `model.rules` refuses at
+    validation what no key can be (`password_problem`); a plan read back from a file that
+    holds one is refused here rather than given to ExaBGP changed.
+    """
+    problem = password_problem(password, "md5-password")
+    if problem is not None:
+        raise ValueError(f"a BGP password {problem.message}")
+    if set(password) <= QUOTABLE:
+        escaped = password.replace("\\", "\\\\")  # `unescape` reads `\\` as one backslash
+        return [f"    md5-password '{escaped}';"]
+    key = base64.b64encode(password.encode("utf-8")).decode("ascii")
+    return [f"    md5-password '{key}';", "    md5-base64 true;"]
 
 
 def effective_passive(plan: LabPlan, node: NodePlan, session: Session) -> bool:
@@ -69,7 +92,7 @@ def render_exabgp(plan: LabPlan, node: NodePlan, agent_command: list[str]) -> st
         if session.peer_port != 179:
             lines.append(f"    connect {session.peer_port};")
         if session.password:
-            lines.append(f"    md5-password {_quote_password(session.password)};")
+            lines += _md5_lines(session.password)
         lines += [
             # Lets a restarted agent ask its peers to send their routes again.
             "    capability { route-refresh; }",

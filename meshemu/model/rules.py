@@ -35,6 +35,10 @@ LABEL_KEY = re.compile(
 )
 LABEL_VALUE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?)?")
 FAMILIES = {"ipv4": 4, "ipv6": 6}
+# A BGP password is the TCP MD5 key (RFC 2385) of the session: Linux takes at most
+# TCP_MD5SIG_MAXKEYLEN bytes (include/uapi/linux/tcp.h), and ExaBGP refuses a longer one too
+# (configuration/neighbor/__init__.py, MAX_MD5_PASSWORD_LENGTH).
+MD5_KEY_MAX_BYTES = 80
 
 
 def block_size_of(cidr: IPNetwork, block_size: int | None) -> int:
@@ -51,6 +55,7 @@ def check_topology(topo: Topology) -> list[Problem]:
     problems += _check_capacity(topo)
     problems += _check_pools(topo)
     problems += _check_peers(topo)
+    problems += _check_passwords(topo)
     return problems
 
 
@@ -543,3 +548,46 @@ def _check_peers(topo: Topology) -> list[Problem]:
                 )
             )
     return problems
+
+
+def password_problem(password: str, where: str) -> Problem | None:
+    """Why `password` cannot be a TCP MD5 key, or None when it can.
+
+    The key is the password's UTF-8 bytes (what BIRD uses for the same Secret: it reads its
+    configuration as bytes), and `model.render` carries any such key to ExaBGP exactly. What is
+    left to refuse: text with no UTF-8 form (a lone surrogate, from a `\\ud800` escape) and a key
+    longer than Linux takes. The message never repeats the password: it is a secret.
+    """
+    try:
+        size = len(password.encode("utf-8"))
+    except UnicodeEncodeError:
+        return Problem(
+            where,
+            "is not valid Unicode text (it holds half of a surrogate pair, as from a \\ud800 "
+            "escape)",
+            "write the password as plain characters",
+        )
+    if size > MD5_KEY_MAX_BYTES:
+        return Problem(
+            where,
+            f"is {size} bytes long in UTF-8; a BGP (TCP MD5) password is at most "
+            f"{MD5_KEY_MAX_BYTES} bytes (Linux TCP_MD5SIG_MAXKEYLEN)",
+            f"use a password of at most {MD5_KEY_MAX_BYTES} bytes "
+            "(a character outside ASCII takes 2 to 4)",
+        )
+    return None
+
+
+def _check_passwords(topo: Topology) -> list[Problem]:
+    """Every BGP password the sessions use: the mesh's and each BGPPeer's.
+
+    A bundle's passwords come from Secrets; `load` points these locations back at the
+    BGPConfiguration or BGPPeer that names the Secret.
+    """
+    found: list[Problem | None] = []
+    if topo.bgp.node_mesh_password is not None:
+        found.append(password_problem(topo.bgp.node_mesh_password, "bgp.nodeMeshPassword"))
+    for name, peer in topo.bgp.peers.items():
+        if peer.password is not None:
+            found.append(password_problem(peer.password, f"bgp.peers.{loc_part(name)}.password"))
+    return [problem for problem in found if problem is not None]

@@ -9,15 +9,21 @@ hold time and single address family, and the agent as the API process.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshemu.errors import ConfigError
 from meshemu.model.load import load_topology, load_topology_text
 from meshemu.model.plan import LabPlan, NodePlan, build_plan
 from meshemu.model.render import AGENT_PROCESS, effective_passive, render_exabgp
+from meshemu.model.rules import password_problem
 from meshemu.model.sessions import Session
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -76,6 +82,7 @@ def _all_plans() -> list[LabPlan]:
 
 
 PLANS = _all_plans()
+MIXED_PLAN = PLANS[-1]
 CASES = [(plan, node) for plan in PLANS for node in plan.nodes]
 IDS = [f"{plan.name}-{node.name}" for plan, node in CASES]
 
@@ -129,7 +136,7 @@ def test_each_neighbor_carries_the_planned_session(plan: LabPlan, node: NodePlan
         assert neighbor["passive"] is effective_passive(plan, node, session), where
         # `connect 0` is ExaBGP's default (179); any other port is written out.
         assert neighbor["connect"] == (0 if session.peer_port == 179 else session.peer_port), where
-        assert neighbor["md5-password"] == session.password, where
+        assert _md5_key(neighbor) == (session.password.encode() if session.password else None)
         assert neighbor["capability"]["route-refresh"], where
         family = "ipv4" if session.family == 4 else "ipv6"
         assert [(str(afi), str(safi)) for afi, safi in neighbor.families()] == [
@@ -262,61 +269,243 @@ def test_hold_time_from_the_bgp_configuration(mixed: LabPlan) -> None:
     assert {n["hold-time"] for n in neighbors.values()} == {30}
 
 
-def _yaml_quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\t", "\\t")
+def _yaml_string(text: str) -> str:
+    """`text` as a YAML double-quoted scalar that reads back as exactly `text`."""
+    out = []
+    for char in text:
+        if char in '"\\':
+            out.append("\\" + char)
+        elif " " <= char <= "~" or (char >= "\xa0" and char.isprintable()):
+            out.append(char)
+        elif ord(char) <= 0xFFFF:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(f"\\U{ord(char):08x}")
+    return '"' + "".join(out) + '"'
 
 
-MANGLED = pytest.mark.xfail(
-    strict=True,
-    reason="model.render._quote_password only refuses ' and newlines: ExaBGP's tokeniser "
-    "reads a backslash in a quoted password as an escape ('a\\\\b' becomes 'a\\x08') and "
-    "refuses a configuration whose password holds a double quote (invalid syntax), so the "
-    "speaker does not start",
-)
+def _md5_key(neighbor: Any) -> bytes | None:
+    """The TCP MD5 key ExaBGP 5.0 puts on the socket for `neighbor`: its own `md5`
+    (reactor/network/tcp.py, the call both the connecting and the listening side make) run on a
+    stand-in socket whose setsockopt records the `struct tcp_md5sig` it is given."""
+    import struct
+
+    from exabgp.reactor.network.tcp import md5
+
+    class _Socket:
+        option = b""
+
+        def setsockopt(self, level: int, name: int, value: bytes) -> None:
+            self.option = value
+
+    sock = _Socket()
+    peer = neighbor["peer-address"].top()
+    md5(sock, peer, 179, neighbor["md5-password"], neighbor["md5-base64"])
+    # struct tcp_md5sig: a 128-byte sockaddr_storage, then (pad, keylen, pad, key[80]).
+    (length,) = struct.unpack_from("H", sock.option, 128 + 2)
+    return sock.option[128 + 8 : 128 + 8 + length] or None
 
 
-@pytest.mark.parametrize(
-    "password",
-    [
-        "p@ss w0rd",
-        "a;b{c}d#e",
-        "[x] (y)",
-        "tab\there",
-        "  spaces  ",
-        "ünïcödé",
-        pytest.param('dq"uote', marks=MANGLED),
-        pytest.param("back\\slash", marks=MANGLED),
-    ],
-)
-def test_a_password_reaches_exabgp_unchanged_or_is_refused(password: str) -> None:
-    """Calico passwords come from Secrets: any text. ExaBGP must read exactly it, or meshemu
-    must refuse it (ValueError from render today; a ConfigError at validation would be better)."""
-    plan = _plan_text(MIXED.replace("s3cr3t pass", _yaml_quoted(password)))
+def _keys_read_by_exabgp(password: str, tmp_path: Path) -> set[bytes | None]:
+    """Load a topology whose peers have `password`, plan, render leaf1, write the file and let
+    ExaBGP read it the way `exabgp <file>` does (its file reader differs from the text one:
+    it strips line ends and joins lines ending in a backslash)."""
+    from exabgp.configuration.configuration import Configuration
+    from exabgp.logger import log
+
+    plan = _plan_text(MIXED.replace('"s3cr3t pass"', _yaml_string(password)))
     assert plan.node("leaf1").sessions[0].password == password
-    try:
-        text = render_exabgp(plan, plan.node("leaf1"), AGENT)
-    except ValueError:
-        return
+    path = tmp_path / "exabgp.conf"
+    path.write_text(render_exabgp(plan, plan.node("leaf1"), AGENT), encoding="utf-8")
+    log.silence()
+    configuration = Configuration([str(path)])
+    assert configuration.reload() is True, f"ExaBGP refused: {configuration.error}"
+    return {_md5_key(n) for n in _neighbors(configuration).values()}
+
+
+# ExaBGP reads `unescape`d lines (configuration/core/format.py) before it splits them into
+# words, so a backslash starts an escape and a quote of either kind anywhere in a quoted word
+# changes the quoting; its key is `bytes(password, "ascii")`. Each of these must still reach the
+# socket as exactly the password's UTF-8 bytes.
+PASSWORDS = [
+    "s3cr3t pass",
+    "p@ss w0rd",
+    "a;b{c}d#e",
+    "[x] (y), z",
+    "tab\there",
+    "  spaces  ",
+    "ünïcödé",
+    "emoji \U0001f600",
+    'dq"uote',
+    "it's",
+    "both ' and \"",
+    "back\\slash",
+    "ends with a backslash \\",
+    "\\n is not a newline",
+    "\\u0041 is not an A",
+    "line\nbreak",
+    "carriage\rreturn",
+    "nul\x00byte",
+    "del\x7f and \x85",
+    "deadbeef",  # hex-looking: ExaBGP's 'auto' mode would read it as base64; ours is off
+    "QUJD",  # base64-looking
+    "x" * 80,  # the longest TCP MD5 key Linux takes
+    "é" * 40,  # 80 bytes in UTF-8
+]
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_a_password_reaches_the_socket_exactly(password: str, tmp_path: Path) -> None:
+    """Calico passwords come from Secrets: any text. Every password validation accepts is the
+    key ExaBGP sets, byte for byte (the UTF-8 bytes BIRD would use for the same Secret)."""
+    assert _keys_read_by_exabgp(password, tmp_path) == {password.encode()}
+
+
+def test_a_plain_password_is_written_as_it_is(mixed: LabPlan) -> None:
+    """Readable where quoting carries it exactly: printable ASCII without quotes."""
+    text, neighbors = _rendered(mixed, "leaf1")
+    assert "md5-password 's3cr3t pass';" in text
+    assert {n["md5-base64"] for n in neighbors.values()} == {False}
+
+
+@pytest.mark.parametrize("password", ["it's", "tab\there", "ünïcödé"])
+def test_a_password_quoting_cannot_carry_goes_as_base64(password: str) -> None:
+    plan = _plan_text(MIXED.replace('"s3cr3t pass"', _yaml_string(password)))
+    text = render_exabgp(plan, plan.node("leaf1"), AGENT)
+    assert password not in text
     neighbors = _neighbors(_parse(text))
-    assert {n["md5-password"] for n in neighbors.values()} == {password}
+    assert {n["md5-base64"] for n in neighbors.values()} == {True}
 
 
-def test_render_refuses_a_password_exabgp_cannot_quote() -> None:
-    plan = _plan_text(MIXED.replace("s3cr3t pass", "it's"))
-    with pytest.raises(ValueError, match="single quote"):
-        render_exabgp(plan, plan.node("leaf1"), AGENT)
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.text(max_size=90))
+def test_any_password_is_carried_exactly_or_refused_at_validation(password: str) -> None:
+    """The rule in model.rules and the writer in model.render agree: what the rule accepts,
+    ExaBGP reads back as exactly the password; what it refuses, render refuses too."""
+    session = replace(MIXED_PLAN.node("leaf1").sessions[0], password=password)
+    node = replace(MIXED_PLAN.node("leaf1"), sessions=(session,))
+    problem = password_problem(password, "password")
+    if problem is not None:
+        with pytest.raises(ValueError):
+            render_exabgp(MIXED_PLAN, node, AGENT)
+        return
+    (neighbor,) = _neighbors(_parse(render_exabgp(MIXED_PLAN, node, AGENT))).values()
+    assert _md5_key(neighbor) == (password.encode() or None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a BGP password with a single quote passes `validate` and `plan` (no rule in "
-    "model.rules), then model.render._quote_password raises ValueError during `up`: a "
-    "traceback instead of a located ConfigError (exit 2)",
-)
-def test_a_password_exabgp_cannot_quote_is_a_config_error() -> None:
+TOO_LONG = "x" * 81
+TOO_LONG_UTF8 = "é" * 41  # 41 characters, 82 bytes
+REFUSED = {
+    "81 bytes": TOO_LONG,
+    "82 bytes in UTF-8": TOO_LONG_UTF8,
+    "lone surrogate": "\ud800 half a character",
+}
+
+
+@pytest.mark.parametrize("password", list(REFUSED.values()), ids=list(REFUSED))
+def test_render_refuses_a_password_no_key_can_be(password: str) -> None:
+    session = replace(MIXED_PLAN.node("leaf1").sessions[0], password=password)
+    node = replace(MIXED_PLAN.node("leaf1"), sessions=(session,))
+    with pytest.raises(ValueError, match="password"):
+        render_exabgp(MIXED_PLAN, node, AGENT)
+
+
+@pytest.mark.parametrize("password", [TOO_LONG, TOO_LONG_UTF8], ids=["81-bytes", "82-utf8"])
+def test_a_password_no_key_can_be_is_a_config_error(password: str) -> None:
     with pytest.raises(ConfigError) as caught:
-        load_topology_text(MIXED.replace("s3cr3t pass", "it's"), "test.yaml", "test")
-    assert any("password" in p.location for p in caught.value.problems)
+        load_topology_text(MIXED.replace('"s3cr3t pass"', _yaml_string(password)), "t.yaml", "t")
+    locations = [p.location for p in caught.value.problems]
+    assert locations == ["bgp.peers.leaves-to-rr.password"]
+    assert all(p.hint for p in caught.value.problems)
+    assert password not in str(caught.value), "a secret is never echoed"
+
+
+def test_a_password_without_utf8_form_is_a_problem() -> None:
+    """The YAML reader already refuses a lone surrogate escape; the rule holds for any other
+    way text reaches a Topology."""
+    problem = password_problem("\ud800 half", "bgp.peers.p1.password")
+    assert problem is not None
+    assert problem.location == "bgp.peers.p1.password" and problem.hint
+    with pytest.raises(ConfigError):
+        load_topology_text(MIXED.replace('"s3cr3t pass"', '"\\ud800 half"'), "t.yaml", "t")
+
+
+def test_the_longest_passwords_are_no_problem() -> None:
+    assert password_problem("x" * 80, "p") is None
+    assert password_problem("\U0001f600" * 20, "p") is None  # 4 bytes each
+
+
+def _validate(tmp_path: Path, text: str) -> subprocess.CompletedProcess[str]:
+    path = tmp_path / "input.yaml"
+    path.write_text(text, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "-m", "meshemu.cli", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+MESH_PASSWORD = """
+name: mesh-md5
+subnets: {s: {ipv4: 10.2.0.0/24}}
+nodes: {a: {subnet: s}, b: {subnet: s}}
+bgp: {nodeMeshPassword: PASSWORD}
+"""
+
+PEER_SECRET_BUNDLE = """\
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: worker-a}
+spec: {bgp: {ipv4Address: 10.40.1.11/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {name: worker-b}
+spec: {bgp: {ipv4Address: 10.40.1.12/24}}
+---
+apiVersion: projectcalico.org/v3
+kind: BGPPeer
+metadata: {name: to-b}
+spec:
+  node: worker-a
+  peerIP: 10.40.1.12
+  asNumber: 64512
+  password: {secretKeyRef: {name: bgp-secrets, key: to-b}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bgp-secrets, namespace: calico-system}
+stringData: {to-b: PASSWORD}
+"""
+
+CLI_REFUSED = {
+    "peer": (MIXED.replace('"s3cr3t pass"', "PASSWORD"), "bgp.peers.leaves-to-rr.password"),
+    "node mesh": (MESH_PASSWORD, "bgp.nodeMeshPassword"),
+    "bundle peer secret": (PEER_SECRET_BUNDLE, "BGPPeer/to-b.spec.password"),
+}
+
+
+@pytest.mark.parametrize(("text", "location"), list(CLI_REFUSED.values()), ids=list(CLI_REFUSED))
+@pytest.mark.parametrize("password", [TOO_LONG, TOO_LONG_UTF8], ids=["81-bytes", "82-utf8"])
+def test_validate_refuses_a_password_no_key_can_be(
+    tmp_path: Path, text: str, location: str, password: str
+) -> None:
+    result = _validate(tmp_path, text.replace("PASSWORD", _yaml_string(password)))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert location in result.stderr, result.stderr
+    assert "80 bytes" in result.stderr
+    assert password not in result.stderr
+
+
+@pytest.mark.parametrize(("text", "location"), list(CLI_REFUSED.values()), ids=list(CLI_REFUSED))
+def test_validate_accepts_a_password_that_needs_base64(
+    tmp_path: Path, text: str, location: str
+) -> None:
+    result = _validate(tmp_path, text.replace("PASSWORD", _yaml_string('it\'s "ü"\\')))
+    assert result.returncode == 0, result.stderr
 
 
 def test_every_comment_stays_on_one_line() -> None:
