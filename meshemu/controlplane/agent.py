@@ -23,15 +23,18 @@ import socket
 import sys
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
 from typing import Any
 
 from meshemu.controlplane.events import (
+    RecordedPath,
     StateEvent,
     UpdateEvent,
     announce_command,
     parse_message,
+    path_from_json,
+    path_to_json,
     withdraw_command,
 )
 from meshemu.errors import MeshemuError
@@ -116,40 +119,70 @@ class AgentCore:
                     self.adj_out[peer][prefix] = wanted
         return commands
 
-    def restore(self, previous: dict[str, Any]) -> None:
-        """Take over the Adj-RIB-In a previous agent of this node recorded (it was restarted).
+    def restore(self, previous: object) -> None:
+        """Take over what a previous agent of this node recorded (it was restarted): the
+        Adj-RIB-In, what it sent each peer, and the sessions' states.
 
         ExaBGP restarts a dead API process but replays nothing to it; the sessions stayed up,
         so what the last agent learned is still what the peers advertise. A route refresh
         asked of every peer afterwards (see `refresh_commands`) corrects anything missed.
+        What it sent is kept as `RecordedPath`s, so `start` withdraws what this agent no longer
+        wants and announces the rest again. The record is `snapshot`'s form; anything else in
+        it (another version, a cut file, a hand edit) is ignored, entry by entry, never raised.
         """
-        for entry in previous.get("rib", []):
-            peer = entry.get("learned_from")
-            if peer not in self.adj_in:
+        state = previous if isinstance(previous, dict) else {}
+        self._restore_rib(state.get("rib"))
+        self._restore_adj_out(state.get("adj_out"))
+        self._restore_sessions(state.get("sessions"))
+        self._recompute({p for rib in self.adj_in.values() for p in rib})
+
+    def _restore_rib(self, entries: object) -> None:
+        for entry in entries if isinstance(entries, list) else []:
+            peer = entry.get("learned_from") if isinstance(entry, dict) else None
+            path = path_from_json(entry)
+            if not isinstance(peer, str) or peer not in self.adj_in or path is None:
                 continue
-            self.adj_in[peer][entry["prefix"]] = Path(
-                prefix=entry["prefix"],
-                next_hop=entry["next_hop"],
-                as_path=tuple(entry["as_path"]),
-                local_pref=entry["local_pref"],
-                originator_id=entry["originator_id"],
-                cluster_list=tuple(entry["cluster_list"]),
+            self.adj_in[peer][path.prefix] = replace(
+                path,
                 learned_from=peer,
                 learned_router_id=self.router_ids.get(peer, ""),
                 ebgp=self.links[peer].ebgp,
                 from_rr_client=self.links[peer].rr_client,
             )
-        for peer_ip, sent in previous.get("adj_out", {}).items():
-            if peer_ip in self.adj_out and isinstance(sent, dict):
-                for prefix, next_hop in sent.items():
-                    self.adj_out[peer_ip][prefix] = Path(prefix=prefix, next_hop=next_hop)
-        for session in previous.get("sessions", []):
-            peer = self.peers.get(session["peer_ip"])
-            if peer is not None:
-                peer.state = "up" if session["state"] == "established" else session["state"]
-                peer.since, peer.reason = session["since"], session["info"]
-                peer.received = len(self.adj_in.get(peer.peer_ip, {}))
-        self._recompute({p for rib in self.adj_in.values() for p in rib})
+
+    def _restore_adj_out(self, sent: object) -> None:
+        for peer_ip, entries in (sent if isinstance(sent, dict) else {}).items():
+            if peer_ip not in self.adj_out or not isinstance(entries, list):
+                continue
+            for entry in entries:
+                path = path_from_json(entry)
+                if path is not None:
+                    self.adj_out[peer_ip][path.prefix] = RecordedPath.of(path)
+
+    def _restore_sessions(self, sessions: object) -> None:
+        # The states `snapshot` writes (ExaBGP reports connected, up and down; up is written
+        # as established).
+        recorded_states = ("idle", "connected", "established", "down")
+        for session in sessions if isinstance(sessions, list) else []:
+            if not isinstance(session, dict):
+                continue
+            peer_ip, state = session.get("peer_ip"), session.get("state")
+            since, info = session.get("since"), session.get("info")
+            peer = self.peers.get(peer_ip) if isinstance(peer_ip, str) else None
+            if (
+                peer is None
+                or not isinstance(state, str)
+                or state not in recorded_states
+                or isinstance(since, bool)  # a bool is an int to Python, never a time
+                or not isinstance(since, int | float)
+                # A Unix time; a comparison, not math.isfinite, which overflows on a huge int.
+                or not 0 <= since < 1e12
+                or not isinstance(info, str)
+            ):
+                continue
+            peer.state = "up" if state == "established" else state
+            peer.since, peer.reason = float(since), info
+            peer.received = len(self.adj_in.get(peer.peer_ip, {}))
 
     def refresh_commands(self) -> list[str]:
         """Ask every established peer to send its routes again (BGP route refresh)."""
@@ -231,7 +264,12 @@ class AgentCore:
                 for p in self.peers.values()
             ],
             "rib": rib,
-            "adj_out": {peer: sorted(paths) for peer, paths in sorted(self.adj_out.items())},
+            # What was sent each peer, with the attributes a withdrawal or a comparison needs
+            # (`restore` reads it back).
+            "adj_out": {
+                peer: [path_to_json(path) for _, path in sorted(paths.items())]
+                for peer, paths in sorted(self.adj_out.items())
+            },
         }
 
 

@@ -3,7 +3,9 @@
 Owns the wire format between ExaBGP 5.0 and the agent (pure, unit-testable): `state` messages
 (connected / up / down with a reason), `update` messages (announce per family and next hop with
 the path attributes, withdraw, end-of-RIB), and the text commands the agent writes back
-(`neighbor <peer> announce route ... originator-id ... cluster-list [...]`, `... withdraw route`).
+(`neighbor <peer> announce route ... originator-id ... cluster-list [...]`, `... withdraw route`),
+and the JSON form in which the agent records the paths it sent (`path_to_json`,
+`path_from_json`: a restarted agent reads them back from its state file).
 
 `parse_message` is called on every line ExaBGP writes and the agent has no handler around it,
 so it never raises: a line that is not a JSON object is None, and a JSON object of a shape
@@ -21,7 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
 from meshemu.model.bgp import DEFAULT_LOCAL_PREF, Path
@@ -62,7 +64,8 @@ Event = StateEvent | UpdateEvent | OtherEvent
 
 
 class _Malformed(ValueError):
-    """A field of a message is not what ExaBGP writes; caught only in `parse_message`."""
+    """A field is not of the shape it must have; caught only in `parse_message` and
+    `path_from_json`."""
 
 
 # -- shape checks: each returns the value in the type it promises, or raises _Malformed ---------
@@ -108,17 +111,20 @@ def _ip_text(value: object, what: str, parse: Callable[[str], T]) -> T:
         raise _Malformed(f"{what} {value!r} is not an IP address") from None
 
 
-def _prefix(nlri: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    """An NLRI: `{"nlri": "<prefix>", ...}` or, compact, the bare prefix text."""
-    text = nlri.get("nlri") if isinstance(nlri, dict) else nlri
-    # strict: an NLRI with host bits set is not a block any node announces.
-    network = _ip_text(text, "nlri", lambda t: ipaddress.ip_network(t, strict=True))
+def _network(text: object, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    # strict: a prefix with host bits set is not a block any node announces.
+    network = _ip_text(text, what, lambda t: ipaddress.ip_network(t, strict=True))
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.scope_id:
-        raise _Malformed(f"nlri {text!r} carries a scope")
+        raise _Malformed(f"{what} {text!r} carries a scope")
     return network
 
 
-def _next_hop(text: str, version: int) -> str:
+def _prefix(nlri: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An NLRI: `{"nlri": "<prefix>", ...}` or, compact, the bare prefix text."""
+    return _network(nlri.get("nlri") if isinstance(nlri, dict) else nlri, "nlri")
+
+
+def _next_hop(text: object, version: int) -> str:
     address = _ip_text(text, "next hop", ipaddress.ip_address)
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
         raise _Malformed(f"next hop {text!r} carries a scope")
@@ -137,7 +143,7 @@ def _as_path(attribute: dict[str, object]) -> tuple[int, ...]:
     if raw is None:
         return ()
     if isinstance(raw, list):
-        return tuple(_u32(a, "as-path entry") for a in raw)
+        return _as_numbers(raw)
     if not isinstance(raw, dict):
         raise _Malformed("'as-path' is neither a list nor an object")
     out: list[int] = []
@@ -145,9 +151,12 @@ def _as_path(attribute: dict[str, object]) -> tuple[int, ...]:
         segment = raw[key]
         if not isinstance(segment, dict):
             raise _Malformed(f"as-path segment {key!r} is not an object")
-        values = _list(segment.get("value", []), f"as-path segment {key!r} value")
-        out += [_u32(a, "as-path entry") for a in values]
+        out += _as_numbers(_list(segment.get("value", []), f"as-path segment {key!r} value"))
     return tuple(out)
+
+
+def _as_numbers(values: list[object]) -> tuple[int, ...]:
+    return tuple(_u32(a, "as-path entry") for a in values)
 
 
 def _segment_position(key: str) -> int:
@@ -162,13 +171,11 @@ def _local_pref(attribute: dict[str, object]) -> int:
     return _u32(attribute["local-preference"], "'local-preference'")
 
 
-def _originator_id(attribute: dict[str, object]) -> str | None:
-    value = attribute.get("originator-id")
+def _originator_id(value: object) -> str | None:
     return None if value is None else _ipv4(value, "'originator-id'")
 
 
-def _cluster_list(attribute: dict[str, object]) -> tuple[str, ...]:
-    value = attribute.get("cluster-list", [])
+def _cluster_list(value: object) -> tuple[str, ...]:
     return tuple(_ipv4(c, "cluster-list entry") for c in _list(value, "'cluster-list'"))
 
 
@@ -178,7 +185,8 @@ def _cluster_list(attribute: dict[str, object]) -> tuple[str, ...]:
 def _announced(update: dict[str, object]) -> list[Path]:
     attribute = _obj(update, "attribute")
     as_path, local_pref = _as_path(attribute), _local_pref(attribute)
-    originator_id, cluster_list = _originator_id(attribute), _cluster_list(attribute)
+    originator_id = _originator_id(attribute.get("originator-id"))
+    cluster_list = _cluster_list(attribute.get("cluster-list", []))
     paths = []
     for family, by_next_hop in _obj(update, "announce").items():
         if not isinstance(by_next_hop, dict):
@@ -263,3 +271,55 @@ def announce_command(peer: str, path: Path) -> str:
 
 def withdraw_command(peer: str, path: Path) -> str:
     return f"neighbor {peer} withdraw route {path.prefix} next-hop {path.next_hop}"
+
+
+# -- the agent's record of the paths it sent (agent.json's adj_out) ----------------------------
+
+
+class RecordedPath(Path):
+    """A path a previous agent of the node recorded as sent to a peer.
+
+    It never equals a `Path` this agent computes (a dataclass compares equal to its own class
+    only), so after a takeover the agent announces everything it wants again, and withdraws
+    what it no longer wants: the record can lag behind what was written to ExaBGP, and a
+    restarted ExaBGP holds nothing at all.
+    """
+
+    @classmethod
+    def of(cls, path: Path) -> RecordedPath:
+        return cls(**{f.name: getattr(path, f.name) for f in fields(path)})
+
+
+def path_to_json(path: Path) -> dict[str, object]:
+    """The attributes a path carries on the wire, as the agent records them."""
+    return {
+        "prefix": path.prefix,
+        "next_hop": path.next_hop,
+        "as_path": list(path.as_path),
+        "local_pref": path.local_pref,
+        "originator_id": path.originator_id,
+        "cluster_list": list(path.cluster_list),
+    }
+
+
+def path_from_json(data: object) -> Path | None:
+    """`path_to_json`'s form back (a RIB entry of agent.json has these keys too), checked like
+    a message from ExaBGP; None for anything of another shape, never an exception."""
+    if not isinstance(data, dict):
+        return None
+    try:
+        return _recorded(data)
+    except _Malformed:
+        return None
+
+
+def _recorded(data: dict[str, object]) -> Path:
+    prefix = _network(data.get("prefix"), "prefix")
+    return Path(
+        prefix=str(prefix),
+        next_hop=_next_hop(data.get("next_hop"), prefix.version),
+        as_path=_as_numbers(_list(data.get("as_path"), "as_path")),
+        local_pref=_u32(data.get("local_pref"), "local_pref"),
+        originator_id=_originator_id(data.get("originator_id")),
+        cluster_list=_cluster_list(data.get("cluster_list")),
+    )

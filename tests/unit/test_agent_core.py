@@ -16,6 +16,8 @@ from pathlib import Path as FsPath
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from meshemu.controlplane.agent import AgentCore
 from meshemu.controlplane.events import StateEvent, UpdateEvent
@@ -86,9 +88,12 @@ def _plan_text(text: str) -> LabPlan:
     return build_plan(load_topology_text(text, "test.yaml", "test"))
 
 
+REFLECTORS_PLAN = _plan_text(REFLECTORS)
+
+
 @pytest.fixture(scope="module")
 def reflectors() -> LabPlan:
-    return _plan_text(REFLECTORS)
+    return REFLECTORS_PLAN
 
 
 @pytest.fixture(scope="module")
@@ -484,13 +489,6 @@ def test_a_restarted_reflector_goes_on_reflecting(reflectors: LabPlan) -> None:
     assert new.route(FOREIGN) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="AgentCore.snapshot writes adj_out as {peer: [prefix, ...]} but AgentCore.restore "
-    "reads it only when it is {peer: {prefix: next_hop}} (isinstance(sent, dict)), so a "
-    "restarted agent forgets what its predecessor announced and start() never withdraws a "
-    "block the node no longer owns",
-)
 def test_after_takeover_start_withdraws_what_the_node_no_longer_announces(
     reflectors: LabPlan,
 ) -> None:
@@ -505,6 +503,175 @@ def test_after_takeover_start_withdraws_what_the_node_no_longer_announces(
     commands = new.start()
     for peer in (RR1, RR2, RR3):
         assert withdrawn_from(commands, peer) == {block}, peer
+    assert new.snapshot()["adj_out"] == {RR1: [], RR2: [], RR3: []}
+
+
+def test_after_takeover_a_reflector_withdraws_a_route_it_no_longer_has(
+    reflectors: LabPlan,
+) -> None:
+    """The record holds reflected paths with all their attributes, and the withdrawal goes
+    out with the next hop they were announced with."""
+    core, _ = started(reflectors, "rr1")
+    announce(core, C1, Path(FOREIGN, C1))
+    state = core.snapshot()
+    assert {p["prefix"] for p in state["adj_out"][C2]} >= {FOREIGN}
+    for entry in state["rib"]:  # the new agent never heard of FOREIGN
+        entry["learned_from"] = None if entry["prefix"] == FOREIGN else entry["learned_from"]
+    new = make_core(reflectors, "rr1")
+    new.restore(json.loads(json.dumps(state)))
+    commands = new.start()
+    assert f"neighbor {C2} withdraw route {FOREIGN} next-hop {C1}" in commands
+    assert withdrawn_from(commands, C1) == set()  # never sent back to where it came from
+
+
+def test_the_record_of_what_was_sent_is_json_with_every_attribute(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    announce(core, C1, Path(FOREIGN, C1, as_path=(65001,), local_pref=150))
+    adj_out = json.loads(json.dumps(core.snapshot()))["adj_out"]
+    (to_c2,) = [p for p in adj_out[C2] if p["prefix"] == FOREIGN]
+    assert to_c2 == {
+        "prefix": FOREIGN,
+        "next_hop": C1,
+        "as_path": [65001],
+        "local_pref": 150,
+        "originator_id": C1,
+        "cluster_list": [CLUSTER],
+    }
+    assert all(entry["prefix"] != FOREIGN for entry in adj_out[C1])
+
+
+def test_a_restored_record_round_trips(reflectors: LabPlan) -> None:
+    core, _ = started(reflectors, "rr1")
+    announce(core, C1, Path(FOREIGN, C1, as_path=(65001,)))
+    new = _restarted(reflectors, "rr1", core)
+    assert new.snapshot()["adj_out"] == core.snapshot()["adj_out"]
+    new.start()  # announces again what it wants: the record is the same afterwards
+    assert new.snapshot()["adj_out"] == core.snapshot()["adj_out"]
+
+
+def _fresh_view(core: AgentCore) -> tuple[object, ...]:
+    state = core.snapshot()
+    sessions = [(s["peer_ip"], s["state"], s["info"]) for s in state["sessions"]]
+    return state["rib"], state["adj_out"], sessions, core.start()
+
+
+_GOOD_RIB = {
+    "prefix": FOREIGN,
+    "next_hop": C2,
+    "learned_from": RR1,
+    "as_path": [],
+    "local_pref": 100,
+    "originator_id": C2,
+    "cluster_list": [CLUSTER],
+    "best": True,
+}
+
+
+def _with(**changes: object) -> dict[str, object]:
+    return {**_GOOD_RIB, **changes}
+
+
+# Agent states of other shapes (another version, a cut file, a hand edit): restore ignores
+# what it does not expect and never raises.
+FOREIGN_STATES: dict[str, object] = {
+    "not an object": [1, 2],
+    "null": None,
+    "text": "agent",
+    "rib is a number": {"rib": 5},
+    "rib entries of every wrong kind": {
+        "rib": [
+            5,
+            "x",
+            None,
+            [],
+            {"learned_from": RR1},
+            _with(prefix="garbage"),
+            _with(prefix=None),
+            _with(prefix="10.99.0.1/26"),
+            _with(next_hop="not-an-address"),
+            _with(next_hop="fd00::1"),
+            _with(as_path=["x"]),
+            _with(as_path=5),
+            _with(local_pref="high"),
+            _with(local_pref=None),
+            _with(local_pref=True),
+            _with(originator_id=5),
+            _with(cluster_list="244.0.0.1"),
+            _with(learned_from=["x"]),
+            _with(learned_from="10.9.9.9"),  # not a peer of this node
+        ]
+    },
+    "adj_out is a list": {"adj_out": [1]},
+    "adj_out of prefixes (the old form)": {"adj_out": {RR1: ["10.99.0.0/26"]}},
+    "adj_out of prefix to next hop": {"adj_out": {RR1: {"10.99.0.0/26": C1}}},
+    "adj_out entries of the wrong kind": {
+        "adj_out": {RR1: "x", RR2: [5, {"prefix": "10.99.0.0/26"}, _with(next_hop=None)]}
+    },
+    "adj_out for a peer it does not have": {"adj_out": {"10.9.9.9": [_GOOD_RIB], "5": 5}},
+    "sessions is an object": {"sessions": {"peer_ip": RR1}},
+    "sessions entries of every wrong kind": {
+        "sessions": [
+            5,
+            {"peer_ip": RR1},
+            {"peer_ip": [RR1], "state": "down", "since": 1.0, "info": ""},
+            {"peer_ip": RR1, "state": 5, "since": 1.0, "info": ""},
+            {"peer_ip": RR1, "state": "exploded", "since": 1.0, "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": "yesterday", "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": True, "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": 10**400, "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": float("nan"), "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": float("inf"), "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": -1, "info": ""},
+            {"peer_ip": RR1, "state": "down", "since": 1.0, "info": 5},
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("state", list(FOREIGN_STATES.values()), ids=list(FOREIGN_STATES))
+def test_restore_ignores_a_state_of_another_shape(reflectors: LabPlan, state: Any) -> None:
+    new = make_core(reflectors, "c1")
+    new.restore(state)
+    assert _fresh_view(new) == _fresh_view(make_core(reflectors, "c1"))
+
+
+def test_restore_keeps_the_good_entries_among_bad_ones(reflectors: LabPlan) -> None:
+    new = make_core(reflectors, "c1")
+    session = {"peer_ip": RR3, "state": "down", "since": 5.0, "info": "gone"}
+    new.restore({"rib": [5, _with(prefix="garbage"), _GOOD_RIB], "sessions": [5, session]})
+    assert new.route(FOREIGN) is not None
+    (rr3,) = [s for s in new.snapshot()["sessions"] if s["peer_ip"] == RR3]
+    assert (rr3["state"], rr3["since"], rr3["info"]) == ("down", 5.0, "gone")
+
+
+JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=6)
+    | st.sampled_from([RR1, C1, FOREIGN, "established", "10.244.0.0/26"]),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                ["rib", "adj_out", "sessions", *_GOOD_RIB, "peer_ip", "state", "since", "info", RR1]
+            ),
+            children,
+            max_size=6,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None, derandomize=True)
+@given(JSON)
+def test_restore_never_raises(state: object) -> None:
+    new = make_core(REFLECTORS_PLAN, "c1")
+    new.restore(state)
+    new.start()
+    json.dumps(new.snapshot())
 
 
 # --- converged lab: the agents' routes are the plan's FIB ----------------------------------------

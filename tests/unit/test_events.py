@@ -22,10 +22,13 @@ from hypothesis import strategies as st
 
 from meshemu.controlplane.events import (
     OtherEvent,
+    RecordedPath,
     StateEvent,
     UpdateEvent,
     announce_command,
     parse_message,
+    path_from_json,
+    path_to_json,
     withdraw_command,
 )
 from meshemu.model.bgp import Path
@@ -652,3 +655,52 @@ def test_withdraw_round_trip_through_exabgp(path: Path) -> None:
     assert isinstance(event, UpdateEvent)
     assert event.withdrawn == (path.prefix,)
     assert event.announced == ()
+
+
+# --- the agent's record of the paths it sent -----------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(paths())
+def test_a_recorded_path_reads_back_unchanged(path: Path) -> None:
+    assert path_from_json(json.loads(json.dumps(path_to_json(path)))) == path
+
+
+def test_a_recorded_path_never_equals_a_computed_one() -> None:
+    """So an agent that took over sends again what it wants, even what was recorded as sent."""
+    path = Path("10.1.0.0/24", "10.0.0.2", as_path=(1,), originator_id="10.0.0.9")
+    recorded = RecordedPath.of(path)
+    assert recorded != path and path != recorded
+    assert recorded == RecordedPath.of(path)
+    assert withdraw_command("10.0.0.3", recorded) == withdraw_command("10.0.0.3", path)
+
+
+GOOD_RECORD = path_to_json(Path("10.1.0.0/24", "10.0.0.2", originator_id="10.0.0.9"))
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        None,
+        "10.1.0.0/24",
+        ["10.1.0.0/24", "10.0.0.2"],
+        {},
+        {**GOOD_RECORD, "prefix": "garbage"},
+        {**GOOD_RECORD, "prefix": "10.1.0.1/24"},
+        {**GOOD_RECORD, "next_hop": None},
+        {**GOOD_RECORD, "next_hop": "fd00::2"},
+        {**GOOD_RECORD, "as_path": "1 2"},
+        {**GOOD_RECORD, "as_path": [2**32]},
+        {**GOOD_RECORD, "local_pref": None},
+        {**GOOD_RECORD, "local_pref": False},
+        {**GOOD_RECORD, "originator_id": "fd00::9"},
+        {**GOOD_RECORD, "cluster_list": None},
+        {key: value for key, value in GOOD_RECORD.items() if key != "local_pref"},
+    ],
+)
+def test_a_record_of_another_shape_is_none(record: object) -> None:
+    assert path_from_json(record) is None
+
+
+def test_the_good_record_reads() -> None:
+    assert path_from_json(GOOD_RECORD) == Path("10.1.0.0/24", "10.0.0.2", originator_id="10.0.0.9")
