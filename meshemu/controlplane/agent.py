@@ -28,6 +28,7 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from meshemu.controlplane.events import (
+    OtherEvent,
     RecordedPath,
     StateEvent,
     UpdateEvent,
@@ -322,21 +323,27 @@ class Runtime:
 
         try:
             previous = json.loads(self.out_file.read_text())
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return
-        if previous.get("pid") == os.getpid():
+        if not isinstance(previous, dict) or previous.get("pid") == os.getpid():
             return
         self.restarted = True
         self.core.restore(previous)
-        for entry in previous.get("fib") or []:
+        fib = previous.get("fib")
+        for entry in fib if isinstance(fib, list) else []:
             try:
                 route = FibRoute.from_json(entry, "agent.json fib")
             except MeshemuError:
                 continue  # not a route this agent wrote: program it afresh
             self.programmed[route.prefix] = route
+        # What the previous agent recorded is what it meant to program, not what the kernel
+        # holds now (it may have died between a change and its write, or the node's namespace
+        # was rebuilt): program every one of those routes again, once.
+        self.reprogram = set(self.programmed)
         self.core.dirty |= set(self.programmed)
+        errors = previous.get("errors")
         self.errors = [
-            *previous.get("errors", [])[-10:],
+            *[e for e in (errors if isinstance(errors, list) else []) if isinstance(e, str)][-10:],
             f"{time.strftime('%H:%M:%S')} agent restarted (previous pid {previous.get('pid')})",
         ]
 
@@ -528,6 +535,8 @@ class Runtime:
                     self.state_pending = True
                 elif isinstance(event, UpdateEvent):
                     commands += self.core.on_update(event)
+                elif isinstance(event, OtherEvent) and event.problem:
+                    self._error(f"ignored a message from ExaBGP: {event.problem}")
             self.send(commands)
             self.sync_fib()
             self.write_state()
@@ -541,7 +550,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     pid_file = args.state / "nodes" / args.node / "agent.pid"
     pid_file.write_text(f"{os.getpid()}\n")
-    return Runtime(args.state, args.node).run()
+    runtime = Runtime(args.state, args.node)
+    try:
+        return runtime.run()
+    finally:
+        runtime.write_state(force=True)  # SIGTERM included: the successor starts from here
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle
+from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle, netns_inode
 from meshemu.errors import DataplaneError
 
 SOCKET_NAME = "fib.sock"
@@ -30,10 +30,8 @@ SOCKET_NAME = "fib.sock"
 def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
     """One change: {"netns", "op": replace|del, "prefix", "type", "via", "dev", "onlink"}."""
     netns = str(request["netns"])
-    handle = handles.get(netns)
-    if handle is None:
-        handle = handles[netns] = NetnsHandle(netns)
     try:
+        handle = _handle(handles, netns)
         handle.route(
             str(request["op"]),
             str(request["prefix"]),
@@ -44,9 +42,24 @@ def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
             proto=RTPROT_MESHEMU,
         )
     except DataplaneError as err:
-        handle._index.clear()  # an interface may have been recreated (tunl0 restarting)
+        if netns in handles:
+            handles[netns]._index.clear()  # an interface may be new (tunl0 restarting)
         return f"error {err}"
     return "ok"
+
+
+def _handle(handles: dict[str, NetnsHandle], netns: str) -> NetnsHandle:
+    """The open handle of `netns`, opened again when the namespace of that name is a new one
+    (`repair` rebuilt a node): a handle on the old one would program a namespace nobody sees."""
+    inode = netns_inode(netns)
+    handle = handles.get(netns)
+    if handle is not None and handle.inode != inode:
+        handle.close()
+        handle = None
+    if handle is None:
+        handle = handles[netns] = NetnsHandle(netns)
+        handle.inode = inode
+    return handle
 
 
 def serve(state_dir: Path) -> int:

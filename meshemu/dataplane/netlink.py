@@ -50,6 +50,7 @@ class NetnsHandle:
         except (OSError, NetlinkError) as err:
             raise DataplaneError(f"cannot open namespace {name}: {err}") from err
         self._index: dict[str, int] = {}
+        self.inode = netns_inode(name) if name else None  # which namespace of that name
 
     def close(self) -> None:
         self.ipr.close()
