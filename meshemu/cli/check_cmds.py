@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,26 +14,15 @@ from meshemu.report.lab_text import render_observed_matrix
 from meshemu.report.terminal import render_report
 from meshemu.scenario.model import load_scenario
 from meshemu.scenario.runner import Runner
-from meshemu.verify.checks import verify_results
-from meshemu.verify.observe import observe, take_snapshot
-from meshemu.verify.results import Report
+from meshemu.verify.observe import take_snapshot
+from meshemu.verify.run import verify_lab
 from meshemu.verify.snapshot import diff_snapshots, read_snapshot, render_diff, write_snapshot
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     state = resolve_lab(args.lab)
-    started = time.monotonic()
     plan = state.plan()
-    observation = observe(state, plan, dataplane=not args.no_dataplane)
-    # Failing checks first, so the first lines say what is wrong.
-    results = sorted(verify_results(plan, observation), key=lambda r: r.ok)
-    report = Report(
-        f"verify lab {state.name}",
-        state.name,
-        tuple(results),
-        round(time.monotonic() - started, 3),
-        {"lab": state.name, "nodes": str(len(plan.nodes))},
-    )
+    report, observation = verify_lab(state, plan, dataplane=not args.no_dataplane)
     write_reports(report, args.json_file, args.junit)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +20,8 @@ from meshemu.report.lab_text import render_observed_matrix, render_routes, rende
 from meshemu.report.plan_text import plan_summary
 from meshemu.report.terminal import render_report
 from meshemu.state import LabState, check_lab_name, list_labs
-from meshemu.verify.checks import verify_results
-from meshemu.verify.observe import observe
-from meshemu.verify.results import Report
 from meshemu.verify.routes import route_rows
+from meshemu.verify.run import verify_lab
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -140,21 +137,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         state = LabState(plan.name)
         say("")
         say(render_status(lab_status(state)))
-        started = time.monotonic()
-        observation = observe(state, plan)
-        results = sorted(verify_results(plan, observation), key=lambda r: r.ok)
-        report = Report(
-            f"verify lab {plan.name}",
-            plan.name,
-            tuple(results),
-            round(time.monotonic() - started, 3),
-            {"lab": plan.name},
-        )
+        report, observation = verify_lab(state, plan)
         say("")
         say(render_observed_matrix(plan, observation.matrix))
         say("")
         say(render_report(report))
-        cells = [r for r in results if r.category == "dataplane"]
+        cells = [r for r in report.results if r.category == "dataplane"]
         ok = result.converged and report.ok
         say(
             f"RESULT: {'PASS' if ok else 'FAIL'}: up and converged in "

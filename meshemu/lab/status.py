@@ -1,6 +1,6 @@
 """What `meshemu status` shows: per node its sessions, its processes (alive or dead), its pods.
 
-Owns reading a running lab's health from its state folder and the kernel's namespace list:
+Owns shaping a running lab's status from its state folder and the health `verify.observe` reads:
 the plan (typed), each agent's reported sessions, and whether each recorded process (route
 programmer, speakers, agents, tunnels) still runs and each namespace still exists. It names
 what is dead; it changes nothing.
@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshemu.dataplane.netlink import netns_exists
-from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.plan import NodePlan
 from meshemu.state import LabState
-from meshemu.verify.observation import reported_sessions
+from meshemu.verify.observation import NodeHealth, reported_sessions
+from meshemu.verify.observe import observe_health
 
 RUNNING, DEAD, NONE = "running", "dead", "none"
 
@@ -52,37 +52,43 @@ class NodeStatus:
     ipv4: str | None
     ipv6: str | None
     subnet: str
-    netns_present: bool
-    speaker: str
-    agent: str
-    tunnel: str  # running | dead | none (no user-space tunnel for this node)
+    health: NodeHealth
     sessions: tuple[SessionStatus, ...]
     pods: tuple[PodStatus, ...]
     agent_errors: tuple[str, ...]
 
+    @property
+    def speaker(self) -> str:
+        return _word(self.health.speaker)
+
+    @property
+    def agent(self) -> str:
+        return _word(self.health.agent)
+
+    @property
+    def tunnel(self) -> str:
+        """running | dead | none (the node has no user-space tunnel)."""
+        return NONE if self.health.tunnel is None else _word(self.health.tunnel)
+
     def problems(self) -> list[str]:
-        """What is dead or missing on this node, in words."""
-        out = [] if self.netns_present else [f"{self.name}: namespace {self.netns} is gone"]
-        out += [
-            f"{self.name}: {what} dead"
-            for what, value in (
-                ("speaker", self.speaker),
-                ("agent", self.agent),
-                ("tunnel", self.tunnel),
-            )
-            if value == DEAD
-        ]
-        out += [
-            f"{self.name}/{p.name}: namespace {p.netns} is gone" for p in self.pods if not p.present
-        ]
-        return out
+        """What is dead or gone on this node, in words."""
+        return [f"{self.name}: {what}" for what in self.health.dead()]
 
     def to_json(self) -> dict[str, Any]:
-        data = dict(self.__dict__)
-        data["sessions"] = [s.to_json() for s in self.sessions]
-        data["pods"] = [p.to_json() for p in self.pods]
-        data["agent_errors"] = list(self.agent_errors)
-        return data
+        return {
+            "name": self.name,
+            "netns": self.netns,
+            "ipv4": self.ipv4,
+            "ipv6": self.ipv6,
+            "subnet": self.subnet,
+            "netns_present": self.health.netns,
+            "speaker": self.speaker,
+            "agent": self.agent,
+            "tunnel": self.tunnel,
+            "sessions": [s.to_json() for s in self.sessions],
+            "pods": [p.to_json() for p in self.pods],
+            "agent_errors": list(self.agent_errors),
+        }
 
 
 @dataclass(frozen=True)
@@ -123,23 +129,21 @@ def _word(alive: bool) -> str:
     return RUNNING if alive else DEAD
 
 
-def node_status(state: LabState, plan: LabPlan, node: NodePlan, ipip: str) -> NodeStatus:
+def node_status(state: LabState, node: NodePlan, health: NodeHealth) -> NodeStatus:
     agent = state.agent_state(node.name)
     reported = reported_sessions(agent)
-    speaker_alive = state.running(f"speaker:{node.name}")
-    agent_alive = speaker_alive and state.agent_pid(node.name) is not None
     sessions = []
     for s in node.sessions:
         seen = reported.get(s.peer_ip, {})
         if s.peer_node is None:
             word, info = "not emulated", "external peer"
-        elif not speaker_alive:
+        elif not health.speaker:
             word, info = "down", "speaker not running"
-        elif not agent_alive:
+        elif not health.agent:
             word, info = "unknown", "agent not running"
         else:
             word, info = str(seen.get("state", "idle")), str(seen.get("info", ""))
-        since = seen.get("since") if speaker_alive else None
+        since = seen.get("since") if health.speaker else None
         sessions.append(
             SessionStatus(
                 s.peer_ip,
@@ -151,20 +155,17 @@ def node_status(state: LabState, plan: LabPlan, node: NodePlan, ipip: str) -> No
                 info,
             )
         )
-    has_tunnel = ipip == "userspace" and node.ipv4 is not None
     return NodeStatus(
         name=node.name,
         netns=node.netns,
         ipv4=node.ipv4,
         ipv6=node.ipv6,
         subnet=node.subnet,
-        netns_present=netns_exists(node.netns),
-        speaker=_word(speaker_alive),
-        agent=_word(agent_alive),
-        tunnel=_word(state.running(f"tunnel:{node.name}")) if has_tunnel else NONE,
+        health=health,
         sessions=tuple(sessions),
         pods=tuple(
-            PodStatus(p.name, p.netns, p.ipv4, p.ipv6, netns_exists(p.netns)) for p in node.pods
+            PodStatus(p.name, p.netns, p.ipv4, p.ipv6, p.name not in health.missing_pods)
+            for p in node.pods
         ),
         agent_errors=tuple(str(e) for e in _errors(agent))[-5:],
     )
@@ -173,6 +174,7 @@ def node_status(state: LabState, plan: LabPlan, node: NodePlan, ipip: str) -> No
 def lab_status(state: LabState) -> LabStatus:
     plan = state.plan()
     summary = state.summary()
+    health = observe_health(state, plan)
     return LabStatus(
         name=state.name,
         phase=summary.phase,
@@ -181,7 +183,7 @@ def lab_status(state: LabState) -> LabStatus:
         topology=summary.topology,
         state_dir=str(state.dir),
         fibd=_word(state.running("fibd")),
-        nodes=tuple(node_status(state, plan, n, summary.ipip) for n in plan.nodes),
+        nodes=tuple(node_status(state, n, health[n.name]) for n in plan.nodes),
     )
 
 

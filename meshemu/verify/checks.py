@@ -78,6 +78,11 @@ def _dead_reason(node: str, health: dict[str, NodeHealth]) -> str | None:
     return None if seen.control_alive else ", ".join(seen.dead())
 
 
+def _not_observed(category: str, node: str, expected: str, why: str) -> CheckResult:
+    """The verdict on a node whose state cannot be observed (its speaker or agent is dead)."""
+    return CheckResult(category, f"{category} {node}", FAIL, expected, "not observed", why, node)
+
+
 def check_sessions(
     plan: LabPlan,
     agents: dict[str, dict[str, Any] | None],
@@ -88,31 +93,14 @@ def check_sessions(
     for node in plan.nodes:
         agent = agents.get(node.name)
         dead = _dead_reason(node.name, health)
+        expected = f"{len(node.expected_up)} sessions Established"
         if dead is not None:
-            results.append(
-                CheckResult(
-                    "sessions",
-                    f"sessions {node.name}",
-                    FAIL,
-                    f"{len(node.expected_up)} sessions Established",
-                    f"not observed: {dead}",
-                    f"{node.name} cannot hold BGP sessions: {dead}",
-                    node.name,
-                )
-            )
+            why = f"{node.name} cannot hold BGP sessions: {dead}"
+            results.append(_not_observed("sessions", node.name, expected, why))
             continue
         if agent is None:
-            results.append(
-                CheckResult(
-                    "sessions",
-                    f"sessions {node.name}",
-                    FAIL,
-                    "an agent state file",
-                    "none",
-                    f"{node.name}'s agent never wrote its state: is it running? (meshemu status)",
-                    node.name,
-                )
-            )
+            why = f"{node.name}'s agent never wrote its state: is it running? (meshemu status)"
+            results.append(_not_observed("sessions", node.name, expected, why))
             continue
         observed = reported_sessions(agent)
         planned = {s.peer_ip: s for s in node.sessions}
@@ -180,18 +168,11 @@ def check_rib(
     for node in plan.nodes:
         dead = _dead_reason(node.name, health)
         if dead is not None:
-            results.append(
-                CheckResult(
-                    "rib",
-                    f"rib {node.name}",
-                    FAIL,
-                    "learned best paths",
-                    f"not observed: {dead}",
-                    f"{node.name}'s BGP table cannot be read: {dead} (its last state file is "
-                    "stale and is not trusted)",
-                    node.name,
-                )
+            why = (
+                f"{node.name}'s BGP table cannot be read: {dead} (its last state file is "
+                "stale and is not trusted)"
             )
+            results.append(_not_observed("rib", node.name, "learned best paths", why))
             continue
         agent = agents.get(node.name) or {}
         best = {p: r for p, r in reported_best_paths(agent).items() if r.get("learned_from")}
@@ -252,17 +233,8 @@ def check_fib(plan: LabPlan, fibs: dict[str, list[FibRoute]]) -> list[CheckResul
     for node in plan.nodes:
         name = f"fib {node.name}"
         if node.name not in fibs:
-            results.append(
-                CheckResult(
-                    "fib",
-                    name,
-                    FAIL,
-                    f"{len(node.fib)} routes as planned",
-                    "not observed",
-                    f"{node.name}'s namespace is gone, so are its routes (meshemu repair)",
-                    node.name,
-                )
-            )
+            why = f"{node.name}'s namespace is gone, so are its routes (meshemu repair)"
+            results.append(_not_observed("fib", node.name, f"{len(node.fib)} routes", why))
             continue
         diff = compare_fib(node.name, node.fib, fibs[node.name], pools)
         if diff.ok:
