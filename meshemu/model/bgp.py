@@ -26,7 +26,7 @@ from meshemu.errors import PlanError
 DEFAULT_LOCAL_PREF = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Path:
     """One path to a prefix as a speaker holds it (own or learned)."""
 
@@ -53,7 +53,7 @@ class Speaker:
     addresses: Mapping[int, str]  # family -> own address
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Link:
     """One session as seen from the speaker: towards `peer_ip`."""
 
@@ -84,6 +84,12 @@ def accept(path: Path, me: Speaker, link: Link) -> bool:
     if me.cluster_id is not None and me.cluster_id in path.cluster_list:
         return False
     return not (link.ebgp and path.as_path.count(link.local_as) > link.allow_local_as)
+
+
+def _receiver_matters(path: Path) -> bool:
+    """Whether `accept` of `path` reads the receiver at all (its router and cluster IDs);
+    if not, every receiver over an equal link decides alike."""
+    return path.originator_id is not None or bool(path.cluster_list)
 
 
 # Parsing address text is the dearest step of the rules; the same few addresses recur in every
@@ -134,25 +140,30 @@ def best_path(paths: Iterable[Path]) -> Path | None:
 
 def export(path: Path, me: Speaker, link: Link) -> Path | None:
     """The path `me` sends over `link`, or None when the rules forbid it."""
-    if not _may_send(path, link.peer_ip):
+    if path.learned_from == link.peer_ip:
+        return None  # never back to the sender
+    if not _same_family(path, link.peer_ip):
         return None
     return _exported(path, me, link)
 
 
-def _may_send(path: Path, peer_ip: str) -> bool:
-    """The export rules that depend on the peer's address; `_exported` reads it nowhere."""
-    if path.learned_from == peer_ip:
-        return False  # never back to the sender
-    # Like Calico's bird/bird6 split, a session carries its own family only.
+def _same_family(path: Path, peer_ip: str) -> bool:
+    """Like Calico's bird/bird6 split, a session carries its own family only."""
     return _address_family(peer_ip) == _prefix_family(path.prefix)
 
 
+def _stays_off_ibgp(path: Path, me: Speaker) -> bool:
+    """`me` passes `path` to no iBGP peer: learned over iBGP by a speaker that reflects
+    nothing (RFC 4271 9.1.1; a reflector may, RFC 4456)."""
+    return path.learned_from is not None and not path.ebgp and me.cluster_id is None
+
+
 def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
-    """The rest of `export`: reflection rules and attributes, the same for every peer address."""
-    own = path.learned_from is None
-    if not own and not path.ebgp and not link.ebgp:
+    """The rest of `export`: reflection rules and attributes. It reads neither the peer's
+    address nor its `allow_local_as`, so sessions that differ only there get the same path."""
+    if not link.ebgp and path.learned_from is not None and not path.ebgp:
         # iBGP-learned towards an iBGP peer: only a reflector may, per RFC 4456.
-        if me.cluster_id is None:
+        if _stays_off_ibgp(path, me):
             return None
         if not path.from_rr_client and not link.rr_client:
             return None
@@ -165,7 +176,7 @@ def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
             as_path=(link.local_as, *path.as_path),
             local_pref=DEFAULT_LOCAL_PREF,
         )
-    if own or path.ebgp or me.cluster_id is None:
+    if path.learned_from is None or path.ebgp or me.cluster_id is None:
         # (A speaker without a cluster ID reaches here only with its own or eBGP routes.)
         return Path(
             prefix=path.prefix,
@@ -196,7 +207,7 @@ def received(path: Path, link: Link, peer_router_id: str) -> Path:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Adjacency:
     """An established session between two speakers, seen from `speaker` towards `peer`."""
 
@@ -209,65 +220,71 @@ class Adjacency:
 Ribs = dict[str, dict[str, tuple[Path, tuple[Path, ...]]]]
 
 
-# One speaker a sender's updates reach over one session: its name, the speaker, its address as
-# the sender peers with it (the sender's `link.peer_ip`) and its own side of the session. A
-# plain tuple: a mesh has one per session, and building them is most of the setup.
-_Receiver = tuple[str, Speaker, str, Link]
+# One speaker a sender's updates reach over one session: its name and its address as the sender
+# peers with it (the sender's `link.peer_ip`). A plain tuple: a mesh has one per session.
+_Receiver = tuple[str, str]
 
 
 @dataclass(frozen=True)
-class _ExportGroup:
-    """A sender's sessions of one family that `_exported` and `received` treat alike.
+class _Fanout:
+    """A sender's sessions of one family that the rules treat alike, so the path each
+    receiver stores and whether it accepts it are decided once for all of them (except where
+    `_receiver_matters`).
 
-    `_exported` reads the link's AS numbers, `rr_client` and `keep_next_hop`, never its peer
-    address; `received` reads the reverse link's peer address, AS numbers and `rr_client`.
-    Sessions equal in those get the same path object, computed once per group.
+    `_exported` reads the link's AS numbers, `rr_client` and `keep_next_hop`; `received` the
+    reverse link's peer address, AS numbers and `rr_client`; `accept` the reverse link's AS
+    numbers and `allow_local_as`. Sessions equal in all of those form one fanout.
     """
 
-    link: Link  # any of the group's links (their differences `_exported` does not read)
-    receivers: tuple[tuple[Link, tuple[_Receiver, ...]], ...]  # per kind of reverse link
+    link: Link  # any of the fanout's links (they differ only where `_exported` does not read)
+    reverse: Link  # any of the receivers' links back (they differ in nothing the rules read)
+    receivers: tuple[_Receiver, ...]
+
+
+# family -> speaker -> peer -> the speaker's link to that peer over an established session
+LinkTable = Mapping[int, Mapping[str, Mapping[str, Link]]]
+
+
+def link_table(adjacencies: Iterable[Adjacency]) -> dict[int, dict[str, dict[str, Link]]]:
+    """The adjacencies by family, speaker and peer. Where one pair has several sessions of one
+    family (two ports), the last one counts, as a round of updates in input order leaves it."""
+    family_of: dict[int, int] = {}  # a mesh has a million adjacencies but few distinct links
+    links: dict[int, dict[str, dict[str, Link]]] = {4: {}, 6: {}}
+    for adj in adjacencies:
+        family = family_of.get(id(adj.link))
+        if family is None:
+            family = family_of[id(adj.link)] = _address_family(adj.link.peer_ip)
+        of_speaker = links[family].get(adj.speaker)
+        if of_speaker is None:
+            of_speaker = links[family][adj.speaker] = {}
+        of_speaker[adj.peer] = adj.link
+    return links
 
 
 class Propagation:
-    """The sessions of a lab arranged for `propagate`: who sends to whom, grouped."""
+    """The sessions of a lab arranged for propagating one prefix at a time."""
 
-    def __init__(self, speakers: Mapping[str, Speaker], adjacencies: Sequence[Adjacency]) -> None:
+    def __init__(self, speakers: Mapping[str, Speaker], links: LinkTable) -> None:
         self.speakers = speakers
-        # Two speakers may share a session per family (IPv4 and IPv6 transport). Where one
-        # pair has several sessions of one family (two ports), the last one's reverse link and
-        # the last adjacency's export win, as a round of updates in input order would leave it.
-        back: dict[tuple[str, str, int], Link] = {
-            (a.speaker, a.peer, _address_family(a.link.peer_ip)): a.link for a in adjacencies
-        }
+        # A session carries updates both ways: a speaker sends to a peer whose link back
+        # (its "reverse") exists, and the receiver stamps the path with that reverse link.
         sends: dict[tuple[str, int], dict[str, tuple[Link, Link]]] = {}
-        for adj in adjacencies:
-            family = _address_family(adj.link.peer_ip)
-            reverse = back.get((adj.peer, adj.speaker, family))
-            if reverse is not None:
-                sends.setdefault((adj.speaker, family), {})[adj.peer] = (adj.link, reverse)
-        self.groups: dict[tuple[str, int], tuple[_ExportGroup, ...]] = {
-            key: self._group(targets) for key, targets in sends.items()
+        for family, by_speaker in links.items():
+            for speaker, peers in by_speaker.items():
+                targets = {
+                    peer: (link, reverse)
+                    for peer, link in peers.items()
+                    if (reverse := by_speaker.get(peer, {}).get(speaker)) is not None
+                }
+                if targets:
+                    sends[(speaker, family)] = targets
+        kinds = _LinkKinds()
+        self.fanouts = {key: kinds.fanouts(targets) for key, targets in sends.items()}
+        # Speakers whose every session of a family is iBGP and that reflect nothing: an
+        # iBGP-learned best path of theirs goes nowhere (`_stays_off_ibgp`).
+        self.ibgp_only = {
+            key: all(not f.link.ebgp for f in fanouts) for key, fanouts in self.fanouts.items()
         }
-
-    def _group(self, targets: Mapping[str, tuple[Link, Link]]) -> tuple[_ExportGroup, ...]:
-        grouped: dict[tuple[object, ...], dict[tuple[object, ...], list[_Receiver]]] = {}
-        links: dict[tuple[object, ...], Link] = {}
-        reverses: dict[tuple[object, ...], Link] = {}
-        for peer, (link, reverse) in targets.items():
-            out_kind = (link.peer_as, link.local_as, link.rr_client, link.keep_next_hop)
-            in_kind = (reverse.peer_ip, reverse.peer_as, reverse.local_as, reverse.rr_client)
-            links.setdefault(out_kind, link)
-            reverses.setdefault(in_kind, reverse)
-            grouped.setdefault(out_kind, {}).setdefault(in_kind, []).append(
-                (peer, self.speakers[peer], link.peer_ip, reverse)
-            )
-        return tuple(
-            _ExportGroup(
-                links[out_kind],
-                tuple((reverses[k], tuple(rs)) for k, rs in by_reverse.items()),
-            )
-            for out_kind, by_reverse in grouped.items()
-        )
 
     def run(
         self, family: int, origin: Mapping[str, Sequence[Path]], max_rounds: int
@@ -279,92 +296,196 @@ class Propagation:
         path changed in the last one sends its new best to its peers; then the receivers
         select again. A speaker whose best did not change would send what its peers hold.
         """
-        adj_in: dict[str, dict[str, Path]] = {}
-        best: dict[str, Path] = {}
+        state = _RunState(family)
+        best = state.best
         for name, paths in origin.items():
             chosen = best_path(paths)
             if chosen is not None:
                 best[name] = chosen
         senders = sorted(best)
-        holding: set[tuple[str, int]] = set()
         for _ in range(max_rounds):
-            touched: set[str] = set()
             for name in senders:
-                self._send(name, best.get(name), family, adj_in, touched, holding)
-            senders = []
-            for name in sorted(touched):
-                chosen = _best_of(origin.get(name, ()), adj_in[name])
-                if chosen != best.get(name):
-                    senders.append(name)
-                    if chosen is None:
-                        del best[name]
-                    else:
-                        best[name] = chosen
+                self._send(name, best.get(name), state)
+            senders = [
+                name
+                for name in sorted(state.touched)
+                if state.reselect(name, origin) and not self._silent(name, state)
+            ]
+            state.touched.clear()
             if not senders:
                 break
         else:
             return None  # best paths still changed in the last round
         out: dict[str, tuple[Path, ...]] = {}
+        single: dict[int, tuple[Path, ...]] = {}  # one shared tuple per lone candidate
         for name in best:
-            candidates = (*origin.get(name, ()), *adj_in.get(name, {}).values())
-            out[name] = (
-                candidates if len(candidates) == 1 else tuple(sorted(candidates, key=_sort_key))
-            )
+            own, learned = origin.get(name, ()), state.adj_in.get(name, {})
+            if not own and len(learned) == 1:
+                (path,) = learned.values()
+                found = single.get(id(path))
+                if found is None:
+                    found = single[id(path)] = (path,)
+                out[name] = found
+            else:
+                out[name] = tuple(sorted((*own, *learned.values()), key=_sort_key))
         return out
 
-    def _send(
+    def _silent(self, name: str, state: _RunState) -> bool:
+        """Whether `name` has nothing to send with its new best path and nothing to take back
+        (every receiver of a route in a mesh): `_send` would change nothing."""
+        key = (name, state.family)
+        path = state.best.get(name)
+        return (
+            path is not None
+            and self.ibgp_only.get(key, True)
+            and _stays_off_ibgp(path, self.speakers[name])
+            and key not in state.holding
+        )
+
+    def _send(self, name: str, path: Path | None, state: _RunState) -> None:
+        """`name` sends `path` (None: withdraws) to its peers of the run's family."""
+        me = self.speakers[name]
+        key = (name, state.family)
+        for fanout in self.fanouts.get(key, ()):
+            out = None
+            if path is not None and _same_family(path, fanout.link.peer_ip):
+                out = _exported(path, me, fanout.link)
+            held = (name, id(fanout))
+            if out is None and held not in state.holding:
+                continue
+            stored = None if out is None else received(out, fanout.reverse, me.router_id)
+            for_all = stored is not None and not _receiver_matters(stored)
+            if for_all and stored is not None and not accept(stored, me, fanout.reverse):
+                stored, for_all = None, False  # (`me` is not read: see `_receiver_matters`)
+            any_stored = self._deliver(name, path, stored, for_all, fanout, state)
+            if any_stored:
+                state.holding.add(held)
+                state.holding.add(key)
+            else:
+                state.holding.discard(held)
+
+    def _deliver(
         self,
         name: str,
         path: Path | None,
-        family: int,
-        adj_in: dict[str, dict[str, Path]],
-        touched: set[str],
-        holding: set[tuple[str, int]],
-    ) -> None:
-        """`name` sends `path` (None: withdraws) to its peers of `family`; record what changed.
-
-        `holding` remembers which of a sender's receiver lists hold a path from it in this
-        run, so that a sender with nothing to send skips the peers that hold nothing from it
-        (in a mesh, every receiver of a route; without this a mesh costs a cube of its size).
-        """
-        me = self.speakers[name]
-        for group in self.groups.get((name, family), ()):
-            out = None if path is None else _exported(path, me, group.link)
-            for reverse, receivers in group.receivers:
-                held = (name, id(receivers))
-                if out is None and held not in holding:
-                    continue
-                stored = None if out is None else received(out, reverse, me.router_id)
-                key = reverse.peer_ip  # the receivers tell their peers apart by address
-                any_stored = False
-                for receiver, speaker, address, back in receivers:
-                    wanted = stored
-                    if wanted is not None and (
-                        path is None
-                        or not _may_send(path, address)
-                        or not accept(wanted, speaker, back)
-                    ):
-                        wanted = None
-                    table = adj_in.setdefault(receiver, {})
-                    current = table.get(key)
-                    any_stored = any_stored or wanted is not None
-                    if wanted is current or wanted == current:
-                        continue
-                    if wanted is None:
-                        del table[key]
-                    else:
-                        table[key] = wanted
-                    touched.add(receiver)
-                if any_stored:
-                    holding.add(held)
-                else:
-                    holding.discard(held)
+        stored: Path | None,
+        for_all: bool,
+        fanout: _Fanout,
+        state: _RunState,
+    ) -> bool:
+        """Put `stored` (None: nothing) into each receiver's Adj-RIB-In under the sender's
+        address as the receiver knows it; whether any receiver holds it now."""
+        key = fanout.reverse.peer_ip
+        sender = path.learned_from if path is not None else None
+        any_stored = False
+        for receiver, address in fanout.receivers:
+            wanted = stored
+            if wanted is not None and (
+                address == sender  # never back to the sender
+                or not (for_all or accept(wanted, self.speakers[receiver], fanout.reverse))
+            ):
+                wanted = None
+            table = state.adj_in.get(receiver)
+            if table is None:
+                table = state.adj_in[receiver] = {}
+            current = table.get(key)
+            if wanted is None:
+                if current is not None:
+                    del table[key]
+                    state.touched.add(receiver)
+                continue
+            any_stored = True
+            if wanted is current or (current is not None and wanted == current):
+                continue
+            table[key] = wanted
+            state.touched.add(receiver)
+        return any_stored
 
 
-def _best_of(own: Sequence[Path], learned: Mapping[str, Path]) -> Path | None:
-    if not own and len(learned) == 1:
-        return next(iter(learned.values()))  # one path: no decision to make
-    return best_path([*own, *learned.values()])
+class _RunState:
+    """What one prefix's run holds: best paths, Adj-RIBs-In, and who changed."""
+
+    def __init__(self, family: int) -> None:
+        self.family = family
+        self.best: dict[str, Path] = {}
+        self.adj_in: dict[str, dict[str, Path]] = {}  # receiver -> sender address -> path
+        self.touched: set[str] = set()
+        # Senders (and their fanouts) some receiver holds a path from: a withdrawal must
+        # visit those, and only those.
+        self.holding: set[object] = set()
+
+    def reselect(self, name: str, origin: Mapping[str, Sequence[Path]]) -> bool:
+        """Select `name`'s best path again; whether it changed."""
+        own, learned = origin.get(name, ()), self.adj_in[name]
+        chosen: Path | None
+        if not own and len(learned) == 1:
+            (chosen,) = learned.values()  # one path: no decision to make
+        else:
+            chosen = best_path([*own, *learned.values()])
+        previous = self.best.get(name)
+        if chosen is previous or (chosen is not None and chosen == previous):
+            return False
+        if chosen is None:
+            del self.best[name]
+        else:
+            self.best[name] = chosen
+        return True
+
+
+class _LinkKinds:
+    """Groups a sender's sessions into fanouts by what the rules read of their links
+    (`_Fanout`), each distinct link object looked at once."""
+
+    def __init__(self) -> None:
+        self.numbers: dict[tuple[object, ...], int] = {}
+        self.out_kind: dict[int, int] = {}
+        self.in_kind: dict[int, int] = {}
+
+    def _number(self, fields: tuple[object, ...]) -> int:
+        return self.numbers.setdefault(fields, len(self.numbers))
+
+    def kind(self, link: Link, reverse: Link) -> tuple[int, int]:
+        out = self.out_kind.get(id(link))
+        if out is None:
+            out = self.out_kind[id(link)] = self._number(
+                ("out", link.peer_as, link.local_as, link.rr_client, link.keep_next_hop)
+            )
+        back = self.in_kind.get(id(reverse))
+        if back is None:
+            back = self.in_kind[id(reverse)] = self._number(
+                (
+                    "in",
+                    reverse.peer_ip,
+                    reverse.peer_as,
+                    reverse.local_as,
+                    reverse.rr_client,
+                    reverse.allow_local_as,
+                )
+            )
+        return (out, back)
+
+    def fanouts(self, targets: Mapping[str, tuple[Link, Link]]) -> tuple[_Fanout, ...]:
+        kinds = [self.kind(link, reverse) for link, reverse in targets.values()]
+        if kinds and kinds.count(kinds[0]) == len(kinds):  # one kind: all peers alike (a mesh)
+            link, reverse = next(iter(targets.values()))
+            receivers = tuple((peer, pair[0].peer_ip) for peer, pair in targets.items())
+            return (_Fanout(link, reverse, receivers),)
+        grouped: dict[tuple[int, int], list[_Receiver]] = {}
+        first: dict[tuple[int, int], tuple[Link, Link]] = {}
+        for (peer, (link, reverse)), kind in zip(targets.items(), kinds, strict=True):
+            receivers_of = grouped.get(kind)
+            if receivers_of is None:
+                receivers_of = grouped[kind] = []
+                first[kind] = (link, reverse)
+            receivers_of.append((peer, link.peer_ip))
+        return tuple(
+            _Fanout(first[kind][0], first[kind][1], tuple(receivers_of))
+            for kind, receivers_of in grouped.items()
+        )
+
+
+# prefix -> speaker -> (best path, every candidate path, best first)
+RibsByPrefix = dict[str, dict[str, tuple[Path, tuple[Path, ...]]]]
 
 
 def propagate(
@@ -375,11 +496,29 @@ def propagate(
 ) -> Ribs:
     """Run BGP to a fixpoint; per speaker, per prefix: (best path, all candidate paths).
 
-    Prefixes originated alike (the same speakers with the same paths but for the prefix)
-    propagate alike, so each such set is run once. Raises PlanError when a prefix still changes
-    after `max_rounds` rounds: its RIBs oscillate, and no plan can say what they hold.
+    Raises PlanError when a prefix still changes after `max_rounds` rounds: its RIBs
+    oscillate, and no plan can say what they hold.
     """
-    network = Propagation(speakers, adjacencies)
+    result: Ribs = {name: {} for name in speakers}
+    by_prefix = propagate_links(speakers, link_table(adjacencies), originated, max_rounds)
+    for prefix, ribs in by_prefix.items():
+        for name, entry in ribs.items():
+            result[name][prefix] = entry
+    return result
+
+
+def propagate_links(
+    speakers: Mapping[str, Speaker],
+    links: LinkTable,
+    originated: Mapping[str, Sequence[Path]],
+    max_rounds: int = 64,
+) -> RibsByPrefix:
+    """`propagate` over a `link_table`, its result by prefix (what a planner walks).
+
+    Prefixes originated alike (the same speakers with the same paths but for the prefix)
+    propagate alike, so each such set is run once.
+    """
+    network = Propagation(speakers, links)
     groups: dict[tuple[int, object], list[tuple[str, dict[str, list[Path]]]]] = {}
     for prefix, origin in _origins(speakers, originated).items():
         signature = (
@@ -390,8 +529,7 @@ def propagate(
             ),
         )
         groups.setdefault(signature, []).append((prefix, origin))
-    result: Ribs = {name: {} for name in speakers}
-    shared: dict[tuple[int, ...], tuple[Path, tuple[Path, ...]]] = {}
+    result: RibsByPrefix = {}
     for (family, _), members in groups.items():
         first_prefix, first_origin = members[0]
         ribs = network.run(family, first_origin, max_rounds)
@@ -401,18 +539,27 @@ def propagate(
                 f"{max_rounds} rounds, so the lab's routes cannot be predicted"
             )
         for prefix, _origin in members:
-            renamed: dict[int, Path] = {}
-            for name, candidates in ribs.items():
-                if prefix != first_prefix:
-                    candidates = tuple(_renamed(p, prefix, renamed) for p in candidates)
-                # Many speakers hold the very same candidates (a mesh: the owner's path):
-                # one tuple for all of them keeps the result's memory linear.
-                key = tuple(id(p) for p in candidates)
-                entry = shared.get(key)
-                if entry is None:
-                    entry = shared[key] = (candidates[0], candidates)
-                result[name][prefix] = entry
+            result[prefix] = _entries(ribs, prefix, first_prefix)
     return result
+
+
+def _entries(
+    ribs: Mapping[str, tuple[Path, ...]], prefix: str, ran_as: str
+) -> dict[str, tuple[Path, tuple[Path, ...]]]:
+    """Each speaker's (best, candidates) for `prefix` from a run made for `ran_as`. Speakers
+    holding the very same candidates (a mesh: every receiver holds the owner's path) share
+    one pair, which keeps the result's memory linear."""
+    renamed: dict[int, Path] = {}
+    shared: dict[int, tuple[Path, tuple[Path, ...]]] = {}
+    out = {}
+    for name, candidates in ribs.items():
+        entry = shared.get(id(candidates))
+        if entry is None:
+            if prefix != ran_as:
+                candidates = tuple(_renamed(p, prefix, renamed) for p in candidates)
+            entry = shared[id(ribs[name])] = (candidates[0], candidates)
+        out[name] = entry
+    return out
 
 
 def _origins(

@@ -169,7 +169,7 @@ class Block:
     pool: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RibEntry:
     """A best path in a node's Loc-RIB, as the plan expects it."""
 

@@ -53,7 +53,7 @@ def block_has_blackhole(cidr: str) -> bool:
     return network.prefixlen != network.max_prefixlen
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FibRoute:
     """One expected (or observed) kernel route of a node."""
 

@@ -17,7 +17,9 @@ Sessions are unique per (peer address, port); the first rule that creates one wi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+import ipaddress
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +48,7 @@ class SessionNode:
         return self.ipv4 if family == 4 else self.ipv6
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Session:
     """One BGP session of one node, with the reason it exists."""
 
@@ -189,60 +191,94 @@ def plan_sessions(nodes: Sequence[SessionNode], bgp: BgpSpec) -> dict[str, tuple
         str(addr): node for node in nodes for addr in (node.ipv4, node.ipv6) if addr is not None
     }
     scopes = {name: _PeerScope(peer) for name, peer in sorted(bgp.peers.items())}
-    mesh_restart = parse_duration(bgp.node_mesh_max_restart_time)
+    mesh = _Mesh(nodes, bgp) if bgp.node_to_node_mesh_enabled else None
     out: dict[str, tuple[Session, ...]] = {}
     for local in nodes:
         sessions: dict[tuple[str, int], Session] = {}
         add = _adder(sessions)
-
-        if bgp.node_to_node_mesh_enabled and local.cluster_id is None:
-            for other in nodes:
-                if other is local or other.cluster_id is not None:
-                    continue
-                for family in (4, 6):
-                    mine, theirs = local.address(family), other.address(family)
-                    if mine is None or theirs is None:
-                        continue
-                    passive = str(theirs) > str(mine)
-                    add(
-                        Session(
-                            family=family,
-                            local_ip=str(mine),
-                            local_as=local.as_number,
-                            peer_ip=str(theirs),
-                            peer_port=other.listen_port,
-                            peer_as=other.as_number,
-                            kind="mesh",
-                            passive=passive,
-                            rr_client=False,
-                            cluster_id=None,
-                            password=bgp.node_mesh_password,
-                            peer_node=other.name,
-                            source="mesh",
-                            reason=(
-                                f"node-to-node mesh with {other.name}; "
-                                + (
-                                    f"passive: {theirs} > {mine} as text, so {other.name} connects"
-                                    if passive
-                                    else f"active: {mine} > {theirs} as text, so this node connects"
-                                )
-                            ),
-                            graceful_restart_time=mesh_restart,
-                        )
-                    )
+        if mesh is not None and local.cluster_id is None:
+            mesh.add_sessions(local, sessions)
+        in_order = len(sessions)  # the mesh's come in order already
         for name, scope in scopes.items():
             peer = scope.peer
             if peer.peer_ip is not None:
                 _explicit_peer(local, name, scope, nodes, by_ip, add)
             elif peer.peer_selector is not None:
                 _selector_peer(local, name, scope, nodes, add)
-        out[local.name] = tuple(
-            sorted(
-                sessions.values(),
-                key=lambda s: (s.family, _address_sort_key(s.peer_ip), s.peer_port),
-            )
-        )
+        ordered: Iterable[Session] = sessions.values()
+        if len(sessions) > in_order:
+            ordered = sorted(ordered, key=_session_order)
+        out[local.name] = tuple(ordered)
     return out
+
+
+def _session_order(session: Session) -> tuple[int, tuple[int, int], int]:
+    return (session.family, _address_sort_key(session.peer_ip), session.peer_port)
+
+
+class _Mesh:
+    """The node-to-node mesh: every pair of nodes that are not route reflectors, per family.
+
+    It makes a session per pair and family (two million in a 1,000-node dual-stack mesh), so
+    the members' address texts are computed and ordered once, and each node's mesh sessions
+    are made in the order of the node's session list (family, then peer address).
+    """
+
+    def __init__(self, nodes: Sequence[SessionNode], bgp: BgpSpec) -> None:
+        members = [node for node in nodes if node.cluster_id is None]
+        self.texts = {
+            node.name: {f: str(a) for f in (4, 6) if (a := node.address(f)) is not None}
+            for node in members
+        }
+        self.by_family = {
+            family: sorted(
+                (
+                    (node, self.texts[node.name][family])
+                    for node in members
+                    if family in self.texts[node.name]
+                ),
+                key=lambda member: _address_sort_key(member[1]),
+            )
+            for family in (4, 6)
+        }
+        self.password = bgp.node_mesh_password
+        self.restart = parse_duration(bgp.node_mesh_max_restart_time)
+
+    def add_sessions(self, local: SessionNode, sessions: dict[tuple[str, int], Session]) -> None:
+        """Add `local`'s mesh sessions to `sessions` (unique per peer address and port)."""
+        texts = self.texts[local.name]
+        for family, members in self.by_family.items():
+            mine = texts.get(family)
+            if mine is None:
+                continue
+            for other, theirs in members:
+                if other is local or (theirs, other.listen_port) in sessions:
+                    continue
+                passive = theirs > mine
+                sessions[(theirs, other.listen_port)] = Session(
+                    family=family,
+                    local_ip=mine,
+                    local_as=local.as_number,
+                    peer_ip=theirs,
+                    peer_port=other.listen_port,
+                    peer_as=other.as_number,
+                    kind="mesh",
+                    passive=passive,
+                    rr_client=False,
+                    cluster_id=None,
+                    password=self.password,
+                    peer_node=other.name,
+                    source="mesh",
+                    reason=(
+                        f"node-to-node mesh with {other.name}; "
+                        + (
+                            f"passive: {theirs} > {mine} as text, so {other.name} connects"
+                            if passive
+                            else f"active: {mine} > {theirs} as text, so this node connects"
+                        )
+                    ),
+                    graceful_restart_time=self.restart,
+                )
 
 
 def _adder(sessions: dict[tuple[str, int], Session]) -> Callable[[Session], None]:
@@ -254,10 +290,9 @@ def _adder(sessions: dict[tuple[str, int], Session]) -> Callable[[Session], None
     return add
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _address_sort_key(text: str) -> tuple[int, int]:
-    from ipaddress import ip_address
-
-    address = ip_address(text)
+    address = ipaddress.ip_address(text)
     return (address.version, int(address))
 
 

@@ -3,8 +3,8 @@
 Owns feeding the nodes' addresses to `model.sessions` (Calico's session rules), checking the
 durations its rules read first (so a bad one is a located problem, not an exception), and
 deciding which sessions establish: both ends configured, AS numbers and passwords agreeing,
-and an active side that connects to the port the other listens on. Those become the
-`Adjacency`s BGP runs over in pass 6.
+and an active side that connects to the port the other listens on. Those become the links
+(`model.bgp.LinkTable`) BGP runs over in pass 6.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from meshemu.errors import Problem
-from meshemu.model.bgp import Adjacency, Link
+from meshemu.model.bgp import Link, LinkTable
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.sessions import Session, SessionNode, parse_duration, plan_sessions
 from meshemu.model.topology import Topology
@@ -26,7 +26,7 @@ class Peering:
 
     nodes: Mapping[str, SessionNode]
     sessions: Mapping[str, tuple[Session, ...]]
-    adjacencies: tuple[Adjacency, ...]
+    links: LinkTable  # the sessions that come up, as BGP sees them
     expected_up: Mapping[str, tuple[str, ...]]  # node -> peer addresses of sessions that come up
 
 
@@ -68,16 +68,10 @@ def plan_peering(topo: Topology, addresses: NodeAddresses) -> tuple[Peering, lis
     problems = _duration_problems(topo)
     nodes = session_nodes(topo, addresses)
     if problems:
-        return Peering(nodes, {}, (), {}), problems
+        return Peering(nodes, {}, {}, {}), problems
     sessions = plan_sessions(list(nodes.values()), topo.bgp)
-    adjacencies = _adjacencies(sessions, nodes)
-    up: dict[str, list[str]] = {name: [] for name in nodes}
-    for adj in adjacencies:
-        up[adj.speaker].append(adj.link.peer_ip)
-    return (
-        Peering(nodes, sessions, adjacencies, {n: tuple(sorted(ips)) for n, ips in up.items()}),
-        [],
-    )
+    links, up = _established(sessions, nodes)
+    return Peering(nodes, sessions, links, up), []
 
 
 def session_can_establish(
@@ -93,9 +87,10 @@ def session_can_establish(
     return i_connect or they_connect
 
 
-def _adjacencies(
+def _established(
     sessions: Mapping[str, tuple[Session, ...]], nodes: Mapping[str, SessionNode]
-) -> tuple[Adjacency, ...]:
+) -> tuple[LinkTable, dict[str, tuple[str, ...]]]:
+    """The sessions that come up: as BGP links, and per node the peer addresses (sorted)."""
     # The other end of a session is the first session of the peer towards our address.
     first_towards: dict[str, dict[str, Session]] = {}
     for name, mine in sessions.items():
@@ -103,17 +98,18 @@ def _adjacencies(
         for session in mine:
             index.setdefault(session.peer_ip, session)
     # A mesh has a session per pair and family, but as many distinct links as nodes: share them.
-    links: dict[tuple[object, ...], Link] = {}
-    out = []
+    shared: dict[tuple[object, ...], Link] = {}
+    links: dict[int, dict[str, dict[str, Link]]] = {4: {}, 6: {}}
+    up: dict[str, tuple[str, ...]] = {}
     for name, mine in sessions.items():
         me = nodes[name]
+        peer_ips = []
         for session in mine:
-            if session.peer_node is None:
+            peer = session.peer_node
+            if peer is None:
                 continue
-            back = first_towards.get(session.peer_node, {}).get(session.local_ip)
-            if back is None:
-                continue
-            if not session_can_establish(session, back, me, nodes[session.peer_node]):
+            back = first_towards[peer].get(session.local_ip)
+            if back is None or not session_can_establish(session, back, me, nodes[peer]):
                 continue
             key = (
                 session.peer_ip,
@@ -123,15 +119,11 @@ def _adjacencies(
                 session.keep_next_hop,
                 session.allow_local_as or 0,
             )
-            link = links.get(key)
+            link = shared.get(key)
             if link is None:
-                link = links[key] = Link(
-                    peer_ip=session.peer_ip,
-                    peer_as=session.peer_as,
-                    local_as=session.local_as,
-                    rr_client=session.rr_client,
-                    keep_next_hop=session.keep_next_hop,
-                    allow_local_as=session.allow_local_as or 0,
-                )
-            out.append(Adjacency(name, session.peer_node, link))
-    return tuple(out)
+                link = shared[key] = Link(*key)
+            # Several sessions of one family to one peer (two ports): the last one counts.
+            links[session.family].setdefault(name, {})[peer] = link
+            peer_ips.append(session.peer_ip)
+        up[name] = tuple(sorted(peer_ips))
+    return links, up

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from meshemu.model.bgp import Path, Speaker, propagate, router_id_for
+from meshemu.model.bgp import Path, Speaker, propagate_links, router_id_for
 from meshemu.model.labplan import PoolPlan, RibEntry
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.phases.allocation import NodeIpam
@@ -65,23 +65,21 @@ def plan_ribs(
 ) -> Ribs:
     """Raises PlanError when BGP does not settle (see `model.bgp.propagate`)."""
     lab = speakers(addresses, peering)
-    ribs = propagate(lab, peering.adjacencies, originated(ipam, pools, addresses))
+    ribs = propagate_links(lab, peering.links, originated(ipam, pools, addresses))
     owner = {block.cidr: name for name, node in ipam.items() for block in node.blocks}
-    order = sorted({p for rib in ribs.values() for p in rib}, key=prefix_sort_key)
-    shared: dict[tuple[int, int], RibEntry] = {}
+    order = sorted(ribs, key=prefix_sort_key)
+    shared: dict[int, RibEntry] = {}
     entries = {}
     for name in lab:
-        rib = ribs.get(name, {})
         out = []
         for prefix in order:
-            found = rib.get(prefix)
+            found = ribs[prefix].get(name)
             if found is None:
                 continue
-            chosen, candidates = found
-            key = (id(chosen), len(candidates))  # chosen stays alive in `ribs` meanwhile
-            entry = shared.get(key)
+            entry = shared.get(id(found))  # nodes holding the same pair share one entry
             if entry is None:
-                entry = shared[key] = RibEntry(
+                chosen, candidates = found
+                entry = shared[id(found)] = RibEntry(
                     prefix=prefix,
                     next_hop=chosen.next_hop,
                     origin_node=owner.get(prefix, "?"),
