@@ -1,0 +1,117 @@
+"""The lab as a scenario's steps leave it, followed step by step before anything runs.
+
+Owns the state the checks read at each step (`LabAtStep`: the topology, the plan, whether the
+lab is up, whether it has IP-in-IP, the snapshots written so far) and applying the steps that
+change it (through `scenario.evolve`, as the run will), with what makes a change impossible on
+a running lab: a node added live taking an address a running node or router has, IP-in-IP
+added to a lab that came up without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meshemu.errors import Problem
+from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.topology import Topology
+from meshemu.scenario.evolve import ChangeError, evolve
+from meshemu.scenario.schema import Step
+
+# What a step that is not `up` brings up when the scenario did not start with one (the check
+# then reports each later step once, without a cascade).
+_UP = Step.model_validate({"up": {}})
+
+
+@dataclass
+class LabAtStep:
+    """The lab as the steps so far leave it."""
+
+    topo: Topology
+    up: bool = False
+    plan: LabPlan | None = None  # None before `up`, or when the lab cannot be planned
+    ipip: bool = False  # whether `up` set IP-in-IP up (a live change cannot add it later)
+    written: set[Path] = field(default_factory=set)  # snapshots written by earlier steps
+
+    def node(self, name: str) -> NodePlan | None:
+        if self.plan is None:
+            return None
+        return next((n for n in self.plan.nodes if n.name == name), None)
+
+    def families(self) -> set[int]:
+        if self.plan is None:
+            return {4, 6}
+        return {f for n in self.plan.nodes for f in (4, 6) if n.address(f) is not None}
+
+
+def bring_up(where: str, step: Step | None, lab: LabAtStep) -> list[Problem]:
+    if lab.up:
+        return [Problem(where, "the lab is already up", "drop this step")]
+    lab.up = True
+    try:
+        lab.topo, lab.plan = evolve(lab.topo, None, step or _UP)
+    except ChangeError as err:
+        return [Problem(where, err.message.replace("changed topology", "lab"), err.hint)]
+    lab.ipip = any(p.ipip_mode != "Never" for p in lab.plan.pools)
+    return []
+
+
+def apply_change(where: str, step: Step, lab: LabAtStep) -> list[Problem]:
+    """Apply a topology-changing step to the lab; what makes it impossible on a running lab."""
+    old = lab.plan
+    try:
+        topo, plan = evolve(lab.topo, old, step)
+    except ChangeError as err:
+        return [Problem(where, err.message, err.hint)]
+    lab.topo, lab.plan = topo, plan
+    problems: list[Problem] = []
+    if old is not None:
+        problems += _address_problems(where, step, old, plan)
+        if not lab.ipip and any(p.ipip_mode != "Never" for p in plan.pools):
+            problems.append(
+                Problem(
+                    where,
+                    "this lab comes up without IP-in-IP (no IPIP pool at `up`), and a live "
+                    "change cannot add it",
+                    "give the topology an IPIP pool from the start, or use vxlanMode",
+                )
+            )
+    return problems
+
+
+def _address_problems(where: str, step: Step, old: LabPlan, new: LabPlan) -> list[Problem]:
+    """A node added to the running lab must not get an address a running node or router has:
+    the running lab keeps its addresses (`Sticky`), so the two would collide."""
+    kept = {n.name for n in new.nodes}
+    holders: dict[str, str] = {}
+    for node in old.nodes:
+        if node.name in kept:
+            for family in (4, 6):
+                if (address := node.address(family)) is not None:
+                    holders[address] = f"running node {node.name}"
+    for router in old.routers:
+        for interface in router.interfaces:
+            for address in (interface.ipv4, interface.ipv6):
+                if address is not None:
+                    holders[address] = f"router {router.name}"
+    old_names = {n.name for n in old.nodes}
+    fixed = step.add_node
+    problems = []
+    for node in new.nodes:
+        if node.name in old_names:
+            continue
+        for family in (4, 6):
+            address = node.address(family)
+            if address is None or address not in holders:
+                continue
+            given = fixed is not None and getattr(fixed, f"ipv{family}") is not None
+            problems.append(
+                Problem(
+                    f"{where}.ipv{family}" if given else where,
+                    f"{node.name} would get {address}, the address of {holders[address]}",
+                    "give it a free address, or remove that node first"
+                    if given
+                    else "fix a free address for it",
+                )
+            )
+    return problems
