@@ -112,12 +112,12 @@ def _unreadable(source: str, err: OSError) -> ConfigError:
     return ConfigError([Problem(source, f"cannot read: {reason}", hint)])
 
 
-def _too_big(source: str, size: int) -> ConfigError:
+def _too_big(source: str, size: int, limit: int = MAX_INPUT_BYTES) -> ConfigError:
     return ConfigError(
         [
             Problem(
                 source,
-                f"is {size / 2**20:.1f} MiB; meshemu reads at most {MAX_INPUT_BYTES // 2**20} MiB",
+                f"is {size / 2**20:.1f} MiB; meshemu reads at most {limit // 2**20} MiB here",
                 "a topology or a calicoctl export is far smaller: check that this is the right "
                 "file, or export only nodes, ippools, bgpconfig and bgppeers",
             )
@@ -129,7 +129,7 @@ def _not_a_file(source: str, kind: str) -> ConfigError:
     return ConfigError([Problem(source, f"is {kind}, not a file", "give the path of a YAML file")])
 
 
-def read_input(path: Path) -> str:
+def read_input(path: Path, limit: int = MAX_INPUT_BYTES) -> str:
     """The text of an input file, or ConfigError: never blocks, never reads without bound.
 
     The type is checked with `stat` before opening (opening a FIFO would block until a writer
@@ -145,8 +145,8 @@ def read_input(path: Path) -> str:
     kind = _file_kind(info.st_mode)
     if kind is not None:
         raise _not_a_file(source, kind)
-    if info.st_size > MAX_INPUT_BYTES:
-        raise _too_big(source, info.st_size)
+    if info.st_size > limit:
+        raise _too_big(source, info.st_size, limit)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as err:
@@ -156,13 +156,13 @@ def read_input(path: Path) -> str:
         if kind is not None:
             raise _not_a_file(source, kind)
         with os.fdopen(fd, "rb", closefd=False) as stream:
-            data = stream.read(MAX_INPUT_BYTES + 1)
+            data = stream.read(limit + 1)
     except OSError as err:
         raise _unreadable(source, err) from None
     finally:
         os.close(fd)
-    if len(data) > MAX_INPUT_BYTES:
-        raise _too_big(source, len(data))
+    if len(data) > limit:
+        raise _too_big(source, len(data), limit)
     return decode_input(data, source)
 
 

@@ -6,7 +6,8 @@ it (`build_plan(..., previous=...)`: nodes keep their addresses and blocks, pods
 that a scenario checked with these functions sees the addresses and pods the run will see.
 
 This module knows steps only by their `kind` and `argument()` (`StepLike`), not the scenario
-format: `scenario.model` (format, loading, checks) imports this module, never the reverse.
+format: `scenario.changes` (the lab at each step of the checks) imports this module, never the
+reverse.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _change_error(what: str, problem: Problem) -> ChangeError:
 
 
 class StepLike(Protocol):
-    """What this module needs of a scenario step (`scenario.model.Step` is one)."""
+    """What this module needs of a scenario step (`scenario.schema.Step` is one)."""
 
     @property
     def kind(self) -> str: ...

@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meshemu.errors import ConfigError, Problem
+from meshemu.model.load import read_input
 from meshemu.model.routes import prefix_sort_key
 from meshemu.state import write_text_atomic
 
@@ -33,6 +35,8 @@ FORMAT = "meshemu-snapshot/1"
 SESSION_KEYS = ("peer_ip", "peer_node", "kind", "state")
 RIB_KEYS = ("prefix", "next_hop", "learned_from", "as_path", "originator_id", "cluster_list")
 FIB_KEYS = ("prefix", "type", "via", "dev", "onlink")
+# A snapshot of a 1,000-node lab is tens of MiB; anything larger is not one.
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 SECTIONS: dict[str, tuple[str, ...]] = {"sessions": SESSION_KEYS, "rib": RIB_KEYS, "fib": FIB_KEYS}
 
 # Kinds of `Change`, in the order a person reads them within a node.
@@ -224,16 +228,16 @@ def validate_snapshot(data: Any, source: str = "snapshot") -> list[Problem]:
 def read_snapshot(path: Path | str) -> dict[str, Any]:
     """The snapshot in `path`; `ConfigError` with located problems if it is missing or bad."""
     source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         raise ConfigError(
             [Problem(source, "no such snapshot file", "write one with `meshemu snapshot`")]
-        ) from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError([Problem(source, f"cannot read: {err}")]) from err
+        )
+    # Bounded, never blocking on a FIFO, UTF-8 only: the reader of every input file.
+    text = read_input(Path(path), limit=MAX_SNAPSHOT_BYTES)
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise ConfigError([Problem(source, "is nested too deeply to be a snapshot")]) from None
     except json.JSONDecodeError as err:
         raise ConfigError(
             [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -314,3 +315,24 @@ def test_change_text() -> None:
     change = Change("n1", "next hop changed", "10.0.0.0/26", "via a", "via b")
     assert change.text() == "next hop changed: 10.0.0.0/26: via a -> via b"
     assert Change("n1", "node added", "", None, "x").text() == "node added: x"
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("kind", ["fifo", "folder", "binary", "deep"])
+def test_diff_of_a_file_that_is_no_snapshot_is_exit_2(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once `meshemu diff` read snapshots without bound: a FIFO hung it, a deep file crashed."""
+    from meshemu.cli import main
+
+    path = tmp_path / "snap.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage")
+    else:
+        path.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["diff", str(path), str(path)]) == 2
+    assert "Traceback" not in capsys.readouterr().err
