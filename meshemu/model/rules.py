@@ -581,8 +581,8 @@ def password_problem(password: str, where: str) -> Problem | None:
 def _check_passwords(topo: Topology) -> list[Problem]:
     """Every BGP password the sessions use: the mesh's and each BGPPeer's.
 
-    A bundle's passwords come from Secrets; `load` points these locations back at the
-    BGPConfiguration or BGPPeer that names the Secret.
+    A bundle's passwords come from Secrets; `load` points these locations at the Secret's key,
+    naming the BGPConfiguration or BGPPeer field that refers to it.
     """
     found: list[Problem | None] = []
     if topo.bgp.node_mesh_password is not None:
