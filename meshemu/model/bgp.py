@@ -285,6 +285,16 @@ class Propagation:
         self.ibgp_only = {
             key: all(not f.link.ebgp for f in fanouts) for key, fanouts in self.fanouts.items()
         }
+        # ... and per family, the speakers for which that holds: what such a speaker learns
+        # over iBGP, it keeps to itself.
+        self.leaves = {
+            family: {
+                name
+                for name, speaker in speakers.items()
+                if speaker.cluster_id is None and self.ibgp_only.get((name, family), True)
+            }
+            for family in (4, 6)
+        }
 
     def run(
         self, family: int, origin: Mapping[str, Sequence[Path]], max_rounds: int
@@ -296,7 +306,7 @@ class Propagation:
         path changed in the last one sends its new best to its peers; then the receivers
         select again. A speaker whose best did not change would send what its peers hold.
         """
-        state = _RunState(family)
+        state = _RunState(family, origin)
         best = state.best
         for name, paths in origin.items():
             chosen = best_path(paths)
@@ -377,6 +387,10 @@ class Propagation:
         address as the receiver knows it; whether any receiver holds it now."""
         key = fanout.reverse.peer_ip
         sender = path.learned_from if path is not None else None
+        # A receiver that holds nothing yet, originates nothing and keeps what it learns over
+        # iBGP to itself (`leaves`) selects this path and sends nothing: decided here, it
+        # skips the round's reselection (in a mesh, every receiver of every route).
+        leaves = self.leaves[state.family] if not fanout.reverse.ebgp else ()
         any_stored = False
         for receiver, address in fanout.receivers:
             wanted = stored
@@ -397,6 +411,9 @@ class Propagation:
             any_stored = True
             if wanted is current or (current is not None and wanted == current):
                 continue
+            if not table and receiver in leaves and receiver not in state.origin:
+                table[key] = state.best[receiver] = wanted
+                continue
             table[key] = wanted
             state.touched.add(receiver)
         return any_stored
@@ -405,8 +422,9 @@ class Propagation:
 class _RunState:
     """What one prefix's run holds: best paths, Adj-RIBs-In, and who changed."""
 
-    def __init__(self, family: int) -> None:
+    def __init__(self, family: int, origin: Mapping[str, Sequence[Path]]) -> None:
         self.family = family
+        self.origin = origin
         self.best: dict[str, Path] = {}
         self.adj_in: dict[str, dict[str, Path]] = {}  # receiver -> sender address -> path
         self.touched: set[str] = set()

@@ -227,7 +227,9 @@ def _addresses(
     reserved: dict[str, set[IPAddress]] = {}
     for previous in before[: len(demand.pods)]:
         for pool_name, text in previous.values():
-            reserved.setdefault(pool_name, set()).add(ipaddress.ip_address(text))
+            address = _address(text)
+            if address is not None:
+                reserved.setdefault(pool_name, set()).add(address)
     pods = []
     for index, assignment in enumerate(demand.pods):
         pod: dict[int, tuple[str, IPAddress]] = {}
@@ -235,14 +237,22 @@ def _addresses(
             addresses = free[pool_name]
             old = before[index].get(family) if index < len(before) else None
             if old is not None and old[0] == pool_name:
-                keep = ipaddress.ip_address(old[1])
-                if keep in addresses:
+                keep = _address(old[1])
+                if keep is not None and keep in addresses:
                     addresses.take(keep)
                     pod[family] = (pool_name, keep)
                     continue
             pod[family] = (pool_name, addresses.first(reserved.get(pool_name, set())))
         pods.append(pod)
     return tunnels, pods
+
+
+def _address(text: str) -> IPAddress | None:
+    """An address from a running lab's record; None if the record holds no address there."""
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
 
 
 def allocate(

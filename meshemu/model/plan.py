@@ -88,10 +88,12 @@ def _no_cycle_collection() -> Iterator[None]:
 def build_plan(
     topo: Topology, previous: LabPlan | None = None, sticky: Sticky | None = None
 ) -> LabPlan:
-    """Decide the whole lab; raise ConfigError for input that cannot be planned.
+    """Decide the whole lab.
 
     `previous` (or its `Sticky` record): the plan of the running lab this topology changes;
     nodes keep their addresses and block affinities and pods their addresses.
+    Raises ConfigError (every problem of the first pass that found any, located) or
+    PlanError (a valid input without a plan: BGP that never settles); nothing else.
     """
     with _no_cycle_collection():
         return _build(topo, previous, sticky)
@@ -106,6 +108,8 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
     subnets = plan_subnets(topo)
     kept = kept_addresses(topo, subnets, sticky)
     routers, problems = plan_routers(topo, subnets, kept)
+    # (Nodes take what routers left: one gate after both reports a full subnet once, for
+    # every router and node it leaves without an address.)
     addresses, more = plan_node_addresses(topo, subnets, routers, kept)
     _gate(problems + more)
     pools = plan_pools(topo)

@@ -283,6 +283,20 @@ def test_a_stale_record_is_ignored_where_it_no_longer_fits() -> None:
     assert all(b.cidr.startswith("172.20.") for n in again.nodes for b in n.blocks if "." in b.cidr)
 
 
+def test_a_record_with_garbage_is_ignored_where_it_is_garbage() -> None:
+    """The record comes from a state folder: text that is no address or block is skipped."""
+    plan = plan_of(TWO_RACKS)
+    junk = Sticky(
+        addresses={"a": ("rack1", {4: "not-an-ip", 6: "fd00:1::99"})},
+        affinity={"a": [("p4", "192.168.0.0/33"), ("p4", "junk"), ("nope", "10.0.0.0/26")]},
+        pods={"a": [{4: ("p4", "x.y"), 6: ("p6", "::zz")}]},
+    )
+    again = build_plan(topo_of(TWO_RACKS), sticky=junk)
+    assert again.node("a").ipv6 == "fd00:1::99"
+    assert again.node("a").ipv4 == plan.node("a").ipv4
+    assert [b.cidr for b in again.node("a").blocks] == [b.cidr for b in plan.node("a").blocks]
+
+
 def test_a_record_keeps_what_fits() -> None:
     plan = plan_of(TWO_RACKS)
     grown = TWO_RACKS.replace("  c: {subnet: rack2}", "  z: {subnet: rack1}\n  c: {subnet: rack2}")

@@ -5,6 +5,7 @@ and returns a frozen result, plus the problems it found; `build_plan` stops at a
 pass with problems, before a later pass needs its data:
 
 1. `addresses.plan_subnets`          subnets, their bridges
+   `addresses.kept_addresses`        the addresses a running lab's nodes keep (`Sticky`)
 2. `addresses.plan_routers`          routers' interface addresses and static routes
 3. `addresses.plan_node_addresses`   every node's IPv4/IPv6 address (fixed, kept or next free)
 4. `allocation.plan_pools`           the IP pools with their effective block size and rule
