@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from meshemu import process
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
-from meshemu.errors import LabError
+from meshemu.errors import ConfigError, LabError, Problem
 from meshemu.lab import supervise
 from meshemu.lab.lifecycle import record_netns
 from meshemu.lab.running import node_of
+from meshemu.model.changes import IPIP_ADDED, address_collisions, uses_ipip
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan, build_plan
 from meshemu.model.topology import Topology
 from meshemu.state import LabState
@@ -95,9 +96,8 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     if topo.name != state.name:
         topo = topo.model_copy(update={"name": state.name})
     new = build_plan(topo, previous=old)
+    _refuse_impossible(old, new, state.summary().ipip)
     ipip = state.summary().ipip
-    if ipip == "none" and any(p.ipip_mode != "Never" for p in new.pools):
-        raise LabError("this lab started without IP-in-IP; bring it up again to add an IPIP pool")
     summary = ChangeSummary()
     old_nodes = {n.name: n for n in old.nodes}
     new_nodes = {n.name: n for n in new.nodes}
@@ -119,6 +119,22 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     if restart or added:
         supervise.start_speakers(new, state, restart + added)
     return new, summary
+
+
+def _refuse_impossible(old: LabPlan, new: LabPlan, ipip: str) -> None:
+    """A change the running lab cannot take is refused before anything changes."""
+    problems = [
+        Problem(
+            f"nodes.{hit.node}.ipv{hit.family}",
+            f"would get {hit.address}, the address of {hit.holder}",
+            "give it a free address, or remove that node first",
+        )
+        for hit in address_collisions(old, new)
+    ]
+    if ipip == "none" and uses_ipip(new):
+        problems.append(Problem("pools", *IPIP_ADDED))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _build_added(

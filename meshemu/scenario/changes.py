@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshemu.errors import Problem
+from meshemu.model.changes import IPIP_ADDED, address_collisions, uses_ipip
 from meshemu.model.plan import LabPlan, NodePlan
 from meshemu.model.topology import Topology
 from meshemu.scenario.evolve import ChangeError, evolve
@@ -52,7 +53,7 @@ def bring_up(where: str, step: Step | None, lab: LabAtStep) -> list[Problem]:
         lab.topo, lab.plan = evolve(lab.topo, None, step or _UP)
     except ChangeError as err:
         return [Problem(where, err.message.replace("changed topology", "lab"), err.hint)]
-    lab.ipip = any(p.ipip_mode != "Never" for p in lab.plan.pools)
+    lab.ipip = uses_ipip(lab.plan)
     return []
 
 
@@ -67,51 +68,23 @@ def apply_change(where: str, step: Step, lab: LabAtStep) -> list[Problem]:
     problems: list[Problem] = []
     if old is not None:
         problems += _address_problems(where, step, old, plan)
-        if not lab.ipip and any(p.ipip_mode != "Never" for p in plan.pools):
-            problems.append(
-                Problem(
-                    where,
-                    "this lab comes up without IP-in-IP (no IPIP pool at `up`), and a live "
-                    "change cannot add it",
-                    "give the topology an IPIP pool from the start, or use vxlanMode",
-                )
-            )
+        if not lab.ipip and uses_ipip(plan):
+            problems.append(Problem(where, *IPIP_ADDED))
     return problems
 
 
 def _address_problems(where: str, step: Step, old: LabPlan, new: LabPlan) -> list[Problem]:
-    """A node added to the running lab must not get an address a running node or router has:
-    the running lab keeps its addresses (`Sticky`), so the two would collide."""
-    kept = {n.name for n in new.nodes}
-    holders: dict[str, str] = {}
-    for node in old.nodes:
-        if node.name in kept:
-            for family in (4, 6):
-                if (address := node.address(family)) is not None:
-                    holders[address] = f"running node {node.name}"
-    for router in old.routers:
-        for interface in router.interfaces:
-            for address in (interface.ipv4, interface.ipv6):
-                if address is not None:
-                    holders[address] = f"router {router.name}"
-    old_names = {n.name for n in old.nodes}
     fixed = step.add_node
     problems = []
-    for node in new.nodes:
-        if node.name in old_names:
-            continue
-        for family in (4, 6):
-            address = node.address(family)
-            if address is None or address not in holders:
-                continue
-            given = fixed is not None and getattr(fixed, f"ipv{family}") is not None
-            problems.append(
-                Problem(
-                    f"{where}.ipv{family}" if given else where,
-                    f"{node.name} would get {address}, the address of {holders[address]}",
-                    "give it a free address, or remove that node first"
-                    if given
-                    else "fix a free address for it",
-                )
+    for hit in address_collisions(old, new):
+        given = fixed is not None and getattr(fixed, f"ipv{hit.family}") is not None
+        problems.append(
+            Problem(
+                f"{where}.ipv{hit.family}" if given else where,
+                f"{hit.node} would get {hit.address}, the address of {hit.holder}",
+                "give it a free address, or remove that node first"
+                if given
+                else "fix a free address for it",
             )
+        )
     return problems
