@@ -39,12 +39,6 @@ SPECIAL_HINT = (
     "fd00::/8 for IPv6"
 )
 
-# The planner assigns node and router addresses from the first this-many host addresses of a
-# subnet (per family): enough for Kubernetes' largest supported cluster (5,000 nodes) plus
-# routers, and small enough that listing them stays cheap for an IPv6 /64.
-HOST_ADDRESS_LIMIT = 8192
-
-
 def special_range(network: IPNetwork) -> str | None:
     """The special range `network` overlaps (described for a user), or None."""
     for special, description in SPECIAL_RANGES:
@@ -104,26 +98,12 @@ def is_link_local(network: IPNetwork) -> bool:
 
 
 def host_capacity(network: IPNetwork) -> int:
-    """How many addresses `host_addresses` can give out for `network`."""
+    """How many host addresses `network` has (without the IPv4 network and broadcast address
+    and the IPv6 subnet-router anycast address, as the planner hands them out)."""
     if network.version == 4 and network.prefixlen <= 30:
         hosts = network.num_addresses - 2
     elif network.version == 6 and network.prefixlen <= 126:
         hosts = network.num_addresses - 1
     else:
         hosts = network.num_addresses
-    return min(hosts, HOST_ADDRESS_LIMIT)
-
-
-def host_addresses(network: IPNetwork, limit: int = HOST_ADDRESS_LIMIT) -> list[IPAddress]:
-    """Usable host addresses of a subnet, in order: the first `limit` at most.
-
-    A caller that knows how many it needs should pass that as `limit`: listing is linear in it.
-    """
-    out: list[IPAddress] = []
-    if limit <= 0:
-        return out
-    for address in network.hosts():
-        out.append(address)
-        if len(out) >= limit:
-            break
-    return out
+    return hosts

@@ -83,7 +83,7 @@ def kept_addresses(
     """The addresses a running lab's nodes keep: same subnet, still inside its prefix.
 
     (A node added with a fixed address that a running node keeps is the caller's to refuse:
-    `scenario.model` names the step that does it.)
+    `scenario.changes` names the step that does it.)
     """
     if sticky is None:
         return {}
