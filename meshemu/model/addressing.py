@@ -39,6 +39,7 @@ SPECIAL_HINT = (
     "fd00::/8 for IPv6"
 )
 
+
 def special_range(network: IPNetwork) -> str | None:
     """The special range `network` overlaps (described for a user), or None."""
     for special, description in SPECIAL_RANGES:
