@@ -21,10 +21,16 @@ from meshemu.model.topology import (
     DNS_SUBDOMAIN,
     AsNumber,
     Bool,
+    CommunitySpec,
+    Duration,
     EncapMode,
+    FilterRuleSpec,
     InputModel,
     Int,
+    NextHopMode,
     Port,
+    PrefixAdvertisementSpec,
+    Priority,
     ReversePeering,
     SourceAddress,
     Text,
@@ -130,39 +136,63 @@ class IPPoolResourceSpec(InputModel):
 
 
 class BGPConfigurationSpec(InputModel):
+    """Every field of Calico's BGPConfigurationSpec (api/pkg/apis/projectcalico/v3/bgpconfig.go);
+    which of them the lab emulates is `calico_bgp`'s list."""
+
     asNumber: AsNumber | None = None
     nodeToNodeMeshEnabled: Bool | None = None
     logSeverityScreen: Text | None = None
     listenPort: Port | None = None
     bindMode: Literal["None", "NodeIP"] | None = None
     nodeMeshPassword: PasswordSource | None = None
-    nodeMeshMaxRestartTime: Text | None = None
+    nodeMeshMaxRestartTime: Duration | None = None
     serviceClusterIPs: list[dict[Text, Text]] | None = None
     serviceExternalIPs: list[dict[Text, Text]] | None = None
     serviceLoadBalancerIPs: list[dict[Text, Text]] | None = None
-    communities: list[dict[Text, Text]] | None = None
-    prefixAdvertisements: list[dict[Text, Any]] | None = None
+    serviceLoadBalancerAggregation: Literal["Enabled", "Disabled"] | None = None
+    communities: list[CommunitySpec] | None = None
+    prefixAdvertisements: list[PrefixAdvertisementSpec] | None = None
     ignoredInterfaces: list[Text] | None = None
+    localWorkloadPeeringIPV4: Text | None = None
+    localWorkloadPeeringIPV6: Text | None = None
+    programClusterRoutes: (
+        Literal["Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly"] | None
+    ) = None
+    ipv4NormalRoutePriority: Priority | None = None
+    ipv6NormalRoutePriority: Priority | None = None
 
 
 class BGPPeerSpec(InputModel):
+    """Every field of Calico's BGPPeerSpec (api/pkg/apis/projectcalico/v3/bgppeer.go); a field
+    of another edition (Calico Enterprise's failureDetectionMode, restartMode, ...) is unknown."""
+
     node: Text | None = None
     peerIP: Text | None = None
     asNumber: AsNumber | None = None
+    localASNumber: AsNumber | None = None
     nodeSelector: Text | None = None
     peerSelector: Text | None = None
+    keepOriginalNextHop: Bool = False
+    nextHopMode: NextHopMode | None = None
     password: PasswordSource | None = None
     sourceAddress: SourceAddress = "UseNodeIP"
-    maxRestartTime: Text | None = None
-    keepOriginalNextHop: Bool = False
+    maxRestartTime: Duration | None = None
+    keepaliveTime: Duration | None = None
     numAllowedLocalASNumbers: Int | None = None
-    localASNumber: AsNumber | None = None
-    reversePeering: ReversePeering = "Auto"
-    failureDetectionMode: Text | None = None
-    restartMode: Text | None = None
-    birdGatewayMode: Text | None = None
-    ttlSecurity: Int | None = None
+    ttlSecurity: Int | None = Field(default=None, ge=0, le=255)
+    reachableBy: Text | None = None
     filters: list[Text] | None = None
+    localWorkloadSelector: Text | None = None
+    reversePeering: ReversePeering = "Auto"
+
+
+class BGPFilterSpec(InputModel):
+    """Calico's BGPFilterSpec (api/pkg/apis/projectcalico/v3/bgpfilter.go)."""
+
+    exportV4: list[FilterRuleSpec] | None = None
+    importV4: list[FilterRuleSpec] | None = None
+    exportV6: list[FilterRuleSpec] | None = None
+    importV6: list[FilterRuleSpec] | None = None
 
 
 Encapsulation = Literal["IPIP", "IPIPCrossSubnet", "VXLAN", "VXLANCrossSubnet", "None"]
@@ -222,4 +252,5 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "IPPool": IPPoolResourceSpec,
     "BGPConfiguration": BGPConfigurationSpec,
     "BGPPeer": BGPPeerSpec,
+    "BGPFilter": BGPFilterSpec,
 }

@@ -1,32 +1,48 @@
 """The BGP sessions of every node, exactly as Calico's confd builds them.
 
-Owns the session rules (checked against Calico's own rendered BIRD configuration by the
-conformance test):
-- node-to-node mesh between all nodes that are not route reflectors; of each pair, the side
-  whose peer address is higher (compared as text) is passive;
-- BGPPeers with `peerIP`: global (no node, no nodeSelector) or node-specific; a peer IP that is
-  one of the cluster's nodes uses that node's AS and listen port, and for a *global* peer the
-  same text comparison decides the passive side; a node whose own address is the peer IP gets
-  the reverse sessions towards the nodes the BGPPeer applies to (unless `reversePeering: Manual`);
-- BGPPeers with `peerSelector`: sessions from every node the peer applies to towards every
-  selected node, and the reverse (unless `reversePeering: Manual`); never passive;
-- a route reflector (node with a cluster ID) marks its sessions to nodes outside its cluster as
-  route-reflector clients.
-Sessions are unique per (peer address, port); the first rule that creates one wins.
+Owns the session rules, followed from projectcalico/calico `confd/pkg/backends/calico/client.go`
+(`updatePeersV1`, `nodeAsBGPPeers`, `setPeerConfigFieldsFromV3Resource`, `getNextHopMode`) and
+`bgp_processor.go` (`processMeshPeers`, `buildPeerFromData`), and checked against Calico's own
+rendered BIRD configuration by the conformance test:
+- node-to-node mesh between all nodes that are not route reflectors (a route reflector has no
+  mesh at all); of each pair, the side whose peer address is higher (compared as text) is
+  passive; mesh sessions carry the mesh password and restart time and nothing of any BGPPeer;
+- BGPPeers in three passes: first every *global* peering (a BGPPeer with neither `node` nor
+  `nodeSelector`, whether it names a `peerIP` or only a `peerSelector`), then node-specific ones,
+  then the automatic reverse peerings (unless `reversePeering: Manual`); per peer address and
+  port the first peering wins, and a node-specific one is dropped where a global one exists;
+- a `peerIP` peering takes the BGPPeer's AS, `localASNumber` and `numAllowedLocalASNumbers`; a
+  peering to a selected node (peerSelector or reverse) takes that node's AS and listen port and
+  none of those three; a peering to a node's own address is no session;
+- passive only for global `peerIP` peerings to a cluster node whose address is higher as text;
+- route-reflector client: the peer is iBGP (same AS as this side's effective AS), this node has
+  a cluster ID and the peer's (known only for a selected node) is empty or another;
+- next hop: `nextHopMode` Self or Keep for any peer; else `keepOriginalNextHop` on eBGP only;
+- an invalid or other-family `reachableBy` drops a `peerIP` BGPPeer (confd logs and skips it).
 """
 
 from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from meshemu.model.addressing import IPAddress, parse_peer_ip
+from meshemu.model.bgp_policy import applied_filters
 from meshemu.model.selector import Selector, parse_selector
-from meshemu.model.topology import BgpSpec, PeerSpec
+from meshemu.model.topology import BgpSpec, PeerSpec, parse_duration
 from meshemu.model.wire import Fields
+
+__all__ = [
+    "DEFAULT_BGP_PORT",
+    "SESSION_KINDS",
+    "Session",
+    "SessionNode",
+    "parse_duration",
+    "plan_sessions",
+]
 
 DEFAULT_BGP_PORT = 179
 SESSION_KINDS = ("mesh", "global", "node")
@@ -70,6 +86,18 @@ class Session:
     keep_next_hop: bool = False
     graceful_restart_time: int | None = None
     allow_local_as: int | None = None
+    next_hop_self: bool = False
+    ttl_security: int | None = None  # hops (BIRD `ttl security on; multihop N;`); None: off
+    keepalive_time: int | None = None  # seconds; None: the speaker's default (hold time / 3)
+    reachable_by: str | None = None  # gateway of the static route to the peer address
+    import_filters: tuple[str, ...] = ()  # BGPFilter names applied on import, in order
+    export_filters: tuple[str, ...] = ()  # ... and on export
+    route_priority: int = 1024  # the normal route priority (kernel metric) of the family
+
+    @property
+    def same_as(self) -> bool:
+        """iBGP as Calico decides it: the peer's AS is this side's effective AS."""
+        return self.peer_as == self.local_as
 
     @property
     def key(self) -> tuple[str, int]:
@@ -96,6 +124,13 @@ class Session:
             "keep_next_hop": self.keep_next_hop,
             "graceful_restart_time": self.graceful_restart_time,
             "allow_local_as": self.allow_local_as,
+            "next_hop_self": self.next_hop_self,
+            "ttl_security": self.ttl_security,
+            "keepalive_time": self.keepalive_time,
+            "reachable_by": self.reachable_by,
+            "import_filters": list(self.import_filters),
+            "export_filters": list(self.export_filters),
+            "route_priority": self.route_priority,
             "reason": self.reason,
         }
         if secrets:
@@ -141,27 +176,15 @@ class Session:
             keep_next_hop=f.flag("keep_next_hop"),
             graceful_restart_time=f.opt_number("graceful_restart_time"),
             allow_local_as=f.opt_number("allow_local_as"),
+            # Fields added after the first plans were written: absent means their default.
+            next_hop_self=f.flag("next_hop_self") if f.has("next_hop_self") else False,
+            ttl_security=f.opt_number("ttl_security") if f.has("ttl_security") else None,
+            keepalive_time=f.opt_number("keepalive_time") if f.has("keepalive_time") else None,
+            reachable_by=f.opt_text("reachable_by") if f.has("reachable_by") else None,
+            import_filters=f.texts("import_filters") if f.has("import_filters") else (),
+            export_filters=f.texts("export_filters") if f.has("export_filters") else (),
+            route_priority=f.number("route_priority") if f.has("route_priority") else 1024,
         )
-
-
-def parse_duration(text: str | None) -> int | None:
-    """Kubernetes durations as Calico writes them: `10s`, `2m`, `1m30s`, `120`."""
-    if text is None:
-        return None
-    total, number = 0, ""
-    units = {"h": 3600, "m": 60, "s": 1}
-    for char in text.strip():
-        if char.isdigit():
-            number += char
-        elif char in units and number:
-            total, number = total + int(number) * units[char], ""
-        else:
-            raise ValueError(f"{text!r} is not a duration like 120s or 2m")
-    return total + (int(number) if number else 0)
-
-
-def _is_rr_client(local: SessionNode, peer: SessionNode | None) -> bool:
-    return local.cluster_id is not None and peer is not None and peer.cluster_id != local.cluster_id
 
 
 class _PeerScope:
@@ -171,6 +194,9 @@ class _PeerScope:
         self.peer = peer
         self.selector: Selector | None = (
             parse_selector(peer.node_selector) if peer.node_selector is not None else None
+        )
+        self.peer_selector: Selector | None = (
+            parse_selector(peer.peer_selector) if peer.peer_selector is not None else None
         )
 
     @property
@@ -184,27 +210,270 @@ class _PeerScope:
             return self.selector.matches(node.labels)
         return True
 
+    def selects(self, node: SessionNode) -> bool:
+        return self.peer_selector is not None and self.peer_selector.matches(node.labels)
+
+    def describe(self) -> str:
+        if self.is_global:
+            return "all nodes"
+        if self.peer.node is not None:
+            return f"node {self.peer.node}"
+        return f"nodes matching {self.peer.node_selector!r}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Peering:
+    """One peering a BGPPeer makes (confd's `backends.BGPPeer`), before it meets a node."""
+
+    source: str  # the BGPPeer's name
+    peer: PeerSpec
+    address: IPAddress
+    port: int
+    peer_as: int
+    target: SessionNode | None  # the cluster node at `address`, if any
+    # Only a peerIP peering carries these (client.go updatePeersV1; nodeAsBGPPeers sets none).
+    explicit: bool
+    calico_node: bool  # the peer address is a cluster node's (decides passive for globals)
+    peer_cluster_id: str | None  # known only for a selected node (nodeAsBGPPeers)
+    what: str  # for the session's reason
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (str(self.address), self.port)
+
+
+class _Planner:
+    """The three passes of `updatePeersV1` over every BGPPeer, then each node's sessions."""
+
+    def __init__(self, nodes: Sequence[SessionNode], bgp: BgpSpec) -> None:
+        self.nodes = nodes
+        self.bgp = bgp
+        self.by_ip = {
+            str(addr): node for node in nodes for addr in (node.ipv4, node.ipv6) if addr is not None
+        }
+        self.scopes = {name: _PeerScope(peer) for name, peer in sorted(bgp.peers.items())}
+        self.global_peerings: dict[tuple[str, int], _Peering] = {}
+        self.node_peerings: dict[str, dict[tuple[str, int], tuple[_Peering, str]]] = {}
+
+    # -- the passes ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        for global_pass in (True, False):
+            for name, scope in self.scopes.items():
+                if scope.is_global == global_pass:
+                    self._forward(name, scope)
+        for name, scope in self.scopes.items():
+            if scope.peer.reverse_peering == "Auto":
+                self._reverse(name, scope)
+
+    def _emit_global(self, peering: _Peering) -> None:
+        self.global_peerings.setdefault(peering.key, peering)
+
+    def _emit_node(self, node: SessionNode, peering: _Peering, why: str) -> None:
+        """A node-specific peering: the first for its key wins; a global one to the same
+        address and port makes it redundant (client.go `emit`)."""
+        if peering.key in self.global_peerings:
+            return
+        self.node_peerings.setdefault(node.name, {}).setdefault(peering.key, (peering, why))
+
+    def _forward(self, name: str, scope: _PeerScope) -> None:
+        peer = scope.peer
+        if peer.peer_ip is not None and scope.peer_selector is None:
+            peerings = self._explicit(name, peer)
+        elif scope.peer_selector is not None:
+            peerings = [
+                self._to_node(name, peer, other, family, f"selected node {other.name}")
+                for other in self.nodes
+                if scope.selects(other)
+                for family in (4, 6)
+                if other.address(family) is not None
+            ]
+        else:
+            return  # localWorkloadSelector peers: listed as not emulated by the converter
+        for peering in peerings:
+            if scope.is_global:
+                self._emit_global(peering)
+                continue
+            for local in self.nodes:
+                if scope.applies_to(local):
+                    why = f"BGPPeer {name} (applies to {scope.describe()})"
+                    self._emit_node(local, peering, why)
+
+    def _explicit(self, name: str, peer: PeerSpec) -> list[_Peering]:
+        assert peer.peer_ip is not None
+        address, port = parse_peer_ip(peer.peer_ip)
+        if not _reachable_by_fits(peer.reachable_by, address.version):
+            return []  # confd logs an error and skips the BGPPeer
+        target = self.by_ip.get(str(address))
+        if not port:
+            same = self._nodes_at(str(address), peer.as_number, 0)
+            port = same[0].listen_port if same else DEFAULT_BGP_PORT
+        return [
+            _Peering(
+                source=name,
+                peer=peer,
+                address=address,
+                port=port,
+                peer_as=peer.as_number or (target.as_number if target is not None else 0),
+                target=target,
+                explicit=True,
+                calico_node=target is not None,
+                peer_cluster_id=None,
+                what=(
+                    f"cluster node {target.name} {address}"
+                    if target is not None
+                    else f"external peer {address}"
+                ),
+            )
+        ]
+
+    def _to_node(
+        self, name: str, peer: PeerSpec, other: SessionNode, family: int, what: str
+    ) -> _Peering:
+        """client.go nodeAsBGPPeers: a peering to a cluster node, with its AS and port."""
+        address = other.address(family)
+        assert address is not None
+        return _Peering(
+            source=name,
+            peer=peer,
+            address=address,
+            port=other.listen_port,
+            peer_as=other.as_number,
+            target=other,
+            explicit=False,
+            calico_node=False,
+            peer_cluster_id=other.cluster_id,
+            what=f"{what} {address}",
+        )
+
+    def _nodes_at(self, address: str, as_number: int | None, port: int) -> list[SessionNode]:
+        """client.go nodesWithIPPortAndAS: the nodes with that address and AS (and port)."""
+        want = as_number or self.bgp.as_number
+        return [
+            node
+            for node in self.nodes
+            if address in (str(node.ipv4), str(node.ipv6))
+            and node.as_number == want
+            and (not port or port == node.listen_port)
+        ]
+
+    def _reverse(self, name: str, scope: _PeerScope) -> None:
+        """The automatic reverse peerings: the nodes on the peer side of the BGPPeer peer back
+        with the nodes it applies to (all of them for a global BGPPeer)."""
+        peer = scope.peer
+        if scope.peer_selector is not None:
+            locals_ = [node for node in self.nodes if scope.selects(node)]
+            families: tuple[int, ...] = (4, 6)
+            how = f"matches peerSelector {peer.peer_selector!r}"
+        elif peer.peer_ip is not None:
+            address, port = parse_peer_ip(peer.peer_ip)
+            locals_ = self._nodes_at(str(address), peer.as_number, port or 0)
+            families = (address.version,)
+            how = f"is peerIP {address}"
+        else:
+            return
+        others = [node for node in self.nodes if scope.applies_to(node)]
+        for local in locals_:
+            for other in others:
+                for family in families:
+                    if other.address(family) is None:
+                        continue
+                    peering = self._to_node(name, peer, other, family, f"node {other.name}")
+                    why = (
+                        f"BGPPeer {name}: {other.name} peers with this node, which {how} "
+                        "(automatic reverse peering)"
+                    )
+                    self._emit_node(local, peering, why)
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def sessions_of(self, local: SessionNode) -> list[Session]:
+        out = []
+        for peering in self.global_peerings.values():
+            session = self._session(local, peering, "global", "BGPPeer " + peering.source)
+            if session is not None:
+                out.append(session)
+        for peering, why in self.node_peerings.get(local.name, {}).values():
+            session = self._session(local, peering, "node", why)
+            if session is not None:
+                out.append(session)
+        return out
+
+    def _session(self, local: SessionNode, p: _Peering, kind: str, why: str) -> Session | None:
+        """bgp_processor.go buildPeerFromData for this node."""
+        family = p.address.version
+        mine = local.address(family)
+        if mine is None or p.address == mine:
+            return None
+        peer = p.peer
+        local_as = (peer.local_as_number if p.explicit else None) or local.as_number
+        passive = kind == "global" and p.calico_node and str(p.address) > str(mine)
+        rr_client = (
+            p.peer_as == local_as
+            and local.cluster_id is not None
+            and p.peer_cluster_id != local.cluster_id
+        )
+        same_as = p.peer_as == local_as
+        keep = peer.next_hop_mode == "Keep" or (
+            peer.next_hop_mode is None and peer.keep_original_next_hop and not same_as
+        )
+        reason = f"{why} peers with {p.what}"
+        if passive:
+            reason += f"; passive: {p.address} > {mine} as text"
+        if rr_client:
+            reason += "; a route-reflector client of this node"
+        return Session(
+            family=family,
+            local_ip=str(mine),
+            local_as=local_as,
+            peer_ip=str(p.address),
+            peer_port=p.port,
+            peer_as=p.peer_as,
+            kind=kind,
+            passive=passive,
+            rr_client=rr_client,
+            cluster_id=local.cluster_id if rr_client else None,
+            password=peer.password,
+            peer_node=p.target.name if p.target is not None else None,
+            source=p.source,
+            reason=reason,
+            source_address=peer.source_address == "UseNodeIP",
+            keep_next_hop=keep,
+            graceful_restart_time=parse_duration(peer.max_restart_time),
+            allow_local_as=(peer.num_allowed_local_as_numbers or None) if p.explicit else None,
+            next_hop_self=peer.next_hop_mode == "Self",
+            ttl_security=peer.ttl_security or None,
+            keepalive_time=parse_duration(peer.keepalive_time),
+            reachable_by=peer.reachable_by,
+            import_filters=applied_filters(self.bgp.filters, peer.filters, "import", family),
+            export_filters=applied_filters(self.bgp.filters, peer.filters, "export", family),
+            route_priority=self.bgp.route_priority(family),
+        )
+
+
+def _reachable_by_fits(text: str | None, family: int) -> bool:
+    """client.go: a `reachableBy` that is no address, or of the other family, drops the peer."""
+    if text is None:
+        return True
+    try:
+        return ipaddress.ip_address(text).version == family
+    except ValueError:
+        return False
+
 
 def plan_sessions(nodes: Sequence[SessionNode], bgp: BgpSpec) -> dict[str, tuple[Session, ...]]:
     """Every node's sessions, sorted by family, peer address and port."""
-    by_ip = {
-        str(addr): node for node in nodes for addr in (node.ipv4, node.ipv6) if addr is not None
-    }
-    scopes = {name: _PeerScope(peer) for name, peer in sorted(bgp.peers.items())}
+    planner = _Planner(nodes, bgp)
+    planner.run()
     mesh = _Mesh(nodes, bgp) if bgp.node_to_node_mesh_enabled else None
     out: dict[str, tuple[Session, ...]] = {}
     for local in nodes:
         sessions: dict[tuple[str, int], Session] = {}
-        add = _adder(sessions)
         if mesh is not None and local.cluster_id is None:
             mesh.add_sessions(local, sessions)
         in_order = len(sessions)  # the mesh's come in order already
-        for name, scope in scopes.items():
-            peer = scope.peer
-            if peer.peer_ip is not None:
-                _explicit_peer(local, name, scope, nodes, by_ip, add)
-            elif peer.peer_selector is not None:
-                _selector_peer(local, name, scope, nodes, add)
+        for session in planner.sessions_of(local):
+            sessions.setdefault(session.key, session)
         ordered: Iterable[Session] = sessions.values()
         if len(sessions) > in_order:
             ordered = sorted(ordered, key=_session_order)
@@ -243,6 +512,7 @@ class _Mesh:
         }
         self.password = bgp.node_mesh_password
         self.restart = parse_duration(bgp.node_mesh_max_restart_time)
+        self.priority = {family: bgp.route_priority(family) for family in (4, 6)}
 
     def add_sessions(self, local: SessionNode, sessions: dict[tuple[str, int], Session]) -> None:
         """Add `local`'s mesh sessions to `sessions` (unique per peer address and port)."""
@@ -251,6 +521,7 @@ class _Mesh:
             mine = texts.get(family)
             if mine is None:
                 continue
+            priority = self.priority[family]
             for other, theirs in members:
                 if other is local or (theirs, other.listen_port) in sessions:
                     continue
@@ -278,172 +549,11 @@ class _Mesh:
                         )
                     ),
                     graceful_restart_time=self.restart,
+                    route_priority=priority,
                 )
-
-
-def _adder(sessions: dict[tuple[str, int], Session]) -> Callable[[Session], None]:
-    """Sessions are unique per (peer address, port): the first rule that makes one wins."""
-
-    def add(session: Session) -> None:
-        sessions.setdefault(session.key, session)
-
-    return add
 
 
 @functools.lru_cache(maxsize=1 << 16)
 def _address_sort_key(text: str) -> tuple[int, int]:
     address = ipaddress.ip_address(text)
     return (address.version, int(address))
-
-
-def _peer_options(peer: PeerSpec, local: SessionNode) -> dict[str, Any]:
-    """The session fields a BGPPeer decides, whichever rule made the session."""
-    return {
-        "local_as": peer.local_as_number or local.as_number,
-        "password": peer.password,
-        "source_address": peer.source_address == "UseNodeIP",
-        "keep_next_hop": peer.keep_original_next_hop,
-        "graceful_restart_time": parse_duration(peer.max_restart_time),
-        "allow_local_as": peer.num_allowed_local_as_numbers,
-    }
-
-
-def _node_session(
-    local: SessionNode,
-    other: SessionNode,
-    family: int,
-    peer: PeerSpec,
-    source: str,
-    reason: str,
-) -> Session | None:
-    mine, theirs = local.address(family), other.address(family)
-    if mine is None or theirs is None:
-        return None
-    rr_client = _is_rr_client(local, other)
-    return Session(
-        family=family,
-        local_ip=str(mine),
-        peer_ip=str(theirs),
-        peer_port=other.listen_port,
-        peer_as=other.as_number,
-        kind="node",
-        passive=False,
-        rr_client=rr_client,
-        cluster_id=local.cluster_id if rr_client else None,
-        peer_node=other.name,
-        source=source,
-        reason=reason
-        + (f"; {other.name} is a route-reflector client of this node" if rr_client else ""),
-        **_peer_options(peer, local),
-    )
-
-
-def _explicit_peer(
-    local: SessionNode,
-    name: str,
-    scope: _PeerScope,
-    nodes: Sequence[SessionNode],
-    by_ip: Mapping[str, SessionNode],
-    add: Callable[[Session], None],
-) -> None:
-    peer = scope.peer
-    assert peer.peer_ip is not None
-    address, port = parse_peer_ip(peer.peer_ip)
-    family = address.version
-    mine = local.address(family)
-    target = by_ip.get(str(address))
-    if target is local:
-        # This node *is* the peer: it takes the other side of the sessions of every node the
-        # BGPPeer applies to (Calico's automatic reverse peering).
-        if peer.reverse_peering == "Manual":
-            return
-        for other in nodes:
-            if other is local or not scope.applies_to(other):
-                continue
-            session = _node_session(
-                local,
-                other,
-                family,
-                peer,
-                name,
-                f"BGPPeer {name} makes {other.name} peer with {address}, this node's address "
-                "(reverse peering)",
-            )
-            if session is not None:
-                add(session)
-        return
-    if mine is None or not scope.applies_to(local):
-        return
-    kind = "global" if scope.is_global else "node"
-    peer_port = port or (target.listen_port if target is not None else DEFAULT_BGP_PORT)
-    peer_as = peer.as_number or (target.as_number if target is not None else 0)
-    passive = kind == "global" and target is not None and str(address) > str(mine)
-    rr_client = _is_rr_client(local, target)
-    what = f"cluster node {target.name}" if target is not None else "external peer"
-    applies = (
-        "all nodes"
-        if scope.is_global
-        else f"node {peer.node}"
-        if peer.node is not None
-        else f"nodes matching {peer.node_selector!r}"
-    )
-    reason = f"BGPPeer {name} ({kind}, applies to {applies}) peers with {what} {address}"
-    if passive:
-        reason += f"; passive: {address} > {mine} as text"
-    if rr_client:
-        reason += f"; {target.name if target else address} is a route-reflector client"
-    add(
-        Session(
-            family=family,
-            local_ip=str(mine),
-            peer_ip=str(address),
-            peer_port=peer_port,
-            peer_as=peer_as,
-            kind=kind,
-            passive=passive,
-            rr_client=rr_client,
-            cluster_id=local.cluster_id if rr_client else None,
-            peer_node=target.name if target is not None else None,
-            source=name,
-            reason=reason,
-            **_peer_options(peer, local),
-        )
-    )
-
-
-def _selector_peer(
-    local: SessionNode,
-    name: str,
-    scope: _PeerScope,
-    nodes: Sequence[SessionNode],
-    add: Callable[[Session], None],
-) -> None:
-    peer = scope.peer
-    assert peer.peer_selector is not None
-    peer_selector = parse_selector(peer.peer_selector)
-    targets: list[tuple[SessionNode, str]] = []
-    if scope.applies_to(local):
-        targets += [
-            (
-                other,
-                f"BGPPeer {name}: this node matches its nodeSelector and {other.name} its "
-                f"peerSelector {peer.peer_selector!r}",
-            )
-            for other in nodes
-            if other is not local and peer_selector.matches(other.labels)
-        ]
-    if peer.reverse_peering == "Auto" and peer_selector.matches(local.labels):
-        targets += [
-            (
-                other,
-                f"BGPPeer {name}: {other.name} peers with this node because this node matches "
-                f"peerSelector {peer.peer_selector!r} (automatic reverse peering)",
-            )
-            for other in nodes
-            if other is not local and scope.applies_to(other)
-        ]
-    for other, reason in targets:
-        for family in (4, 6):
-            session = _node_session(local, other, family, peer, name, reason)
-            if session is not None:
-                add(session)

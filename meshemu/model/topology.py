@@ -48,6 +48,13 @@ MAX_NODES = 5000
 EncapMode = Literal["Always", "CrossSubnet", "Never"]
 ReversePeering = Literal["Auto", "Manual"]
 SourceAddress = Literal["UseNodeIP", "None"]
+NextHopMode = Literal["Auto", "Self", "Keep"]
+FilterAction = Literal["Accept", "Reject"]
+MatchOperator = Literal["Equal", "NotEqual", "In", "NotIn"]
+PeerType = Literal["eBGP", "iBGP"]
+# Calico's route priorities (BGPConfiguration ipv4/6NormalRoutePriority, BGPFilter priority):
+# 1 .. 2^31-2, so that 2^31-1 - priority is a valid bgp_local_pref (api/.../v3/bgpconfig.go).
+Priority = Annotated[int, Strict(), Field(ge=1, le=2147483646)]
 
 # Strict scalars: no bool -> int, no str -> int, no int -> bool, no bytes -> str.
 Int = Annotated[int, Strict()]
@@ -232,6 +239,112 @@ class PoolSpec(InputModel):
     disabled: Bool = False
 
 
+def _duration_text(value: object) -> object:
+    """A Kubernetes duration (`10s`, `2m`, `1m30s`): checked here so a bad one is located."""
+    if value is not None:
+        if not isinstance(value, str):
+            raise ValueError(f"write a duration like 120s or 2m, not {value!r}")
+        parse_duration(value)
+    return value
+
+
+Duration = Annotated[str, Strict(), AfterValidator(_duration_text)]
+
+
+def parse_duration(text: str | None) -> int | None:
+    """Kubernetes durations as Calico writes them: `10s`, `2m`, `1m30s`, `1.5s`, `120`, in
+    whole seconds rounded as confd rounds them (`int(math.Round(d.Seconds()))`)."""
+    if text is None:
+        return None
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or not text.strip():
+        raise ValueError(f"{text!r} is not a duration like 120s or 2m")
+    if match.group("bare") is not None:
+        return int(match.group("bare"))
+    total = 0.0
+    for number, unit in _DURATION_PART.findall(text.strip()):
+        total += float(number) * _DURATION_UNITS[unit]
+    return int(total + 0.5)
+
+
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6, "ns": 1e-9}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|ns|m|s)")
+_DURATION = re.compile(r"(?P<bare>\d+)|(?:\d+(?:\.\d+)?(?:h|ms|us|ns|m|s))+")
+
+
+class PrefixLengthSpec(InputModel):
+    min: Int | None = Field(default=None, ge=0, le=128)
+    max: Int | None = Field(default=None, ge=0, le=128)
+
+
+class CommunityMatchSpec(InputModel):
+    values: list[Text] = Field(min_length=1, max_length=1)
+
+
+class CommunityValueSpec(InputModel):
+    value: Text
+
+
+class PrependSpec(InputModel):
+    prefix: list[AsNumber] = Field(min_length=1)
+
+
+class PrioritySpec(InputModel):
+    value: Priority
+
+
+class FilterOperationSpec(InputModel):
+    """One operation of a BGPFilter rule: exactly one of its fields."""
+
+    add_community: CommunityValueSpec | None = Field(default=None, alias="addCommunity")
+    prepend_as_path: PrependSpec | None = Field(default=None, alias="prependASPath")
+    set_priority: PrioritySpec | None = Field(default=None, alias="setPriority")
+
+
+class FilterRuleSpec(InputModel):
+    """A BGPFilter rule (projectcalico/calico api/pkg/apis/projectcalico/v3/bgpfilter.go
+    BGPFilterRuleV4/V6: the same fields for both families)."""
+
+    cidr: Text | None = None
+    prefix_length: PrefixLengthSpec | None = Field(default=None, alias="prefixLength")
+    source: Literal["RemotePeers"] | None = None
+    interface: Text | None = None
+    match_operator: MatchOperator | None = Field(default=None, alias="matchOperator")
+    peer_type: PeerType | None = Field(default=None, alias="peerType")
+    communities: CommunityMatchSpec | None = None
+    as_path_prefix: list[AsNumber] | None = Field(default=None, alias="asPathPrefix")
+    priority: Priority | None = None
+    action: FilterAction
+    operations: list[FilterOperationSpec] = Field(default_factory=list)
+
+
+class FilterSpec(InputModel):
+    """A Calico BGPFilter: import/export rules per family, applied by the BGPPeers naming it."""
+
+    export_v4: list[FilterRuleSpec] = Field(default_factory=list, alias="exportV4")
+    import_v4: list[FilterRuleSpec] = Field(default_factory=list, alias="importV4")
+    export_v6: list[FilterRuleSpec] = Field(default_factory=list, alias="exportV6")
+    import_v6: list[FilterRuleSpec] = Field(default_factory=list, alias="importV6")
+
+    def rules(self, direction: str, family: int) -> list[FilterRuleSpec]:
+        return {
+            ("import", 4): self.import_v4,
+            ("export", 4): self.export_v4,
+            ("import", 6): self.import_v6,
+            ("export", 6): self.export_v6,
+        }[(direction, family)]
+
+
+class CommunitySpec(InputModel):
+    name: Text
+    value: Text
+
+
+class PrefixAdvertisementSpec(InputModel):
+    cidr: Text
+    communities: list[Text] = Field(default_factory=list)
+
+
 class PeerSpec(InputModel):
     """A Calico BGPPeer (global when it names no node and no nodeSelector)."""
 
@@ -248,7 +361,12 @@ class PeerSpec(InputModel):
         default=None, ge=0, le=10, alias="numAllowedLocalASNumbers"
     )
     source_address: SourceAddress = Field(default="UseNodeIP", alias="sourceAddress")
-    max_restart_time: Text | None = Field(default=None, alias="maxRestartTime")
+    max_restart_time: Duration | None = Field(default=None, alias="maxRestartTime")
+    keepalive_time: Duration | None = Field(default=None, alias="keepaliveTime")
+    next_hop_mode: NextHopMode | None = Field(default=None, alias="nextHopMode")
+    ttl_security: Int | None = Field(default=None, ge=0, le=255, alias="ttlSecurity")
+    reachable_by: Text | None = Field(default=None, alias="reachableBy")
+    filters: list[Text] = Field(default_factory=list)
 
 
 class BgpSpec(InputModel):
@@ -258,9 +376,27 @@ class BgpSpec(InputModel):
     node_to_node_mesh_enabled: Bool = Field(default=True, alias="nodeToNodeMeshEnabled")
     listen_port: Port = Field(default=179, alias="listenPort")
     node_mesh_password: Text | None = Field(default=None, alias="nodeMeshPassword")
-    node_mesh_max_restart_time: Text | None = Field(default=None, alias="nodeMeshMaxRestartTime")
+    node_mesh_max_restart_time: Duration | None = Field(
+        default=None, alias="nodeMeshMaxRestartTime"
+    )
     hold_time: Int = Field(default=9, ge=3, le=65535, alias="holdTime")
+    ipv4_normal_route_priority: Priority = Field(default=1024, alias="ipv4NormalRoutePriority")
+    ipv6_normal_route_priority: Priority = Field(default=1024, alias="ipv6NormalRoutePriority")
+    communities: list[CommunitySpec] = Field(default_factory=list)
+    prefix_advertisements: list[PrefixAdvertisementSpec] = Field(
+        default_factory=list, alias="prefixAdvertisements"
+    )
+    # A node's own BGPConfiguration (`node.<name>`) replaces the cluster's prefixAdvertisements
+    # as a whole (confd client.go processCommunityRules).
+    node_prefix_advertisements: dict[Text, list[PrefixAdvertisementSpec]] = Field(
+        default_factory=dict, alias="nodePrefixAdvertisements"
+    )
     peers: dict[Text, PeerSpec] = Field(default_factory=dict)
+    filters: dict[Text, FilterSpec] = Field(default_factory=dict)
+
+    def route_priority(self, family: int) -> int:
+        """The normal route priority (kernel metric) of the family's routes."""
+        return self.ipv4_normal_route_priority if family == 4 else self.ipv6_normal_route_priority
 
 
 class Topology(InputModel):
