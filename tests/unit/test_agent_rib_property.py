@@ -420,7 +420,9 @@ def test_the_topology_has_what_the_property_needs() -> None:
     assert REFLECTOR.cluster_id == CLUSTER and CLIENT.cluster_id is None
     clients = {s.peer_node for s in REFLECTOR.sessions if s.rr_client}
     others = {s.peer_node for s in REFLECTOR.sessions if not s.rr_client}
-    assert clients == {"c1", "c2", "edge"} and others == {"rr2"}
+    # Calico never makes an eBGP peer a reflector client (confd bgp_processor.go,
+    # buildPeerFromData): edge is an eBGP non-client, which the property still exercises.
+    assert clients == {"c1", "c2"} and others == {"rr2", "edge"}
     ebgp = {s.peer_node for s in REFLECTOR.sessions if s.peer_as != s.local_as}
     assert ebgp == {"edge"}
     assert {s.peer_node for s in EDGE.sessions} == {"rr1", "rr2"}
