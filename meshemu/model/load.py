@@ -11,7 +11,8 @@ Bounds (each violation is a located problem with a hint):
 - the YAML: nested at most `MAX_YAML_DEPTH` deep and at most `MAX_YAML_NODES` values once
   aliases are expanded (checked on the event stream, before anything is built, so neither deep
   nesting nor an alias bomb costs more than one pass);
-- no key twice in one mapping (YAML would silently keep the later value); timestamps stay text.
+- no key twice in one mapping (YAML would silently keep the later value); timestamps and
+  YAML 1.1 base-60 numbers (`5663:12`) stay text, as Kubernetes reads them.
 """
 
 from __future__ import annotations
@@ -317,6 +318,33 @@ class _Loader(_BaseLoader):  # type: ignore[misc]
 
 # Kubernetes timestamps are strings; YAML 1.1 would make them datetimes (and fail on 2024-13-45).
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", SafeConstructor.construct_yaml_str)
+
+_NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+
+
+def _without_base60(resolvers: dict[Any, list[tuple[str, re.Pattern[str]]]]) -> dict[Any, Any]:
+    """The implicit resolvers with YAML 1.1's base-60 numbers (`5663:12`, `1:20.5`) taken out.
+
+    Kubernetes reads YAML with sigs.k8s.io/yaml (go-yaml), which has no base-60 numbers: the BGP
+    community `5663:12` that confd's own test input writes unquoted
+    (confd/tests/mock_data/calicoctl/mesh/communities/input.yaml) is text there, where PyYAML
+    would make it the integer 339792. A colon appears in no other int or float form, so an int
+    or float resolver that refuses any colon leaves exactly the base-60 forms as plain text
+    (an explicit `!!int 10:20` still reads as 620).
+    """
+    return {
+        first: [
+            (tag, re.compile(r"(?!.*:)" + regexp.pattern, regexp.flags))
+            if tag in _NUMBER_TAGS
+            else (tag, regexp)
+            for tag, regexp in entries
+        ]
+        for first, entries in resolvers.items()
+    }
+
+
+# A copy for this loader only: PyYAML's own loaders keep theirs.
+_Loader.yaml_implicit_resolvers = _without_base60(_BaseLoader.yaml_implicit_resolvers)
 
 
 def _at(source: str, mark: Any) -> str:

@@ -187,11 +187,14 @@ def bird_filter_functions(text: str) -> list[str]:
 
 def bird_communities(text: str) -> list[tuple[str, tuple[str, ...]]]:
     """`apply_communities()`: per CIDR, the communities added, in order, as `a:b[:c]`."""
-    body = text.split("function apply_communities ()", 1)[1].split("\n}", 1)[0]
+    # Up to the function's own closing brace (column 0); the last `if` block's brace ends it.
+    body = text.split("function apply_communities ()", 1)[1].split("\n}", 1)[0] + "\n"
     out = []
     for cidr, adds in re.findall(r"if \( net ~ (\S+) \) then \{(.*?)\}\n", body, re.S):
         values = re.findall(r"bgp_(?:large_)?community\.add\(\(([\d, ]+)\)\);", adds)
         out.append((cidr, tuple(v.replace(", ", ":") for v in values)))
+    # Every block is read (a parse that misses one would compare less than Calico rendered).
+    assert len(out) == body.count("if ( net ~ "), body
     return out
 
 
