@@ -1,7 +1,8 @@
 """Small pure helpers on addresses shared by the rules, the planner and the agent.
 
 Owns parsing of address text the way meshemu accepts it (no interface scope, no IPv4-mapped
-IPv6, ASCII digits only) and the list of ranges no lab address may come from.
+IPv6 but as a BGP peer's IPv4 address, ASCII digits only), the list of ranges no lab address
+may come from, and which kind of address an external BGP peer in one of them is.
 """
 
 from __future__ import annotations
@@ -18,33 +19,56 @@ _V4_PORT = re.compile(r"(?P<ip>\d{1,3}(?:\.\d{1,3}){3})(?::(?P<port>\d+))?", re.
 
 LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
-# Ranges that cannot hold a lab's subnets, pools or peers: the kernel treats them specially
-# (loopback, multicast, link-local) or they are not unicast addresses at all. Calico itself
-# only rejects link-local pools (libcalico-go lib/validator/v3/validator.go, `overlapsV4LinkLocal`);
-# the others would be accepted by Calico and then fail in the kernel, so meshemu rejects them.
-SPECIAL_RANGES: tuple[tuple[IPNetwork, str], ...] = (
-    (ipaddress.ip_network("0.0.0.0/8"), "the unspecified ('this network') range 0.0.0.0/8"),
-    (ipaddress.ip_network("127.0.0.0/8"), "the loopback range 127.0.0.0/8"),
-    (LINK_LOCAL[0], "the link-local range 169.254.0.0/16"),
-    (ipaddress.ip_network("224.0.0.0/4"), "the multicast range 224.0.0.0/4"),
-    (ipaddress.ip_network("240.0.0.0/4"), "the reserved range 240.0.0.0/4 (and broadcast)"),
-    (ipaddress.ip_network("::/128"), "the unspecified address ::"),
-    (ipaddress.ip_network("::1/128"), "the loopback address ::1"),
-    (ipaddress.ip_network("::ffff:0:0/96"), "the IPv4-mapped range ::ffff:0:0/96"),
-    (LINK_LOCAL[1], "the link-local range fe80::/10"),
-    (ipaddress.ip_network("ff00::/8"), "the multicast range ff00::/8"),
+# Ranges that cannot hold a lab's subnets, pools or node addresses: the kernel treats them
+# specially (loopback, multicast, link-local) or they are not unicast addresses at all. Calico
+# itself only rejects link-local pools (libcalico-go lib/validator/v3/validator.go,
+# `overlapsV4LinkLocal`); the others would be accepted by Calico and then fail in the kernel, so
+# meshemu rejects them there. A BGPPeer's peerIP may be in any of them (Calico's validateIPPort
+# only parses it): such a peer is outside the lab, planned and never reached (`special_kind`).
+# Each range: (network, description for a problem, one word for the kind of address).
+SPECIAL_RANGES: tuple[tuple[IPNetwork, str, str], ...] = (
+    (
+        ipaddress.ip_network("0.0.0.0/8"),
+        "the unspecified ('this network') range 0.0.0.0/8",
+        "unspecified",
+    ),
+    (ipaddress.ip_network("127.0.0.0/8"), "the loopback range 127.0.0.0/8", "loopback"),
+    (LINK_LOCAL[0], "the link-local range 169.254.0.0/16", "link-local"),
+    (ipaddress.ip_network("224.0.0.0/4"), "the multicast range 224.0.0.0/4", "multicast"),
+    (
+        ipaddress.ip_network("240.0.0.0/4"),
+        "the reserved range 240.0.0.0/4 (and broadcast)",
+        "reserved",
+    ),
+    (ipaddress.ip_network("::/128"), "the unspecified address ::", "unspecified"),
+    (ipaddress.ip_network("::1/128"), "the loopback address ::1", "loopback"),
+    (ipaddress.ip_network("::ffff:0:0/96"), "the IPv4-mapped range ::ffff:0:0/96", "IPv4-mapped"),
+    (LINK_LOCAL[1], "the link-local range fe80::/10", "link-local"),
+    (ipaddress.ip_network("ff00::/8"), "the multicast range ff00::/8", "multicast"),
 )
 SPECIAL_HINT = (
     "use a private unicast range: 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16 for IPv4, "
     "fd00::/8 for IPv6"
 )
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
 
 
 def special_range(network: IPNetwork) -> str | None:
     """The special range `network` overlaps (described for a user), or None."""
-    for special, description in SPECIAL_RANGES:
+    for special, description, _kind in SPECIAL_RANGES:
         if special.version == network.version and network.overlaps(special):
             return description
+    return None
+
+
+def special_kind(address: IPAddress) -> str | None:
+    """What kind of non-unicast address `address` is ("multicast", "loopback", ...), or None
+    for an ordinary unicast address."""
+    if address == _BROADCAST:
+        return "broadcast"
+    for special, _description, kind in SPECIAL_RANGES:
+        if address.version == special.version and address in special:
+            return kind
     return None
 
 
@@ -56,6 +80,9 @@ def ipv4_mapped(address: IPAddress) -> ipaddress.IPv4Address | None:
 def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
     """Parse a BGPPeer `peerIP`: `10.0.0.1`, `10.0.0.1:166`, `fd00::1` or `[fd00::1]:50`.
 
+    Accepts what libcalico-go accepts (lib/validator/v3/validator.go `processIPPort`: an
+    address Go's net.ParseIP reads, optionally with a port 1-65535), in any range; an
+    IPv4-mapped IPv6 address is returned as its IPv4 address, as Calico uses it.
     Raises ValueError with a message fit for a user.
     """
     text = text.strip()
@@ -75,7 +102,11 @@ def parse_peer_ip(text: str) -> tuple[IPAddress, int | None]:
         port = int(port_text)
         if not 1 <= port <= 65535:
             raise ValueError(f"port {port} in {text!r} is outside 1-65535")
-    return address, port
+    # Go's net.ParseIP reads `::ffff:a.b.c.d` as the IPv4 address a.b.c.d (To4 is not nil and
+    # String prints it dotted), so confd keys such a BGPPeer as an IPv4 peer (client.go
+    # updatePeersV1, peer_v4/<a.b.c.d>) and renders it in bird.cfg.
+    mapped = ipv4_mapped(address)
+    return (mapped if mapped is not None else address), port
 
 
 def parse_network(text: str) -> IPNetwork:

@@ -14,10 +14,8 @@ import re
 from meshemu.errors import Problem
 from meshemu.model.addressing import (
     SPECIAL_HINT,
-    IPAddress,
     IPNetwork,
     host_capacity,
-    ipv4_mapped,
     parse_network,
     parse_peer_ip,
     special_range,
@@ -477,20 +475,6 @@ def _automatic_prefixes(topo: Topology) -> set[IPNetwork]:
     return out
 
 
-def _peer_address_problem(address: IPAddress, where: str) -> Problem | None:
-    mapped = ipv4_mapped(address)
-    if mapped is not None:
-        return Problem(
-            where,
-            f"{address} is an IPv4-mapped IPv6 address (::ffff:a.b.c.d)",
-            f"peer with the IPv4 address {mapped} instead",
-        )
-    special = special_range(ipaddress.ip_network(address))
-    if special is not None:
-        return Problem(where, f"{address} is in {special}: no BGP speaker can be there", "")
-    return None
-
-
 def _check_peers(topo: Topology) -> list[Problem]:
     problems: list[Problem] = []
     node_ips = {
@@ -523,10 +507,10 @@ def _check_peers(topo: Topology) -> list[Problem]:
             except ValueError as err:
                 problems.append(Problem(f"{where}.peerIP", str(err), ""))
                 continue
-            bad = _peer_address_problem(address, f"{where}.peerIP")
-            if bad is not None:
-                problems.append(bad)
-                continue
+            # Any address in any range, as libcalico-go accepts it (validator.go
+            # validateIPPort): one in a special range (multicast ffee::10 in confd's own
+            # tests) cannot be a lab node's, so it is an external peer whose session is
+            # planned and stays down (phases/notes.py says why).
             # A peer that is not one of the cluster's nodes needs its AS; a node's AS is known.
             # An address in a subnet where the planner assigns node addresses may turn out to
             # be a node's: the planner resolves it (it alone decides those addresses).

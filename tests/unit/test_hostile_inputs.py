@@ -783,22 +783,23 @@ def test_special_ranges(tmp_path: Path, where: str, prefix: str, needle: str) ->
             ("subnets.rack2.ipv6", "IPv4-mapped"),
             id="subnet",
         ),
-        pytest.param(
-            {"bgp__peers__p1": {"peerIP": "::ffff:10.0.1.50", "asNumber": 65000}},
-            ("bgp.peers.p1.peerIP", "IPv4-mapped", "10.0.1.50"),
-            id="peer",
-        ),
-        pytest.param(
-            {"bgp__peers__p1": {"peerIP": "[::ffff:10.0.1.50]:179", "asNumber": 65000}},
-            ("bgp.peers.p1.peerIP", "IPv4-mapped"),
-            id="peer-with-port",
-        ),
     ],
 )
 def test_ipv4_mapped_addresses(
     tmp_path: Path, changes: dict[str, Any], needles: tuple[str, ...]
 ) -> None:
     rejects(tmp_path, native(**changes), *needles)
+
+
+@pytest.mark.parametrize(
+    ("peer_ip", "port"), [("::ffff:10.0.1.50", 179), ("[::ffff:10.0.1.50]:166", 166)]
+)
+def test_ipv4_mapped_peer_is_its_ipv4_address(tmp_path: Path, peer_ip: str, port: int) -> None:
+    """Calico accepts it (Go's net.ParseIP) and keys the peer by its IPv4 form (net.IP's
+    String), so confd renders an IPv4 session to 10.0.1.50."""
+    topo = accepts(tmp_path, native(bgp__peers__p1={"peerIP": peer_ip, "asNumber": 65000}))
+    sessions = [s for s in build_plan(topo).node("node1").sessions if s.source == "p1"]
+    assert [(s.peer_ip, s.peer_port, s.family) for s in sessions] == [("10.0.1.50", port, 4)]
 
 
 def test_ipv4_mapped_node_address_in_a_bundle(tmp_path: Path) -> None:
@@ -811,24 +812,60 @@ def test_ipv4_mapped_node_address_in_a_bundle(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("peer_ip", "needle"),
     [
-        ("224.0.0.5", "multicast"),
-        ("127.0.0.1", "loopback"),
-        ("0.0.0.0", "unspecified"),
-        ("255.255.255.255", "broadcast"),
-        ("ff02::1", "multicast"),
-        ("::1", "loopback"),
-        ("::", "unspecified"),
         ("fe80::1%eth0", "scope"),
         ("10.0.9.9:١٧٩", "not an IP address"),
+        ("10.0.9.9:0", "outside 1-65535"),
+        ("010.0.9.9", "not an IP address"),
     ],
 )
-def test_peer_addresses_that_cannot_be_a_speaker(tmp_path: Path, peer_ip: str, needle: str) -> None:
+def test_peer_addresses_calico_refuses(tmp_path: Path, peer_ip: str, needle: str) -> None:
+    """What libcalico-go's validator (validateIPPort: Go's net.ParseIP, port 1-65535) refuses."""
     rejects(
         tmp_path,
         native(bgp__peers__p1={"peerIP": peer_ip, "asNumber": 65000}),
         "bgp.peers.p1.peerIP",
         needle,
     )
+
+
+@pytest.mark.parametrize(
+    ("peer_ip", "kind"),
+    [
+        ("224.0.0.5", "multicast"),
+        ("127.0.0.1", "loopback"),
+        ("0.0.0.0", "unspecified"),
+        ("255.255.255.255", "broadcast"),
+        ("240.0.0.1", "reserved"),
+        ("169.254.1.1", "link-local"),
+        ("ff02::1", "multicast"),
+        ("ffee::10", "multicast"),
+        ("[ffee::11]:180", "multicast"),
+        ("::1", "loopback"),
+        ("::", "unspecified"),
+        ("fe80::1", "link-local"),
+    ],
+)
+def test_special_peer_addresses_are_planned_as_calico_renders_them(
+    tmp_path: Path, peer_ip: str, kind: str
+) -> None:
+    """Calico accepts any IP as a BGPPeer peerIP; such a peer is outside the lab (no subnet
+    or node may be in these ranges), so its session is planned and stays down, with a note."""
+    topo = accepts(tmp_path, native(bgp__peers__p1={"peerIP": peer_ip, "asNumber": 65000}))
+    plan = build_plan(topo)
+    address = peer_ip.strip("[").split("]")[0]
+    sessions = [s for s in plan.node("node1").sessions if s.source == "p1"]
+    assert [s.peer_ip for s in sessions] == [address]
+    assert sessions[0].peer_node is None
+    note = (
+        f"node1: peer {address} is a {kind} address: planned as Calico renders it, "
+        "cannot be reached in the lab"
+    )
+    assert note in plan.notes, plan.notes
+    assert not any("external peer " + address in n for n in plan.notes), plan.notes
+
+
+def test_special_peer_address_still_needs_an_as_number(tmp_path: Path) -> None:
+    rejects(tmp_path, native(bgp__peers__p1={"peerIP": "ffee::10"}), "bgp.peers.p1.asNumber", "AS")
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,18 @@
 """Pass 8: what the plan warns about, in words a person reads with `meshemu plan`.
 
-Owns the notes: sessions that cannot come up (an external peer without a speaker, a session the
-other side does not match), unencapsulated routes that end at a default router without pod
-routes, nodes that learn nothing from a node with blocks, and nodes no pool gives pods to.
+Owns the notes: sessions that cannot come up (an external peer without a speaker or at an
+address the lab cannot reach, a session the other side does not match), unencapsulated routes
+that end at a default router without pod routes, nodes that learn nothing from a node with
+blocks, and nodes no pool gives pods to.
 Pure reading of the finished nodes; it changes nothing.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 
+from meshemu.model.addressing import special_kind
 from meshemu.model.labplan import NodePlan
 from meshemu.model.topology import Topology
 
@@ -29,10 +32,7 @@ def _session_notes(nodes: Sequence[NodePlan]) -> list[str]:
         up = set(node.expected_up)
         for session in node.sessions:
             if session.peer_node is None:
-                notes.append(
-                    f"{node.name}: session to external peer {session.peer_ip} has no speaker in "
-                    "the lab and stays down"
-                )
+                notes.append(_external_note(node.name, session.peer_ip))
             elif session.peer_ip not in up:
                 notes.append(
                     f"{node.name}: session to {session.peer_node} ({session.peer_ip}:"
@@ -40,6 +40,19 @@ def _session_notes(nodes: Sequence[NodePlan]) -> list[str]:
                     "session, or neither side connects to a port the other listens on"
                 )
     return notes
+
+
+def _external_note(node: str, peer_ip: str) -> str:
+    """Why a session to a peer outside the lab stays down."""
+    kind = special_kind(ipaddress.ip_address(peer_ip))
+    if kind is not None:
+        # Calico accepts any address as a BGPPeer peerIP (libcalico-go validator.go
+        # validateIPPort) and confd renders the session; the lab cannot route to it.
+        return (
+            f"{node}: peer {peer_ip} is a {kind} address: planned as Calico renders it, "
+            "cannot be reached in the lab"
+        )
+    return f"{node}: session to external peer {peer_ip} has no speaker in the lab and stays down"
 
 
 def _default_router_notes(nodes: Sequence[NodePlan]) -> list[str]:
