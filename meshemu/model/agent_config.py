@@ -4,7 +4,8 @@ Owns `AgentConfig` (the node's name, namespace, addresses, router ID, AS, cluste
 sessions' BGP fields, its blocks and their pools, the pools' route rules and BGP export flag,
 and the route context: its subnets and default routers, and every node's address with that
 node's router ID and VTEP), `agent_config_of(plan, node)` to cut it from a plan, and its JSON
-form (the agent's configuration file, which the lab writes and the agent reads).
+form (the agent's configuration file, which the lab writes and the agent reads): its fields
+under their names, through `wire.Wire`.
 Each agent reads only this, not the whole plan (whose size grows with the square of the node
 count), so an agent's memory stays flat as labs grow. The agent decides nothing from it that
 the planner did not decide the same way (`model.bgp`, `model.routes`).
@@ -13,16 +14,15 @@ the planner did not decide the same way (`model.bgp`, `model.routes`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from meshemu.model.bgp import Link, Speaker
 from meshemu.model.labplan import LabPlan
 from meshemu.model.routes import PoolRule, RouteContext, block_has_blackhole
-from meshemu.model.wire import Fields
+from meshemu.model.wire import Wire
 
 
 @dataclass(frozen=True)
-class AgentSession:
+class AgentSession(Wire):
     """One session of the node, with what the agent's BGP rules read of it."""
 
     peer_ip: str
@@ -44,51 +44,17 @@ class AgentSession:
             allow_local_as=self.allow_local_as or 0,
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "peer_ip": self.peer_ip,
-            "peer_node": self.peer_node,
-            "kind": self.kind,
-            "peer_as": self.peer_as,
-            "local_as": self.local_as,
-            "rr_client": self.rr_client,
-            "keep_next_hop": self.keep_next_hop,
-            "allow_local_as": self.allow_local_as,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> AgentSession:
-        f = Fields(data, where)
-        return cls(
-            f.text("peer_ip"),
-            f.opt_text("peer_node"),
-            f.text("kind"),
-            f.number("peer_as"),
-            f.number("local_as"),
-            f.flag("rr_client"),
-            f.flag("keep_next_hop"),
-            f.opt_number("allow_local_as"),
-        )
-
 
 @dataclass(frozen=True)
-class AgentBlock:
+class AgentBlock(Wire):
     """One IPAM block of the node and the pool it belongs to."""
 
     cidr: str
     pool: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"cidr": self.cidr, "pool": self.pool}
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> AgentBlock:
-        f = Fields(data, where)
-        return cls(f.text("cidr"), f.text("pool"))
-
 
 @dataclass(frozen=True)
-class AgentPool:
+class AgentPool(Wire):
     """A pool's route rule (encapsulation) and whether its blocks go to BGP."""
 
     name: str
@@ -100,29 +66,9 @@ class AgentPool:
     def rule(self) -> PoolRule:
         return PoolRule(self.name, self.cidr, self.ipip_mode, self.vxlan_mode)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "cidr": self.cidr,
-            "ipip_mode": self.ipip_mode,
-            "vxlan_mode": self.vxlan_mode,
-            "disable_bgp_export": self.disable_bgp_export,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> AgentPool:
-        f = Fields(data, where)
-        return cls(
-            f.text("name"),
-            f.text("cidr"),
-            f.text("ipip_mode"),
-            f.text("vxlan_mode"),
-            f.flag("disable_bgp_export"),
-        )
-
 
 @dataclass(frozen=True)
-class NodeAddress:
+class NodeAddress(Wire):
     """One address of a node of the lab (this one included): its router ID and, where the
     node has a VXLAN device of that family, its VTEP address."""
 
@@ -130,17 +76,9 @@ class NodeAddress:
     router_id: str
     vtep: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {"address": self.address, "router_id": self.router_id, "vtep": self.vtep}
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> NodeAddress:
-        f = Fields(data, where)
-        return cls(f.text("address"), f.text("router_id"), f.opt_text("vtep"))
-
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(Wire):
     """Everything one node's agent reads at start."""
 
     node: str
@@ -193,46 +131,10 @@ class AgentConfig:
         """The blocks the node installs a blackhole for (`routes.block_has_blackhole`)."""
         return tuple(b.cidr for b in self.blocks if block_has_blackhole(b.cidr))
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "netns": self.netns,
-            "ipv4": self.ipv4,
-            "ipv6": self.ipv6,
-            "router_id": self.router_id,
-            "as_number": self.as_number,
-            "cluster_id": self.cluster_id,
-            "sessions": [s.to_json() for s in self.sessions],
-            "blocks": [b.to_json() for b in self.blocks],
-            "pools": [p.to_json() for p in self.pools],
-            "subnet_ipv4": self.subnet_ipv4,
-            "subnet_ipv6": self.subnet_ipv6,
-            "gateway4": self.gateway4,
-            "gateway6": self.gateway6,
-            "addresses": [a.to_json() for a in self.addresses],
-        }
-
     @classmethod
     def from_json(cls, data: object, where: str = "agent configuration") -> AgentConfig:
         """The file `to_json` wrote; LabError names a field that is missing or mistyped."""
-        f = Fields(data, where)
-        return cls(
-            node=f.text("node"),
-            netns=f.text("netns"),
-            ipv4=f.opt_text("ipv4"),
-            ipv6=f.opt_text("ipv6"),
-            router_id=f.text("router_id"),
-            as_number=f.number("as_number"),
-            cluster_id=f.opt_text("cluster_id"),
-            sessions=tuple(AgentSession.from_json(s.data, s.where) for s in f.objects("sessions")),
-            blocks=tuple(AgentBlock.from_json(b.data, b.where) for b in f.objects("blocks")),
-            pools=tuple(AgentPool.from_json(p.data, p.where) for p in f.objects("pools")),
-            subnet_ipv4=f.opt_text("subnet_ipv4"),
-            subnet_ipv6=f.opt_text("subnet_ipv6"),
-            gateway4=f.opt_text("gateway4"),
-            gateway6=f.opt_text("gateway6"),
-            addresses=tuple(NodeAddress.from_json(a.data, a.where) for a in f.objects("addresses")),
-        )
+        return super().from_json(data, where)
 
 
 def agent_config_of(plan: LabPlan, node: str) -> AgentConfig:

@@ -5,6 +5,10 @@ pods, sessions, expected RIB and FIB), `LabPlan.to_json` (the `plan --json` cont
 "What plan --json promises"; fields may be added, never renamed) and `LabPlan.from_json`, which
 rebuilds the identical plan from it, so the running lab's plan travels as JSON and comes back
 typed. Also `Sticky`, the record of what a running lab has handed out.
+A part whose JSON is simply its fields is a `wire.Wire` (its form comes from its type hints);
+LabPlan and NodePlan write theirs by hand, because their JSON names and shapes are the contract
+(`node_to_node_mesh`, `mac`, `subnet_ipv4`, `blocks` with `block_pools`, `expected_established`,
+labels as an object, `unsupported` as objects, sessions with or without secrets).
 Passwords: `to_json()` says only whether a session has one; `to_json(secrets=True)` carries
 the text too, for the root-only state folder, and only that form reads back.
 Deciding anything is not this module's job (see `model.plan` and `model.phases`).
@@ -13,45 +17,25 @@ Deciding anything is not this module's job (see `model.plan` and `model.phases`)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from meshemu.errors import LabError
 from meshemu.model.routes import FibRoute, PoolRule
 from meshemu.model.sessions import Session
-from meshemu.model.wire import Fields
+from meshemu.model.wire import Fields, OneOf, Wire
 
 
 @dataclass(frozen=True)
-class SubnetPlan:
+class SubnetPlan(Wire):
     name: str
     index: int
     ipv4: str | None
     ipv6: str | None
     bridge: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "index": self.index,
-            "ipv4": self.ipv4,
-            "ipv6": self.ipv6,
-            "bridge": self.bridge,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> SubnetPlan:
-        f = Fields(data, where)
-        return cls(
-            f.text("name"),
-            f.number("index"),
-            f.opt_text("ipv4"),
-            f.opt_text("ipv6"),
-            f.text("bridge"),
-        )
-
 
 @dataclass(frozen=True)
-class RouterInterface:
+class RouterInterface(Wire):
     subnet: str
     ifname: str
     fabric_ifname: str
@@ -62,71 +46,23 @@ class RouterInterface:
     def address(self, family: int) -> str | None:
         return self.ipv4 if family == 4 else self.ipv6
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "subnet": self.subnet,
-            "ifname": self.ifname,
-            "fabric_ifname": self.fabric_ifname,
-            "ipv4": self.ipv4,
-            "ipv6": self.ipv6,
-            "mac": self.mac,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> RouterInterface:
-        f = Fields(data, where)
-        return cls(
-            f.text("subnet"),
-            f.text("ifname"),
-            f.text("fabric_ifname"),
-            f.opt_text("ipv4"),
-            f.opt_text("ipv6"),
-            f.text("mac"),
-        )
-
 
 @dataclass(frozen=True)
-class StaticRoute:
+class StaticRoute(Wire):
     prefix: str
     via: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {"prefix": self.prefix, "via": self.via}
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> StaticRoute:
-        f = Fields(data, where)
-        return cls(f.text("prefix"), f.text("via"))
-
 
 @dataclass(frozen=True)
-class RouterPlan:
+class RouterPlan(Wire):
     name: str
     netns: str
     interfaces: tuple[RouterInterface, ...]
     routes: tuple[StaticRoute, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "netns": self.netns,
-            "interfaces": [i.to_json() for i in self.interfaces],
-            "routes": [r.to_json() for r in self.routes],
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> RouterPlan:
-        f = Fields(data, where)
-        return cls(
-            f.text("name"),
-            f.text("netns"),
-            tuple(RouterInterface.from_json(i.data, i.where) for i in f.objects("interfaces")),
-            tuple(StaticRoute.from_json(r.data, r.where) for r in f.objects("routes")),
-        )
-
 
 @dataclass(frozen=True)
-class PodPlan:
+class PodPlan(Wire):
     name: str
     node: str
     netns: str
@@ -136,32 +72,6 @@ class PodPlan:
     pool4: str | None
     pool6: str | None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "node": self.node,
-            "netns": self.netns,
-            "host_ifname": self.host_ifname,
-            "ipv4": self.ipv4,
-            "ipv6": self.ipv6,
-            "pool4": self.pool4,
-            "pool6": self.pool6,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> PodPlan:
-        f = Fields(data, where)
-        return cls(
-            f.text("name"),
-            f.text("node"),
-            f.text("netns"),
-            f.text("host_ifname"),
-            f.opt_text("ipv4"),
-            f.opt_text("ipv6"),
-            f.opt_text("pool4"),
-            f.opt_text("pool6"),
-        )
-
 
 @dataclass(frozen=True)
 class Block:
@@ -170,7 +80,7 @@ class Block:
 
 
 @dataclass(frozen=True, slots=True)
-class RibEntry:
+class RibEntry(Wire):
     """A best path in a node's Loc-RIB, as the plan expects it."""
 
     prefix: str
@@ -182,49 +92,12 @@ class RibEntry:
     cluster_list: tuple[str, ...]
     paths: int  # how many candidate paths the node holds for the prefix
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "next_hop": self.next_hop,
-            "origin_node": self.origin_node,
-            "learned_from": self.learned_from,
-            "as_path": list(self.as_path),
-            "originator_id": self.originator_id,
-            "cluster_list": list(self.cluster_list),
-            "paths": self.paths,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> RibEntry:
-        f = Fields(data, where)
-        return cls(
-            f.text("prefix"),
-            f.text("next_hop"),
-            f.text("origin_node"),
-            f.opt_text("learned_from"),
-            f.numbers("as_path"),
-            f.opt_text("originator_id"),
-            f.texts("cluster_list"),
-            f.number("paths"),
-        )
-
 
 @dataclass(frozen=True)
-class Vtep:
-    family: int
+class Vtep(Wire):
+    family: Annotated[int, OneOf(4, 6)]
     address: str
     mac: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"family": self.family, "address": self.address, "mac": self.mac}
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> Vtep:
-        f = Fields(data, where)
-        family = f.number("family")
-        if family not in (4, 6):
-            f.fail("family", f"expected 4 or 6, found {family}")
-        return cls(family, f.text("address"), f.text("mac"))
 
 
 @dataclass(frozen=True)
@@ -327,18 +200,18 @@ class NodePlan:
             listen_port=f.number("listen_port"),
             labels=tuple(sorted(f.text_map("labels").items())),
             blocks=tuple(blocks),
-            pods=tuple(PodPlan.from_json(p.data, p.where) for p in f.objects("pods")),
+            pods=f.each("pods", PodPlan),
             ipip_tunnel_address=f.opt_text("ipip_tunnel_address"),
-            vteps=tuple(Vtep.from_json(v.data, v.where) for v in f.objects("vteps")),
+            vteps=f.each("vteps", Vtep),
             sessions=tuple(Session.from_json(s.data, s.where) for s in f.objects("sessions")),
             expected_up=f.texts("expected_established"),
-            rib=tuple(RibEntry.from_json(r.data, r.where) for r in f.objects("rib")),
+            rib=f.each("rib", RibEntry),
             fib=tuple(FibRoute.from_json(r.data, r.where) for r in f.objects("fib")),
         )
 
 
 @dataclass(frozen=True)
-class PoolPlan:
+class PoolPlan(Wire):
     name: str
     cidr: str
     block_size: int
@@ -352,36 +225,6 @@ class PoolPlan:
 
     def route_rule(self) -> PoolRule:
         return PoolRule(self.name, self.cidr, self.ipip_mode, self.vxlan_mode)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "cidr": self.cidr,
-            "block_size": self.block_size,
-            "ipip_mode": self.ipip_mode,
-            "vxlan_mode": self.vxlan_mode,
-            "nat_outgoing": self.nat_outgoing,
-            "node_selector": self.node_selector,
-            "disable_bgp_export": self.disable_bgp_export,
-            "disabled": self.disabled,
-            "rule": self.rule,
-        }
-
-    @classmethod
-    def from_json(cls, data: object, where: str) -> PoolPlan:
-        f = Fields(data, where)
-        return cls(
-            f.text("name"),
-            f.text("cidr"),
-            f.number("block_size"),
-            f.text("ipip_mode"),
-            f.text("vxlan_mode"),
-            f.flag("nat_outgoing"),
-            f.text("node_selector"),
-            f.flag("disable_bgp_export"),
-            f.flag("disabled"),
-            f.text("rule"),
-        )
 
 
 @dataclass(frozen=True)
@@ -437,9 +280,9 @@ class LabPlan:
             as_number=f.number("as_number"),
             mesh=f.flag("node_to_node_mesh"),
             hold_time=f.number("hold_time"),
-            subnets=tuple(SubnetPlan.from_json(s.data, s.where) for s in f.objects("subnets")),
-            routers=tuple(RouterPlan.from_json(r.data, r.where) for r in f.objects("routers")),
-            pools=tuple(PoolPlan.from_json(p.data, p.where) for p in f.objects("pools")),
+            subnets=f.each("subnets", SubnetPlan),
+            routers=f.each("routers", RouterPlan),
+            pools=f.each("pools", PoolPlan),
             nodes=tuple(NodePlan.from_json(n.data, n.where) for n in f.objects("nodes")),
             unsupported=tuple(
                 (u.text("location"), u.text("reason")) for u in f.objects("unsupported")
