@@ -14,11 +14,16 @@ the planner did not decide the same way (`model.bgp`, `model.routes`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meshemu.model.bgp import Link, Speaker
-from meshemu.model.labplan import LabPlan
 from meshemu.model.routes import PoolRule, RouteContext, block_has_blackhole
 from meshemu.model.wire import Wire
+
+if TYPE_CHECKING:
+    # Only the lab reads a plan to make a configuration; the agent, which imports this module,
+    # must not pull in the plan's input models (pydantic: about 14 MiB more per node).
+    from meshemu.model.labplan import LabPlan
 
 
 @dataclass(frozen=True)

@@ -122,3 +122,17 @@ def test_pure_layers_import_without_kernel_or_speaker_libraries(module: str) -> 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("module", ["meshemu.controlplane.agent", "meshemu.controlplane.launcher"])
+def test_per_node_processes_stay_small(module: str) -> None:
+    """Every node runs an agent (and the launcher forks every speaker): neither may load the
+    input models, netlink or graph libraries, which would cost megabytes per node."""
+    heavy = ("pydantic", "yaml", "networkx", "pyroute2", "scapy")
+    code = (
+        f"import importlib, sys; importlib.import_module({module!r}); "
+        f"print(','.join(x for x in {heavy!r} if x in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == ""
