@@ -228,13 +228,19 @@ def _stop_builder(state: LabState, progress: Progress) -> bool:
 
 
 def _remove_state_dir(path: Path) -> None:
-    """The state folder holds only files meshemu wrote; remove it bottom-up (symlinks are
-    removed as links, never followed)."""
-    for child in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if child.is_dir() and not child.is_symlink():
-            child.rmdir()
-        else:
-            child.unlink(missing_ok=True)
+    """The state folder holds only files meshemu wrote; remove it bottom-up. A symlink in it is
+    removed as a link and never followed (os.walk with followlinks=False lists a link to a
+    folder among the folders, but does not descend into it)."""
+    for folder, subfolders, files in os.walk(path, topdown=False, followlinks=False):
+        here = Path(folder)
+        for name in files:
+            (here / name).unlink(missing_ok=True)
+        for name in subfolders:
+            entry = here / name
+            if entry.is_symlink():
+                entry.unlink()
+            else:
+                entry.rmdir()
     path.rmdir()
 
 

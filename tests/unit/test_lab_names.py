@@ -101,3 +101,18 @@ def test_a_state_root_that_is_a_file(
     assert main(["status"]) == 2
     assert "no lab is up" in capsys.readouterr().err
     assert main(["down", "lab1"]) == 0  # nothing recorded there: nothing to do
+
+
+def test_down_never_follows_a_symlink_out_of_the_state_folder(state_root: Path) -> None:
+    """A link planted in a lab's state folder is removed as a link; its target is untouched."""
+    outside = state_root.parent / "precious"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "file").write_text("keep me")
+    lab = state_root / "lab1"
+    (lab / "nodes" / "node1").mkdir(parents=True)
+    (lab / "lab.json").write_text('{"name": "lab1"}')
+    os.symlink(outside, lab / "nodes" / "node1" / "link")
+    os.symlink(outside / "deep" / "file", lab / "filelink")
+    assert main(["down", "lab1"]) == 0
+    assert not lab.exists()
+    assert (outside / "deep" / "file").read_text() == "keep me"
