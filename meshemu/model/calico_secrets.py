@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 from dataclasses import dataclass
 
 from meshemu.errors import Problem
 from meshemu.model.calico_inventory import Doc, Resources, SecretValue
 from meshemu.model.calico_resources import PasswordSource, SecretResource
-from meshemu.model.rules import MD5_KEY_MAX_BYTES
 from meshemu.model.topology import loc_part
 
 
@@ -80,8 +78,8 @@ def resolve_password(
 ) -> Password:
     """The password `source` names. When the bundle holds the Secret, its origin is the Secret's
     key with its document and line, and `where` (the field that names the Secret):
-    `Secret/bgp.data.peer (document 4, line 12; named by BGPPeer/p.spec.password)`. Otherwise
-    the lab uses a stand-in, located at `where`."""
+    `Secret/bgp.data.peer (document 4, line 12; named by BGPPeer/p.spec.password)`. A Secret
+    the bundle does not hold is a problem located at `where`."""
     ref = source.secretKeyRef
     matches = {
         ns: value
@@ -100,18 +98,16 @@ def resolve_password(
     if matches:
         secret = next(iter(matches.values()))
         return Password(secret.value, f"{secret.key_at} ({secret.place}; named by {where})")
-    # The bundle only names the secret: the lab still needs a shared key, so derive one.
-    found.unsupported.append(
-        (where, f"secret {ref.name}/{ref.key} is not in the bundle; the lab uses a stand-in")
+    # A session whose password is unknown would be emulated with a key the real peer does
+    # not have (confd renders it without one and only logs a warning): refuse it instead.
+    problems.append(
+        Problem(
+            f"{where}.secretKeyRef",
+            f"secret {ref.name}/{ref.key} is not in the bundle",
+            f"add the Secret to the bundle (kubectl get secret -n calico-system {ref.name} "
+            "-o yaml), or remove the password",
+        )
     )
-    return Password(_stand_in(ref.name, ref.key), where)
+    return Password("", where)
 
 
-def _stand_in(name: str, key: str) -> str:
-    """A key for a Secret the bundle lacks: readable when it fits TCP MD5, else a digest of the
-    reference (Secret names run to 253 characters; the key to 80 bytes), distinct per Secret."""
-    readable = f"meshemu-{name}-{key}"
-    if len(readable.encode("utf-8", "surrogatepass")) <= MD5_KEY_MAX_BYTES:
-        return readable
-    digest = hashlib.sha256(f"{name}/{key}".encode("utf-8", "surrogatepass")).hexdigest()
-    return f"meshemu-{digest[:32]}"

@@ -3,8 +3,8 @@
 A bundle's BGPPeer or BGPConfiguration only names a Secret (`secretKeyRef`); the password itself
 is a data (or stringData) key of a v1 Secret elsewhere in the bundle. When the password cannot
 be a TCP MD5 key (over 80 bytes), the fix is in the Secret, so the problem must point there
-(document and line), and say which field names it. A Secret the bundle does not hold gets a
-stand-in password, which must itself be a usable key.
+(document and line), and say which field names it. A Secret the bundle does not hold is a
+located problem.
 """
 
 from __future__ import annotations
@@ -130,25 +130,17 @@ def test_a_good_secret_password_is_used() -> None:
     assert topo.bgp.node_mesh_password == "m3"
 
 
-def test_a_missing_secret_with_a_long_name_gets_a_usable_stand_in() -> None:
-    """The bundle only names the Secret; the lab's stand-in key must fit TCP MD5 all the same."""
-    name = "bgp-" + "s" * 120
-    text = "---\n".join([NODES, PEER.replace("bgp-secrets", name)])
-    topo = accepted(text)
-    stand_in = topo.bgp.peers["to-tor"].password
-    assert stand_in is not None and 0 < len(stand_in.encode()) <= 80
-    assert any(name in why for _where, why in topo.unsupported)
-
-
-def test_stand_ins_of_different_secrets_differ() -> None:
-    """Two peers naming two absent Secrets must not end up sharing one key by truncation."""
-    long_a, long_b = "bgp-" + "a" * 120 + "-1", "bgp-" + "a" * 120 + "-2"
-    other = PEER.replace("to-tor", "to-tor2").replace("10.40.1.1\n", "10.40.1.2\n")
-    text = "---\n".join(
-        [NODES, PEER.replace("bgp-secrets", long_a), other.replace("bgp-secrets", long_b)]
-    )
-    topo = accepted(text)
-    assert topo.bgp.peers["to-tor"].password != topo.bgp.peers["to-tor2"].password
+@pytest.mark.parametrize("missing", ["peer", "mesh"])
+def test_a_secret_the_bundle_lacks_is_a_located_problem(missing: str) -> None:
+    """Once the lab made up a key for it; a real peer would not have that key (confd renders
+    no password then and only warns), so the session would be emulated wrongly."""
+    text = "---\n".join([NODES, PEER if missing == "peer" else MESH])
+    found = problems(text)
+    assert len(found) == 1
+    where = "BGPPeer/to-tor.spec.password" if missing == "peer" else "nodeMeshPassword"
+    assert where in found[0].location and found[0].location.endswith(".secretKeyRef")
+    assert "bgp-secrets" in found[0].message and "not in the bundle" in found[0].message
+    assert "kubectl get secret" in found[0].hint
 
 
 def test_two_peers_sharing_a_long_secret_are_told_apart() -> None:
