@@ -14,6 +14,7 @@ import re
 from meshemu.errors import Problem
 from meshemu.model.addressing import (
     SPECIAL_HINT,
+    IPAddress,
     IPNetwork,
     host_capacity,
     parse_network,
@@ -515,6 +516,7 @@ def _check_peers(topo: Topology) -> list[Problem]:
             # An address in a subnet where the planner assigns node addresses may turn out to
             # be a node's: the planner resolves it (it alone decides those addresses).
             maybe_node = str(address) in node_ips or any(address in p for p in automatic)
+            problems += _peer_in_pool(topo, address, f"{where}.peerIP")
             if peer.as_number is None and not maybe_node:
                 problems.append(
                     Problem(
@@ -532,6 +534,26 @@ def _check_peers(topo: Topology) -> list[Problem]:
                 )
             )
     return problems
+
+
+def _peer_in_pool(topo: Topology, address: IPAddress, where: str) -> list[Problem]:
+    """A BGP peer at an address of an IP pool: that address belongs to a pod (Calico hands it
+    out), so nothing else can be there, and traffic to it follows the pod routes."""
+    for name, pool in topo.pools.items():
+        try:
+            network = parse_network(pool.cidr)
+        except ValueError:
+            continue  # reported where the pool is checked
+        if address.version == network.version and address in network:
+            return [
+                Problem(
+                    where,
+                    f"{address} is inside IP pool {name} ({network}): Calico gives those "
+                    "addresses to pods, so no BGP peer can be there",
+                    "use the peer's real address (a router or node address outside the pools)",
+                )
+            ]
+    return []
 
 
 def password_problem(password: str, where: str) -> Problem | None:
