@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from meshemu.errors import Problem
 from meshemu.model.bgp import Link, LinkTable
 from meshemu.model.phases.addresses import NodeAddresses
-from meshemu.model.sessions import Session, SessionNode, parse_duration, plan_sessions
+from meshemu.model.sessions import Session, SessionNode, plan_sessions
 from meshemu.model.topology import Topology
 
 
@@ -28,21 +28,6 @@ class Peering:
     sessions: Mapping[str, tuple[Session, ...]]
     links: LinkTable  # the sessions that come up, as BGP sees them
     expected_up: Mapping[str, tuple[str, ...]]  # node -> peer addresses of sessions that come up
-
-
-def _duration_problems(topo: Topology) -> list[Problem]:
-    fields = [("bgp.nodeMeshMaxRestartTime", topo.bgp.node_mesh_max_restart_time)]
-    fields += [
-        (f"bgp.peers.{name}.maxRestartTime", peer.max_restart_time)
-        for name, peer in topo.bgp.peers.items()
-    ]
-    problems = []
-    for where, text in fields:
-        try:
-            parse_duration(text)
-        except ValueError as err:
-            problems.append(Problem(where, str(err), "write a duration like 120s, 2m or 1m30s"))
-    return problems
 
 
 def session_nodes(topo: Topology, addresses: NodeAddresses) -> dict[str, SessionNode]:
@@ -65,10 +50,7 @@ def session_nodes(topo: Topology, addresses: NodeAddresses) -> dict[str, Session
 
 
 def plan_peering(topo: Topology, addresses: NodeAddresses) -> tuple[Peering, list[Problem]]:
-    problems = _duration_problems(topo)
     nodes = session_nodes(topo, addresses)
-    if problems:
-        return Peering(nodes, {}, {}, {}), problems
     sessions = plan_sessions(list(nodes.values()), topo.bgp)
     links, up = _established(sessions, nodes)
     return Peering(nodes, sessions, links, up), []
