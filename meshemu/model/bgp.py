@@ -18,8 +18,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import repeat
+from typing import cast
 
 from meshemu.errors import PlanError
 
@@ -220,11 +223,6 @@ class Adjacency:
 Ribs = dict[str, dict[str, tuple[Path, tuple[Path, ...]]]]
 
 
-# One speaker a sender's updates reach over one session: its name and its address as the sender
-# peers with it (the sender's `link.peer_ip`). A plain tuple: a mesh has one per session.
-_Receiver = tuple[str, str]
-
-
 @dataclass(frozen=True)
 class _Fanout:
     """A sender's sessions of one family that the rules treat alike, so the path each
@@ -238,7 +236,8 @@ class _Fanout:
 
     link: Link  # any of the fanout's links (they differ only where `_exported` does not read)
     reverse: Link  # any of the receivers' links back (they differ in nothing the rules read)
-    receivers: tuple[_Receiver, ...]
+    receivers: tuple[str, ...]  # the speakers it reaches ...
+    addresses: tuple[str, ...]  # ... and their addresses as the sender peers with them
 
 
 # family -> speaker -> peer -> the speaker's link to that peer over an established session
@@ -268,18 +267,24 @@ class Propagation:
         self.speakers = speakers
         # A session carries updates both ways: a speaker sends to a peer whose link back
         # (its "reverse") exists, and the receiver stamps the path with that reverse link.
-        sends: dict[tuple[str, int], dict[str, tuple[Link, Link]]] = {}
+        # (Each speaker's targets become fanouts at once: a mesh's targets are a pair of links
+        # per session, and holding them all would double the memory propagation needs.)
+        kinds = _LinkKinds()
+        self.fanouts: dict[tuple[str, int], tuple[_Fanout, ...]] = {}
+        none: Mapping[str, Link] = {}
         for family, by_speaker in links.items():
             for speaker, peers in by_speaker.items():
-                targets = {
-                    peer: (link, reverse)
-                    for peer, link in peers.items()
-                    if (reverse := by_speaker.get(peer, {}).get(speaker)) is not None
-                }
-                if targets:
-                    sends[(speaker, family)] = targets
-        kinds = _LinkKinds()
-        self.fanouts = {key: kinds.fanouts(targets) for key, targets in sends.items()}
+                names, sent = list(peers), list(peers.values())
+                backs = [b.get(speaker) for b in map(by_speaker.get, names, repeat(none))]
+                if any(map(operator.is_, backs, repeat(None))):  # (`in` calls Link.__eq__)
+                    kept = [i for i, back in enumerate(backs) if back is not None]
+                    names = [names[i] for i in kept]
+                    sent = [sent[i] for i in kept]
+                    backs = [backs[i] for i in kept]
+                if names:
+                    self.fanouts[(speaker, family)] = kinds.fanouts(
+                        names, sent, cast(list[Link], backs)
+                    )
         # Speakers whose every session of a family is iBGP and that reflect nothing: an
         # iBGP-learned best path of theirs goes nowhere (`_stays_off_ibgp`).
         self.ibgp_only = {
@@ -328,15 +333,18 @@ class Propagation:
             return None  # best paths still changed in the last round
         out: dict[str, tuple[Path, ...]] = {}
         single: dict[int, tuple[Path, ...]] = {}  # one shared tuple per lone candidate
+        adj_in = state.adj_in
+        nothing: dict[str, Path] = {}
         for name in best:
-            own, learned = origin.get(name, ()), state.adj_in.get(name, {})
-            if not own and len(learned) == 1:
+            learned = adj_in.get(name, nothing)
+            if len(learned) == 1 and name not in origin:
                 (path,) = learned.values()
                 found = single.get(id(path))
                 if found is None:
                     found = single[id(path)] = (path,)
                 out[name] = found
             else:
+                own = origin.get(name, ())
                 out[name] = tuple(sorted((*own, *learned.values()), key=_sort_key))
         return out
 
@@ -392,30 +400,39 @@ class Propagation:
         # skips the round's reselection (in a mesh, every receiver of every route).
         leaves = self.leaves[state.family] if not fanout.reverse.ebgp else ()
         any_stored = False
-        for receiver, address in fanout.receivers:
+        adj_in, touched, origin, best = state.adj_in, state.touched, state.origin, state.best
+        for receiver, address in zip(fanout.receivers, fanout.addresses, strict=True):
             wanted = stored
             if wanted is not None and (
-                address == sender  # never back to the sender
+                (sender is not None and address == sender)  # never back to the sender
                 or not (for_all or accept(wanted, self.speakers[receiver], fanout.reverse))
             ):
                 wanted = None
-            table = state.adj_in.get(receiver)
-            if table is None:
-                table = state.adj_in[receiver] = {}
+            table = adj_in.get(receiver)
+            if table is None:  # (the first path this receiver hears of: most, in a mesh)
+                if wanted is None:
+                    continue
+                any_stored = True
+                adj_in[receiver] = {key: wanted}
+                if receiver in leaves and receiver not in origin:
+                    best[receiver] = wanted
+                else:
+                    touched.add(receiver)
+                continue
             current = table.get(key)
             if wanted is None:
                 if current is not None:
                     del table[key]
-                    state.touched.add(receiver)
+                    touched.add(receiver)
                 continue
             any_stored = True
             if wanted is current or (current is not None and wanted == current):
                 continue
-            if not table and receiver in leaves and receiver not in state.origin:
-                table[key] = state.best[receiver] = wanted
+            if not table and receiver in leaves and receiver not in origin:
+                table[key] = best[receiver] = wanted
                 continue
             table[key] = wanted
-            state.touched.add(receiver)
+            touched.add(receiver)
         return any_stored
 
 
@@ -462,44 +479,67 @@ class _LinkKinds:
     def _number(self, fields: tuple[object, ...]) -> int:
         return self.numbers.setdefault(fields, len(self.numbers))
 
-    def kind(self, link: Link, reverse: Link) -> tuple[int, int]:
-        out = self.out_kind.get(id(link))
-        if out is None:
-            out = self.out_kind[id(link)] = self._number(
-                ("out", link.peer_as, link.local_as, link.rr_client, link.keep_next_hop)
-            )
-        back = self.in_kind.get(id(reverse))
-        if back is None:
-            back = self.in_kind[id(reverse)] = self._number(
-                (
-                    "in",
-                    reverse.peer_ip,
-                    reverse.peer_as,
-                    reverse.local_as,
-                    reverse.rr_client,
-                    reverse.allow_local_as,
-                )
-            )
-        return (out, back)
-
-    def fanouts(self, targets: Mapping[str, tuple[Link, Link]]) -> tuple[_Fanout, ...]:
-        kinds = [self.kind(link, reverse) for link, reverse in targets.values()]
-        if kinds and kinds.count(kinds[0]) == len(kinds):  # one kind: all peers alike (a mesh)
-            link, reverse = next(iter(targets.values()))
-            receivers = tuple((peer, pair[0].peer_ip) for peer, pair in targets.items())
-            return (_Fanout(link, reverse, receivers),)
-        grouped: dict[tuple[int, int], list[_Receiver]] = {}
-        first: dict[tuple[int, int], tuple[Link, Link]] = {}
-        for (peer, (link, reverse)), kind in zip(targets.items(), kinds, strict=True):
-            receivers_of = grouped.get(kind)
-            if receivers_of is None:
-                receivers_of = grouped[kind] = []
-                first[kind] = (link, reverse)
-            receivers_of.append((peer, link.peer_ip))
-        return tuple(
-            _Fanout(first[kind][0], first[kind][1], tuple(receivers_of))
-            for kind, receivers_of in grouped.items()
+    def _out_kind(self, link: Link) -> int:
+        """What `_exported` reads of a link."""
+        out = self.out_kind[id(link)] = self._number(
+            ("out", link.peer_as, link.local_as, link.rr_client, link.keep_next_hop)
         )
+        return out
+
+    def _in_kind(self, reverse: Link) -> int:
+        """What `received` and `accept` read of the receiver's link back."""
+        back = self.in_kind[id(reverse)] = self._number(
+            (
+                "in",
+                reverse.peer_ip,
+                reverse.peer_as,
+                reverse.local_as,
+                reverse.rr_client,
+                reverse.allow_local_as,
+            )
+        )
+        return back
+
+    def fanouts(
+        self, peers: Sequence[str], links: Sequence[Link], reverses: Sequence[Link]
+    ) -> tuple[_Fanout, ...]:
+        """A sender's fanouts: `links[i]` is its link to `peers[i]`, `reverses[i]` the link
+        back. (A mesh has two million of them, but few distinct links: each distinct link's
+        kind is found once, then looked up a list at a time.)"""
+        outs = self._kinds(links, self.out_kind, self._out_kind)
+        ins = self._kinds(reverses, self.in_kind, self._in_kind)
+        addresses = list(map(_peer_ip, links))
+        if outs.count(outs[0]) == len(outs) and ins.count(ins[0]) == len(ins):
+            # One kind: all peers alike (a mesh).
+            return (_Fanout(links[0], reverses[0], tuple(peers), tuple(addresses)),)
+        grouped: dict[tuple[int, int], tuple[list[str], list[str]]] = {}
+        first: dict[tuple[int, int], tuple[Link, Link]] = {}
+        for i, kind in enumerate(zip(outs, ins, strict=True)):
+            group = grouped.get(kind)
+            if group is None:
+                group = grouped[kind] = ([], [])
+                first[kind] = (links[i], reverses[i])
+            group[0].append(peers[i])
+            group[1].append(addresses[i])
+        return tuple(
+            _Fanout(first[kind][0], first[kind][1], tuple(names), tuple(at))
+            for kind, (names, at) in grouped.items()
+        )
+
+    @staticmethod
+    def _kinds(
+        links: Sequence[Link], known: dict[int, int], find: Callable[[Link], int]
+    ) -> list[int]:
+        try:
+            return list(map(known.__getitem__, map(id, links)))
+        except KeyError:  # a link not seen before
+            for link in links:
+                if id(link) not in known:
+                    find(link)
+            return list(map(known.__getitem__, map(id, links)))
+
+
+_peer_ip = operator.attrgetter("peer_ip")
 
 
 # prefix -> speaker -> (best path, every candidate path, best first)
@@ -531,7 +571,23 @@ def propagate_links(
     originated: Mapping[str, Sequence[Path]],
     max_rounds: int = 64,
 ) -> RibsByPrefix:
-    """`propagate` over a `link_table`, its result by prefix (what a planner walks).
+    """`propagate` over a `link_table`, its result by prefix."""
+    return {
+        prefix: _entries(ribs)
+        for prefix, ribs in propagate_prefixes(speakers, links, originated, max_rounds)
+    }
+
+
+def propagate_prefixes(
+    speakers: Mapping[str, Speaker],
+    links: LinkTable,
+    originated: Mapping[str, Sequence[Path]],
+    max_rounds: int = 64,
+) -> Iterator[tuple[str, Mapping[str, tuple[Path, ...]]]]:
+    """`propagate_links`'s result one prefix at a time, each speaker's candidate paths best
+    first (speakers holding the same candidates share one tuple), so that a planner can keep
+    what it needs of a prefix and let the rest go (a 1,000-node mesh: a thousand entries per
+    prefix).
 
     Prefixes originated alike (the same speakers with the same paths but for the prefix)
     propagate alike, so each such set is run once.
@@ -547,7 +603,6 @@ def propagate_links(
             ),
         )
         groups.setdefault(signature, []).append((prefix, origin))
-    result: RibsByPrefix = {}
     for (family, _), members in groups.items():
         first_prefix, first_origin = members[0]
         ribs = network.run(family, first_origin, max_rounds)
@@ -557,26 +612,38 @@ def propagate_links(
                 f"{max_rounds} rounds, so the lab's routes cannot be predicted"
             )
         for prefix, _origin in members:
-            result[prefix] = _entries(ribs, prefix, first_prefix)
-    return result
+            yield prefix, _for_prefix(ribs, prefix, first_prefix)
 
 
-def _entries(
-    ribs: Mapping[str, tuple[Path, ...]], prefix: str, ran_as: str
-) -> dict[str, tuple[Path, tuple[Path, ...]]]:
-    """Each speaker's (best, candidates) for `prefix` from a run made for `ran_as`. Speakers
-    holding the very same candidates (a mesh: every receiver holds the owner's path) share
-    one pair, which keeps the result's memory linear."""
-    renamed: dict[int, Path] = {}
+def _entries(ribs: Mapping[str, tuple[Path, ...]]) -> dict[str, tuple[Path, tuple[Path, ...]]]:
+    """Each speaker's (best, candidates). Speakers holding the very same candidates (a mesh:
+    every receiver holds the owner's path) share one pair, which keeps the result's memory
+    linear."""
     shared: dict[int, tuple[Path, tuple[Path, ...]]] = {}
     out = {}
     for name, candidates in ribs.items():
         entry = shared.get(id(candidates))
         if entry is None:
-            if prefix != ran_as:
-                candidates = tuple(_renamed(p, prefix, renamed) for p in candidates)
-            entry = shared[id(ribs[name])] = (candidates[0], candidates)
+            entry = shared[id(candidates)] = (candidates[0], candidates)
         out[name] = entry
+    return out
+
+
+def _for_prefix(
+    ribs: Mapping[str, tuple[Path, ...]], prefix: str, ran_as: str
+) -> Mapping[str, tuple[Path, ...]]:
+    """A run made for `ran_as` as the run for `prefix` (originated alike) would have ended;
+    speakers holding the very same candidates still share them."""
+    if prefix == ran_as:
+        return ribs
+    renamed: dict[int, Path] = {}
+    shared: dict[int, tuple[Path, ...]] = {}
+    out = {}
+    for name, candidates in ribs.items():
+        found = shared.get(id(candidates))
+        if found is None:
+            found = shared[id(candidates)] = tuple(_renamed(p, prefix, renamed) for p in candidates)
+        out[name] = found
     return out
 
 

@@ -187,6 +187,50 @@ class Session:
         )
 
 
+class _MeshReason:
+    """Stands in the `reason` slot of a mesh session: its reason follows from the session's
+    own fields, so it is worded when read instead of held (a 1,000-node mesh has two million
+    distinct ones: about 300 MB)."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def text(session: Session) -> str:
+        other, theirs, mine = session.peer_node, session.peer_ip, session.local_ip
+        return f"node-to-node mesh with {other}; " + (
+            f"passive: {theirs} > {mine} as text, so {other} connects"
+            if session.passive
+            else f"active: {mine} > {theirs} as text, so this node connects"
+        )
+
+
+_MESH_REASON: Any = _MeshReason()
+
+# `Session.reason` reads its slot through this property: the text itself, or the worded mesh
+# reason. Everything reads fields by attribute (the dataclass's __eq__, __hash__, __repr__,
+# `to_json`), so a mesh session equals, hashes and prints like one given the text.
+_REASON_SLOT: Any = Session.__dict__["reason"]
+
+
+def _get_reason(session: Session) -> str:
+    value = _REASON_SLOT.__get__(session, Session)
+    return _MeshReason.text(session) if value is _MESH_REASON else str(value)
+
+
+def _set_reason(session: Session, value: str) -> None:
+    # Reached only through `object.__setattr__` (the dataclass's __init__): instances stay frozen.
+    _REASON_SLOT.__set__(session, value)
+
+
+Session.reason = property(_get_reason, _set_reason)  # type: ignore[assignment,misc]
+
+# A plain class with Session's very slots (the same layout), so that a session can be made
+# with `object.__new__(_SessionSlots)`, filled in completely (every field of Session) with
+# plain attribute stores, and turned into a Session with `__class__ = Session`: a quarter of
+# the cost of the frozen __init__, which goes through `object.__setattr__` once per field.
+_SessionSlots: Any = type("_SessionSlots", (), {"__slots__": Session.__slots__})
+
+
 class _PeerScope:
     """Which nodes a BGPPeer applies to (its `node` / `nodeSelector`, or all for a global)."""
 
@@ -515,42 +559,52 @@ class _Mesh:
         self.priority = {family: bgp.route_priority(family) for family in (4, 6)}
 
     def add_sessions(self, local: SessionNode, sessions: dict[tuple[str, int], Session]) -> None:
-        """Add `local`'s mesh sessions to `sessions` (unique per peer address and port)."""
+        """Add `local`'s mesh sessions to `sessions` (unique per peer address and port).
+
+        Two million of them in a 1,000-node mesh: each is filled in slot by slot
+        (`_SessionSlots`), with what is the same for all of a node's mesh sessions read once,
+        and its reason left to be worded when read (`_MESH_REASON`)."""
         texts = self.texts[local.name]
+        local_as = local.as_number
+        password, restart = self.password, self.restart
+        new, blank = object.__new__, _SessionSlots
         for family, members in self.by_family.items():
             mine = texts.get(family)
             if mine is None:
                 continue
             priority = self.priority[family]
             for other, theirs in members:
-                if other is local or (theirs, other.listen_port) in sessions:
+                key = (theirs, other.listen_port)
+                if other is local or key in sessions:
                     continue
-                passive = theirs > mine
-                sessions[(theirs, other.listen_port)] = Session(
-                    family=family,
-                    local_ip=mine,
-                    local_as=local.as_number,
-                    peer_ip=theirs,
-                    peer_port=other.listen_port,
-                    peer_as=other.as_number,
-                    kind="mesh",
-                    passive=passive,
-                    rr_client=False,
-                    cluster_id=None,
-                    password=self.password,
-                    peer_node=other.name,
-                    source="mesh",
-                    reason=(
-                        f"node-to-node mesh with {other.name}; "
-                        + (
-                            f"passive: {theirs} > {mine} as text, so {other.name} connects"
-                            if passive
-                            else f"active: {mine} > {theirs} as text, so this node connects"
-                        )
-                    ),
-                    graceful_restart_time=self.restart,
-                    route_priority=priority,
-                )
+                s = new(blank)
+                s.family = family
+                s.local_ip = mine
+                s.local_as = local_as
+                s.peer_ip = theirs
+                s.peer_port = other.listen_port
+                s.peer_as = other.as_number
+                s.kind = "mesh"
+                s.passive = theirs > mine
+                s.rr_client = False
+                s.cluster_id = None
+                s.password = password
+                s.peer_node = other.name
+                s.source = "mesh"
+                s.reason = _MESH_REASON
+                s.source_address = True
+                s.keep_next_hop = False
+                s.graceful_restart_time = restart
+                s.allow_local_as = None
+                s.next_hop_self = False
+                s.ttl_security = None
+                s.keepalive_time = None
+                s.reachable_by = None
+                s.import_filters = ()
+                s.export_filters = ()
+                s.route_priority = priority
+                s.__class__ = Session
+                sessions[key] = s
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -85,23 +85,51 @@ def plan_fibs(
     by_name = {s.name: s for s in subnets}
     # (subnet prefixes, default routers) -> (prefix, next hop) -> route: what a node programs
     # for a learned route depends on nothing else of the node.
-    shared: dict[tuple[object, ...], dict[tuple[str, str], FibRoute]] = {}
+    shared: dict[tuple[object, ...], _Learned] = {}
     out = {}
     for name, spec in topo.nodes.items():
         ctx = route_context(by_name[spec.subnet], name, addresses, gateways, vteps)
-        seen = shared.setdefault(
-            (tuple(sorted(ctx.node_subnet.items())), tuple(sorted(ctx.gateway.items()))), {}
+        seen = shared.get(
+            key := (tuple(sorted(ctx.node_subnet.items())), tuple(sorted(ctx.gateway.items())))
         )
-        fib = []
-        for entry in ribs[name]:
-            if entry.learned_from is None:
-                continue
-            route = seen.get((entry.prefix, entry.next_hop))
-            if route is None:
-                route = route_for(entry.prefix, entry.next_hop, rules, ctx)
-                seen[(entry.prefix, entry.next_hop)] = route
-            fib.append(route)
-        fib += _own_routes(ipam[name])
-        fib.sort(key=lambda r: (prefix_sort_key(r.prefix), r.type))
-        out[name] = tuple(fib)
+        if seen is None:
+            seen = shared[key] = _Learned(rules, ctx)
+        known = seen.by_entry.get  # (inline: a FibRoute is never falsy)
+        fib = [
+            known(id(entry)) or seen.route(entry)
+            for entry in ribs[name]
+            if entry.learned_from is not None
+        ]
+        own = _own_routes(ipam[name])
+        # Sorted by prefix, then type; the same order as sorting with that key (stable), with
+        # each shared route's key found once for all nodes (two million routes in a mesh).
+        keys = [*map(seen.keys.__getitem__, map(id, fib)), *map(_route_sort_key, own)]
+        fib += own
+        out[name] = tuple(map(fib.__getitem__, sorted(range(len(fib)), key=keys.__getitem__)))
     return out
+
+
+def _route_sort_key(route: FibRoute) -> tuple[tuple[int, int, int, str], str]:
+    return (prefix_sort_key(route.prefix), route.type)
+
+
+class _Learned:
+    """The routes for learned paths of the nodes that see them alike, one per prefix and next
+    hop, looked up by the (shared) RIB entry, and each route's sort key."""
+
+    def __init__(self, rules: Sequence[PoolRule], ctx: RouteContext) -> None:
+        self.rules, self.ctx = rules, ctx
+        self.by_path: dict[tuple[str, str], FibRoute] = {}
+        self.by_entry: dict[int, FibRoute] = {}  # id of an entry of `ribs` (alive throughout)
+        self.keys: dict[int, tuple[tuple[int, int, int, str], str]] = {}  # id of a route held
+
+    def route(self, entry: RibEntry) -> FibRoute:
+        route = self.by_entry.get(id(entry))
+        if route is None:
+            route = self.by_path.get((entry.prefix, entry.next_hop))
+            if route is None:
+                route = route_for(entry.prefix, entry.next_hop, self.rules, self.ctx)
+                self.by_path[(entry.prefix, entry.next_hop)] = route
+                self.keys[id(route)] = _route_sort_key(route)
+            self.by_entry[id(entry)] = route
+        return route

@@ -60,41 +60,117 @@ def session_can_establish(
     mine: Session, theirs: Session, me: SessionNode, peer: SessionNode
 ) -> bool:
     """Both ends configured, AS numbers agree, and an active side connects to a listening port."""
-    if mine.peer_as != theirs.local_as or theirs.peer_as != mine.local_as:
+    return _ends_meet(_end(mine, me.listen_port), _end(theirs, peer.listen_port))
+
+
+# What `session_can_establish` reads of one end of a session: its local AS, peer AS, password,
+# whether it is passive, the port it connects to, and the port its node listens on.
+_End = tuple[int, int, str | None, bool, int, int]
+
+
+def _end(session: Session, listen_port: int) -> _End:
+    return (
+        session.local_as,
+        session.peer_as,
+        session.password or None,
+        session.passive,
+        session.peer_port,
+        listen_port,
+    )
+
+
+def _ends_meet(mine: _End, theirs: _End) -> bool:
+    my_as, my_peer_as, my_password, my_passive, my_port, my_listen = mine
+    their_as, their_peer_as, their_password, their_passive, their_port, their_listen = theirs
+    if my_peer_as != their_as or their_peer_as != my_as:
         return False
-    if (mine.password or None) != (theirs.password or None):
+    if my_password != their_password:
         return False
-    i_connect = not mine.passive and mine.peer_port == peer.listen_port
-    they_connect = not theirs.passive and theirs.peer_port == me.listen_port
+    i_connect = not my_passive and my_port == their_listen
+    they_connect = not their_passive and their_port == my_listen
     return i_connect or they_connect
+
+
+class _Ends:
+    """Every session's end (`_End`, numbered: a mesh has millions of sessions but few distinct
+    ends) and, per address and node, the end of the node's first session towards that
+    address: the other end of a session to a node at that address.
+
+    (Looked up by the address a node's sessions come from, the table a node's sessions read is
+    one and the same: a 1,000-node mesh's two million lookups stay in a small table, and read
+    no other session. Each table is a list by node, a fifth of a dict's memory.)"""
+
+    def __init__(
+        self, sessions: Mapping[str, tuple[Session, ...]], nodes: Mapping[str, SessionNode]
+    ) -> None:
+        number: dict[_End, int] = {}
+        self.ends: list[_End] = []
+        self.index = {name: i for i, name in enumerate(sessions)}
+        self.of: dict[str, list[int]] = {}
+        self.towards: dict[str, list[int | None]] = {}
+        for i, (name, mine) in enumerate(sessions.items()):
+            listen = nodes[name].listen_port
+            of = self.of[name] = []
+            for session in mine:
+                end = (  # `_end`, inline: two million sessions in a 1,000-node mesh
+                    session.local_as,
+                    session.peer_as,
+                    session.password or None,
+                    session.passive,
+                    session.peer_port,
+                    listen,
+                )
+                n = number.get(end)
+                if n is None:
+                    n = number[end] = len(self.ends)
+                    self.ends.append(end)
+                of.append(n)
+                at = self.towards.get(session.peer_ip)
+                if at is None:
+                    at = self.towards[session.peer_ip] = [None] * len(sessions)
+                if at[i] is None:
+                    at[i] = n
+        self.meet: dict[int, bool] = {}
+
+    def meets(self, mine: int, theirs: int) -> bool:
+        key = mine << 32 | theirs
+        found = self.meet.get(key)
+        if found is None:
+            found = self.meet[key] = _ends_meet(self.ends[mine], self.ends[theirs])
+        return found
 
 
 def _established(
     sessions: Mapping[str, tuple[Session, ...]], nodes: Mapping[str, SessionNode]
 ) -> tuple[LinkTable, dict[str, tuple[str, ...]]]:
     """The sessions that come up: as BGP links, and per node the peer addresses (sorted)."""
-    # The other end of a session is the first session of the peer towards our address.
-    first_towards: dict[str, dict[str, Session]] = {}
-    for name, mine in sessions.items():
-        index = first_towards[name] = {}
-        for session in mine:
-            index.setdefault(session.peer_ip, session)
+    ends = _Ends(sessions, nodes)
     # A mesh has a session per pair and family, but as many distinct links as nodes: share them.
     shared: dict[tuple[object, ...], Link] = {}
     links: dict[int, dict[str, dict[str, Link]]] = {4: {}, 6: {}}
     up: dict[str, tuple[str, ...]] = {}
+    # (Two million sessions in a 1,000-node mesh: `_Ends.back` and `_Ends.meets` inline.)
+    towards, index, meet = ends.towards, ends.index, ends.meet
     for name, mine in sessions.items():
-        me = nodes[name]
+        of_family: dict[int, dict[str, Link]] = {4: {}, 6: {}}
         peer_ips = []
-        for session in mine:
+        for session, end in zip(mine, ends.of[name], strict=True):
             peer = session.peer_node
             if peer is None:
                 continue
-            back = first_towards[peer].get(session.local_ip)
-            if back is None or not session_can_establish(session, back, me, nodes[peer]):
+            # The other end: the peer's first session towards our address.
+            at = towards.get(session.local_ip)
+            back = None if at is None else at[index[peer]]
+            if back is None:
                 continue
+            meets = meet.get(end << 32 | back)
+            if meets is None:
+                meets = ends.meets(end, back)
+            if not meets:
+                continue
+            peer_ip = session.peer_ip
             key = (
-                session.peer_ip,
+                peer_ip,
                 session.peer_as,
                 session.local_as,
                 session.rr_client,
@@ -105,7 +181,11 @@ def _established(
             if link is None:
                 link = shared[key] = Link(*key)
             # Several sessions of one family to one peer (two ports): the last one counts.
-            links[session.family].setdefault(name, {})[peer] = link
-            peer_ips.append(session.peer_ip)
-        up[name] = tuple(sorted(peer_ips))
+            of_family[session.family][peer] = link
+            peer_ips.append(peer_ip)
+        for family, peers in of_family.items():
+            if peers:
+                links[family][name] = peers
+        peer_ips.sort()
+        up[name] = tuple(peer_ips)
     return links, up

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from meshemu.model.bgp import Path, Speaker, propagate_links, router_id_for
+from meshemu.model.bgp import Path, Speaker, propagate_prefixes, router_id_for
 from meshemu.model.labplan import PoolPlan, RibEntry
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.phases.allocation import NodeIpam
@@ -65,21 +65,25 @@ def plan_ribs(
 ) -> Ribs:
     """Raises PlanError when BGP does not settle (see `model.bgp.propagate`)."""
     lab = speakers(addresses, peering)
-    ribs = propagate_links(lab, peering.links, originated(ipam, pools, addresses))
+    origins = originated(ipam, pools, addresses)
     owner = {block.cidr: name for name, node in ipam.items() for block in node.blocks}
-    order = sorted(ribs, key=prefix_sort_key)
-    shared: dict[int, RibEntry] = {}
-    entries = {}
-    for name in lab:
-        out = []
-        for prefix in order:
-            found = ribs[prefix].get(name)
-            if found is None:
-                continue
-            entry = shared.get(id(found))  # nodes holding the same pair share one entry
+    # Each prefix's entries go to their place in each node's list as its propagation ends,
+    # and the rest of that propagation goes (a 1,000-node mesh: two thousand prefixes of a
+    # thousand entries each, which together would double the memory this pass needs).
+    order = sorted(
+        {path.prefix for name, paths in origins.items() if name in lab for path in paths},
+        key=prefix_sort_key,
+    )
+    rank = {prefix: i for i, prefix in enumerate(order)}
+    slots: dict[str, list[RibEntry | None]] = {name: [None] * len(order) for name in lab}
+    for prefix, ribs in propagate_prefixes(lab, peering.links, origins):
+        at = rank[prefix]
+        made: dict[int, RibEntry] = {}  # nodes holding the same candidates share one entry
+        for name, candidates in ribs.items():
+            entry = made.get(id(candidates))
             if entry is None:
-                chosen, candidates = found
-                entry = shared[id(found)] = RibEntry(
+                chosen = candidates[0]
+                entry = made[id(candidates)] = RibEntry(
                     prefix=prefix,
                     next_hop=chosen.next_hop,
                     origin_node=owner.get(prefix, "?"),
@@ -89,6 +93,8 @@ def plan_ribs(
                     cluster_list=chosen.cluster_list,
                     paths=len(candidates),
                 )
-            out.append(entry)
-        entries[name] = tuple(out)
+            slots[name][at] = entry
+    entries = {
+        name: tuple([entry for entry in held if entry is not None]) for name, held in slots.items()
+    }
     return Ribs(entries, {name: s.router_id for name, s in lab.items()})
