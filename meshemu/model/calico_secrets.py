@@ -109,5 +109,3 @@ def resolve_password(
         )
     )
     return Password("", where)
-
-
