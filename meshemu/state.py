@@ -224,10 +224,21 @@ class LabState:
             r for r in self.resources() if r.kind == "process" and (role is None or r.role == role)
         ]
 
+    def latest_processes(self) -> dict[str, Resource]:
+        """Per process name (`speaker:node1`, `fibd`, ...), its latest record with a pid."""
+        return {r.name: r for r in self.processes() if r.pid is not None}
+
     def process(self, name: str) -> Resource | None:
-        """The latest record of the process named `name` (`speaker:node1`, `fibd`, ...)."""
-        found = [r for r in self.processes() if r.name == name and r.pid is not None]
-        return found[-1] if found else None
+        return self.latest_processes().get(name)
+
+    def running_names(self) -> set[str]:
+        """The names of the recorded processes that still run (same pid and start time), from
+        one read of the record: for questions about every node at once."""
+        return {
+            name
+            for name, r in self.latest_processes().items()
+            if process.same_process(r.pid, r.start_time)
+        }
 
     def running(self, name: str) -> bool:
         """The process recorded as `name` still runs (same pid and start time)."""

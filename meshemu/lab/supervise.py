@@ -8,6 +8,7 @@ state folder with its pid and start time the moment it exists, so `down` stops e
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -129,8 +130,6 @@ def write_node_configs(plan: LabPlan, state: LabState, node: NodePlan) -> tuple[
     agent_file = node_dir / AGENT_CONFIG
     wanted = agent_config_of(plan, node.name).to_json()
     try:
-        import json
-
         current = json.loads(agent_file.read_text())
     except (OSError, ValueError):
         current = None

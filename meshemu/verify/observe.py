@@ -44,15 +44,16 @@ FLUSH_SECONDS = 2.0
 def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
     """Per node: does its namespace exist, do its speaker, agent and tunnel run."""
     ipip = state.summary().ipip
+    running = state.running_names()
     health = {}
     for node in plan.nodes:
-        speaker = state.running(f"speaker:{node.name}")
+        speaker = f"speaker:{node.name}" in running
         has_tunnel = ipip == "userspace" and node.ipv4 is not None
         health[node.name] = NodeHealth(
             netns=netns_exists(node.netns),
             speaker=speaker,
             agent=speaker and state.agent_pid(node.name) is not None,
-            tunnel=state.running(f"tunnel:{node.name}") if has_tunnel else None,
+            tunnel=f"tunnel:{node.name}" in running if has_tunnel else None,
             missing_pods=tuple(p.name for p in node.pods if not netns_exists(p.netns)),
         )
     return health
