@@ -54,11 +54,89 @@ class StaticRoute(Wire):
 
 
 @dataclass(frozen=True)
+class RouterSession(Wire):
+    """One BGP session of a router's BIRD, towards a node or another router.
+
+    `password` is the TCP MD5 secret itself: the plan's public form (`RouterPlan.to_json`)
+    replaces it with whether there is one, like a node session's.
+    """
+
+    family: Annotated[int, OneOf(4, 6)]
+    local_ip: str
+    local_as: int
+    peer_ip: str
+    peer_as: int
+    peer_kind: Annotated[str, OneOf("node", "router")]
+    peer_name: str
+    interface: str | None  # the router's interface on the peer's subnet; None: multihop
+    rr_client: bool  # the router reflects to this iBGP peer (BIRD `rr client`)
+    next_hop_self_ebgp: bool  # iBGP: routes learned over eBGP go out with this router as hop
+    password: str | None
+    ttl_security: int | None  # hops (BIRD `ttl security on; multihop N`); None: off
+    graceful_restart_time: int | None  # BIRD `graceful restart on; ...time N`; None: aware
+    keepalive_time: int | None  # seconds; None: BIRD's default (hold time / 3)
+    allow_local_as: int
+    reason: str
+
+    @property
+    def ebgp(self) -> bool:
+        return self.peer_as != self.local_as
+
+    @property
+    def protocol_name(self) -> str:
+        """The BIRD protocol of this session: `node_10_0_0_11`, `router_fd00__1`."""
+        return f"{self.peer_kind}_" + self.peer_ip.replace(".", "_").replace(":", "_")
+
+
+@dataclass(frozen=True)
+class RouterRoute(Wire):
+    """A best path the router's BIRD selects and installs into its kernel FIB."""
+
+    prefix: str
+    next_hop: str  # the BGP next hop
+    via: str  # the kernel route's gateway (the next hop, or its recursive resolution)
+    dev: str  # the router interface towards `via`
+    learned_from: str  # the peer address it came from
+    as_path: tuple[int, ...]
+    paths: int  # how many candidate paths the router holds for the prefix
+    reason: str
+
+
+@dataclass(frozen=True)
+class RouterBgp(Wire):
+    """A router's BGP speaker (BIRD 2): what it is configured with and what it should learn.
+
+    `config_file`: the user's own BIRD configuration (an absolute path), started instead of the
+    rendered one; then `routes` are still the plan's expectation, reported, not demanded.
+    """
+
+    as_number: int
+    router_id: str
+    cluster_id: str | None  # set when the router reflects routes to its iBGP peers
+    sessions: tuple[RouterSession, ...]
+    expected_up: tuple[str, ...]  # peer addresses of the sessions that come up, sorted
+    routes: tuple[RouterRoute, ...]
+    config_file: str | None
+
+
+@dataclass(frozen=True)
 class RouterPlan(Wire):
     name: str
     netns: str
     interfaces: tuple[RouterInterface, ...]
     routes: tuple[StaticRoute, ...]
+    bgp: RouterBgp | None = None
+
+    def interface_on(self, subnet: str) -> RouterInterface | None:
+        return next((i for i in self.interfaces if i.subnet == subnet), None)
+
+    def to_json(self, secrets: bool = False) -> dict[str, Any]:
+        """Wire form; without `secrets` each BGP session's password is only whether it has one."""
+        out = super().to_json()
+        if not secrets and out.get("bgp") is not None:
+            for session in out["bgp"]["sessions"]:
+                session["password"] = session["password"] is not None
+        return out
 
 
 @dataclass(frozen=True)
@@ -262,7 +340,7 @@ class LabPlan:
             "node_to_node_mesh": self.mesh,
             "hold_time": self.hold_time,
             "subnets": [s.to_json() for s in self.subnets],
-            "routers": [r.to_json() for r in self.routers],
+            "routers": [r.to_json(secrets) for r in self.routers],
             "pools": [p.to_json() for p in self.pools],
             "nodes": [n.to_json(secrets) for n in self.nodes],
             "unsupported": [{"location": loc, "reason": why} for loc, why in self.unsupported],

@@ -200,10 +200,47 @@ class SubnetSpec(InputModel):
     ipv6: IPv6Net | None = None
 
 
+class AddressSpec(InputModel):
+    """A fixed address per family (a router's on one of its subnets)."""
+
+    ipv4: IPv4Addr | None = None
+    ipv6: IPv6Addr | None = None
+
+
+class RouterPeerSpec(InputModel):
+    """A BGP session between two routers that share a subnet (eBGP when their AS differ).
+
+    Named on either router; the other side is implied. The same `password` on both ends."""
+
+    router: Text
+    password: Text | None = None
+
+
+class RouterBgpSpec(InputModel):
+    """A router's BGP speaker (BIRD 2). Its sessions with nodes are the nodes' own: every node
+    session (mesh aside) whose peer address is one of the router's is answered by the router.
+
+    `routeReflector`: the router reflects between its iBGP peers (BIRD `rr client`; cluster ID
+    = router ID), as a top-of-rack router does in Calico's "AS per rack" design.
+    `config`: the user's own BIRD 2 configuration file (relative to the topology file),
+    started instead of the one meshemu renders.
+    """
+
+    as_number: AsNumber = Field(alias="asNumber")
+    router_id: IPv4Addr | None = Field(default=None, alias="routerID")
+    route_reflector: Bool = Field(default=False, alias="routeReflector")
+    peers: list[RouterPeerSpec] = Field(default_factory=list)
+    config: Text | None = None
+
+
 class RouterSpec(InputModel):
-    """A router joining subnets; it forwards node traffic but knows no pod routes."""
+    """A router joining subnets. Without `bgp` it forwards node traffic but knows no pod routes;
+    with `bgp` it runs BIRD and installs what it learns."""
 
     subnets: list[Text] = Field(min_length=1)
+    # Fixed addresses by subnet (default: the subnet's next free host addresses).
+    addresses: dict[Text, AddressSpec] = Field(default_factory=dict)
+    bgp: RouterBgpSpec | None = None
 
 
 class NodeSpec(InputModel):
@@ -349,6 +386,9 @@ class PeerSpec(InputModel):
     """A Calico BGPPeer (global when it names no node and no nodeSelector)."""
 
     peer_ip: Text | None = Field(default=None, alias="peerIP")
+    # meshemu's native topology only (Calico's BGPPeer has no such field; a bundle names the
+    # router's peerIP): the router of the lab to peer with, at its address on the node's subnet.
+    peer_router: Text | None = Field(default=None, alias="peerRouter")
     as_number: AsNumber | None = Field(default=None, alias="asNumber")
     node: Text | None = None
     node_selector: Text | None = Field(default=None, alias="nodeSelector")
