@@ -5,8 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# BIRD 2 runs the lab's BGP routers. Any `bird` of version 2 will do (PATH, or /usr/sbin, which
+# a non-root PATH often lacks); Debian's `bird` package is BIRD 1.6 and conflicts with bird2.
+has_bird2() {
+  local b version
+  for b in "$(command -v bird 2>/dev/null || true)" /usr/sbin/bird; do
+    [ -n "$b" ] && [ -x "$b" ] || continue
+    version=$("$b" --version 2>&1 || true)  # `BIRD version 2.0.12`, on stderr
+    [[ "$version" == "BIRD version 2."* ]] && return 0
+  done
+  return 1
+}
+
 need_apt=()
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
+has_bird2 || need_apt+=(bird2)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -14,9 +28,34 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
     echo "setup: need root to install ${need_apt[*]} (apt-get)" >&2
     exit 3
   fi
+  if [[ " ${need_apt[*]} " == *" bird2 "* ]] \
+    && [ "$(dpkg-query -W -f='${Status}' bird 2>/dev/null || true)" = "install ok installed" ]; then
+    echo "setup: Debian's bird package (BIRD 1.6) is installed and conflicts with bird2," \
+      "which meshemu's routers need: remove it (apt-get remove bird) and run setup again" >&2
+    exit 3
+  fi
+  # A package's postinst starts its service (bird2: a BIRD on the host) unless
+  # /usr/sbin/policy-rc.d exits 101 (invoke-rc.d and deb-systemd-invoke both ask it). The lab
+  # runs its own BIRDs in namespaces and never wants a host one: while apt-get runs, forbid
+  # starts with a temporary policy, removed afterwards; an existing policy is left alone.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ] && [ ! -L "$policy" ]; then
+    made_policy=1
+    trap 'rm -f "$policy"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM HUP
+    printf '#!/bin/sh\n# meshemu setup.sh: start no service while it installs packages\nexit 101\n' \
+      >"$policy"
+    chmod 755 "$policy"
+  fi
   echo "setup: installing Debian packages: ${need_apt[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  if [ -n "$made_policy" ]; then
+    rm -f "$policy"
+    trap - EXIT INT TERM HUP
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then
