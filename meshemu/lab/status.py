@@ -135,7 +135,7 @@ def node_status(state: LabState, node: NodePlan, health: NodeHealth) -> NodeStat
     sessions = []
     for s in node.sessions:
         seen = reported.get(s.peer_ip, {})
-        if s.peer_node is None:
+        if not s.emulated:
             word, info = "not emulated", "external peer"
         elif not health.speaker:
             word, info = "down", "speaker not running"
@@ -147,7 +147,7 @@ def node_status(state: LabState, node: NodePlan, health: NodeHealth) -> NodeStat
         sessions.append(
             SessionStatus(
                 s.peer_ip,
-                s.peer_node,
+                s.peer_name,
                 s.kind,
                 f"ipv{s.family}",
                 word,

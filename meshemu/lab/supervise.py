@@ -173,7 +173,7 @@ def start_speakers(plan: LabPlan, state: LabState, nodes: list[NodePlan]) -> Non
 def wait_listening(state: LabState, nodes: list[NodePlan], seconds: float) -> None:
     """Wait until every speaker that has a session listens; SpeakerError names the others."""
     deadline = time.monotonic() + seconds
-    waiting = [n for n in nodes if any(s.peer_node for s in n.sessions)]
+    waiting = [n for n in nodes if any(s.emulated for s in n.sessions)]
     while waiting:
         waiting = [n for n in waiting if not listening(n.netns, n.listen_port)]
         if not waiting:

@@ -31,7 +31,7 @@ class AgentSession(Wire):
     """One session of the node, with what the agent's BGP rules read of it."""
 
     peer_ip: str
-    peer_node: str | None  # None: an external peer, which the lab does not emulate
+    peer_node: str | None  # the node, or BGP router, at the other end; None: not emulated
     kind: str
     peer_as: int
     local_as: int
@@ -163,7 +163,7 @@ def agent_config_of(plan: LabPlan, node: str) -> AgentConfig:
         sessions=tuple(
             AgentSession(
                 s.peer_ip,
-                s.peer_node,
+                s.peer_name,
                 s.kind,
                 s.peer_as,
                 s.local_as,

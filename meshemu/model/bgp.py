@@ -66,6 +66,13 @@ class Link:
     rr_client: bool
     keep_next_hop: bool = False
     allow_local_as: int = 0
+    # Only a router's (BIRD's) sessions set these three:
+    local_ip: str = ""  # the address it speaks from: its eBGP next hop self ("": own address)
+    # A directly connected peer's subnet: over eBGP, a path learned from a peer on the same
+    # subnet keeps its next hop (BIRD `bgp_use_next_hop`: "Keep it when forwarded between
+    # single-hop BGPs on the same iface", proto/bgp/attrs.c v2.0.12).
+    keep_on: str | None = None
+    self_for_ebgp: bool = False  # iBGP: eBGP-learned paths go out with `local_ip` as next hop
 
     @property
     def ebgp(self) -> bool:
@@ -163,7 +170,8 @@ def _stays_off_ibgp(path: Path, me: Speaker) -> bool:
 
 def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
     """The rest of `export`: reflection rules and attributes. It reads neither the peer's
-    address nor its `allow_local_as`, so sessions that differ only there get the same path."""
+    address nor its `allow_local_as`, so sessions that differ only there get the same path
+    (a router's `local_ip`, `keep_on` and `self_for_ebgp` it does read)."""
     if not link.ebgp and path.learned_from is not None and not path.ebgp:
         # iBGP-learned towards an iBGP peer: only a reflector may, per RFC 4456.
         if _stays_off_ibgp(path, me):
@@ -172,7 +180,11 @@ def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
             return None
     if link.ebgp:
         family = _prefix_family(path.prefix)
-        next_hop = path.next_hop if link.keep_next_hop else me.addresses.get(family, path.next_hop)
+        next_hop = (
+            path.next_hop
+            if link.keep_next_hop or _kept_on_subnet(path, link)
+            else link.local_ip or me.addresses.get(family, path.next_hop)
+        )
         return Path(
             prefix=path.prefix,
             next_hop=next_hop,
@@ -183,7 +195,7 @@ def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
         # (A speaker without a cluster ID reaches here only with its own or eBGP routes.)
         return Path(
             prefix=path.prefix,
-            next_hop=path.next_hop,
+            next_hop=link.local_ip if link.self_for_ebgp and path.ebgp else path.next_hop,
             as_path=path.as_path,
             local_pref=path.local_pref,
         )
@@ -196,6 +208,21 @@ def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
         originator_id=path.originator_id or path.learned_router_id,
         cluster_list=(me.cluster_id, *path.cluster_list),
     )
+
+
+def _kept_on_subnet(path: Path, link: Link) -> bool:
+    """BIRD's single-hop rule: learned from a peer on the subnet `link`'s peer is on."""
+    return (
+        link.keep_on is not None
+        and path.learned_from is not None
+        and _address_family(path.learned_from) == _network(link.keep_on).version
+        and ipaddress.ip_address(path.learned_from) in _network(link.keep_on)
+    )
+
+
+@functools.lru_cache(maxsize=1 << 10)
+def _network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(prefix)
 
 
 def received(path: Path, link: Link, peer_router_id: str) -> Path:
@@ -229,7 +256,8 @@ class _Fanout:
     receiver stores and whether it accepts it are decided once for all of them (except where
     `_receiver_matters`).
 
-    `_exported` reads the link's AS numbers, `rr_client` and `keep_next_hop`; `received` the
+    `_exported` reads the link's AS numbers, `rr_client`, `keep_next_hop` and a router's three
+    next-hop fields (`local_ip`, `keep_on`, `self_for_ebgp`); `received` the
     reverse link's peer address, AS numbers and `rr_client`; `accept` the reverse link's AS
     numbers and `allow_local_as`. Sessions equal in all of those form one fanout.
     """
@@ -482,7 +510,16 @@ class _LinkKinds:
     def _out_kind(self, link: Link) -> int:
         """What `_exported` reads of a link."""
         out = self.out_kind[id(link)] = self._number(
-            ("out", link.peer_as, link.local_as, link.rr_client, link.keep_next_hop)
+            (
+                "out",
+                link.peer_as,
+                link.local_as,
+                link.rr_client,
+                link.keep_next_hop,
+                link.local_ip,
+                link.keep_on,
+                link.self_for_ebgp,
+            )
         )
         return out
 

@@ -40,6 +40,7 @@ from meshemu.model.phases.addresses import (
     plan_subnets,
 )
 from meshemu.model.phases.allocation import NodeIpam, plan_ipam, plan_pools, vtep_by_node_address
+from meshemu.model.phases.fabric import router_speakers, with_router_bgp
 from meshemu.model.phases.fib import plan_fibs
 from meshemu.model.phases.notes import plan_notes
 from meshemu.model.phases.peering import Peering, plan_peering
@@ -115,9 +116,10 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
     pools = plan_pools(topo)
     ipam, problems = plan_ipam(topo, pools, addresses, sticky)
     _gate(problems)
-    peering, problems = plan_peering(topo, addresses)
+    peering, problems = plan_peering(topo, addresses, routers)
     _gate(problems)
-    ribs = plan_ribs(ipam, pools, addresses, peering)
+    ribs = plan_ribs(ipam, pools, addresses, peering, router_speakers(topo, routers))
+    routers = with_router_bgp(topo, routers, peering.routers, peering.router_up, ribs.routers)
     gateway = gateways(routers)
     fibs = plan_fibs(
         topo,

@@ -62,7 +62,7 @@ def effective_passive(plan: LabPlan, node: NodePlan, session: Session) -> bool:
     has the higher address (as text, like Calico's mesh rule) waits. The plan keeps Calico's flag.
     """
     if session.passive or session.peer_node is None:
-        return session.passive
+        return session.passive  # (a router's BIRD resolves a collision at once)
     other = plan.node(session.peer_node)
     back = next((s for s in other.sessions if s.peer_ip == session.local_ip), None)
     if back is None or back.passive:
@@ -106,7 +106,7 @@ def render_exabgp(plan: LabPlan, node: NodePlan, agent_command: list[str]) -> st
         "",
     ]
     for session in node.sessions:
-        if session.peer_node is None:
+        if not session.emulated:
             lines.append(f"# {session.peer_ip}: external peer, not emulated")
             continue
         family = "ipv4 unicast" if session.family == 4 else "ipv6 unicast"

@@ -50,6 +50,8 @@ def check_topology(topo: Topology) -> list[Problem]:
     problems += _check_names(topo)
     problems += _check_subnets(topo)
     problems += _check_routers(topo)
+    problems += _check_router_addresses(topo)
+    problems += _check_router_bgp(topo)
     problems += _check_nodes(topo)
     problems += _check_capacity(topo)
     problems += _check_pools(topo)
@@ -213,6 +215,153 @@ def _check_routers(topo: Topology) -> list[Problem]:
                 f"add a router, e.g. routers: {{spine: {{subnets: [{', '.join(used)}]}}}}",
             )
         )
+    return problems
+
+
+def _check_router_addresses(topo: Topology) -> list[Problem]:
+    """Fixed router addresses: on a subnet the router is on, inside its prefix, used once."""
+    problems = []
+    fixed = {
+        str(a): f"nodes.{loc_part(n)}"
+        for n, spec in topo.nodes.items()
+        for a in (spec.ipv4, spec.ipv6)
+        if a is not None
+    }
+    for name, router in topo.routers.items():
+        for subnet, pair in router.addresses.items():
+            where = f"routers.{loc_part(name)}.addresses.{loc_part(subnet)}"
+            if subnet not in router.subnets:
+                problems.append(
+                    Problem(
+                        where,
+                        f"the router is not on subnet {subnet!r}",
+                        f"give addresses only for its subnets: {', '.join(router.subnets)}",
+                    )
+                )
+                continue
+            spec = topo.subnets.get(subnet)
+            for family, address in (("ipv4", pair.ipv4), ("ipv6", pair.ipv6)):
+                if address is None or spec is None:
+                    continue
+                prefix = spec.ipv4 if family == "ipv4" else spec.ipv6
+                hint = f"use a host address of {prefix}" if prefix else "leave it out"
+                if prefix is None or address not in prefix or address in _ends_of(prefix):
+                    problems.append(
+                        Problem(
+                            f"{where}.{family}",
+                            f"{address} is not a host address of subnet {subnet} "
+                            f"({prefix or f'no {family} prefix'})",
+                            hint,
+                        )
+                    )
+                elif str(address) in fixed:
+                    problems.append(
+                        Problem(
+                            f"{where}.{family}",
+                            f"{address} is already the address of {fixed[str(address)]}",
+                            "give each router and node its own address",
+                        )
+                    )
+                else:
+                    fixed[str(address)] = where
+    return problems
+
+
+def _ends_of(prefix: IPNetwork) -> tuple[IPAddress, ...]:
+    """The addresses of a prefix no host may take (IPv4's network and broadcast addresses)."""
+    if prefix.version == 4:
+        return (prefix.network_address, prefix.broadcast_address)
+    return (prefix.network_address,)
+
+
+def _check_router_bgp(topo: Topology) -> list[Problem]:
+    """A router's BGP peers: other BGP routers it shares a subnet with."""
+    problems = []
+    for name, router in topo.routers.items():
+        if router.bgp is None:
+            continue
+        for index, peer in enumerate(router.bgp.peers):
+            where = f"routers.{loc_part(name)}.bgp.peers[{index}].router"
+            other = topo.routers.get(peer.router)
+            if peer.router == name:
+                problems.append(Problem(where, "a router cannot peer with itself", "drop it"))
+            elif other is None or other.bgp is None:
+                speakers = sorted(r for r, spec in topo.routers.items() if spec.bgp and r != name)
+                problems.append(
+                    Problem(
+                        where,
+                        f"{peer.router!r} is not a router with bgp"
+                        if other is not None
+                        else f"unknown router {peer.router!r}",
+                        f"routers that speak BGP: {', '.join(speakers) or 'none'}"
+                        + ("; give it a bgp section" if other is not None else ""),
+                    )
+                )
+            elif not set(router.subnets) & set(other.subnets):
+                problems.append(
+                    Problem(
+                        where,
+                        f"{name} and {peer.router} share no subnet, so they cannot peer directly",
+                        f"put both on one subnet (routers.{peer.router}.subnets)",
+                    )
+                )
+            if peer.password is not None:
+                found = password_problem(
+                    peer.password, f"routers.{loc_part(name)}.bgp.peers[{index}].password"
+                )
+                if found is not None:
+                    problems.append(found)
+    return problems
+
+
+def _check_peer_router(topo: Topology, name: str, where: str) -> list[Problem]:
+    """A `peerRouter` BGPPeer: a BGP router, named alone, on the subnet of every node it
+    applies to (a node peers with the router's address on its own subnet)."""
+    peer = topo.bgp.peers[name]
+    problems = []
+    if peer.peer_ip is not None or peer.peer_selector is not None:
+        problems.append(
+            Problem(
+                where,
+                "sets peerRouter together with peerIP or peerSelector",
+                "keep one of them: peerRouter names the router, which knows its own addresses",
+            )
+        )
+    router = topo.routers.get(peer.peer_router or "")
+    if router is None or router.bgp is None:
+        speakers = sorted(r for r, spec in topo.routers.items() if spec.bgp)
+        problems.append(
+            Problem(
+                f"{where}.peerRouter",
+                f"{peer.peer_router!r} is not a router with bgp"
+                if router is not None
+                else f"unknown router {peer.peer_router!r}",
+                f"routers that speak BGP: {', '.join(speakers) or 'none'}",
+            )
+        )
+        return problems
+    problems += _check_selector(peer.node_selector, f"{where}.nodeSelector")
+    if problems:
+        return problems
+    selector = parse_selector(peer.node_selector) if peer.node_selector else None
+    for node_name, node in topo.nodes.items():
+        applies = (
+            node_name == peer.node
+            if peer.node is not None
+            else selector.matches(node.labels)
+            if selector is not None
+            else True
+        )
+        if applies and node.subnet not in router.subnets:
+            problems.append(
+                Problem(
+                    f"{where}.peerRouter",
+                    f"router {peer.peer_router} is not on subnet {node.subnet} of node "
+                    f"{node_name}, which this BGPPeer applies to",
+                    f"add {node.subnet} to routers.{peer.peer_router}.subnets, narrow the "
+                    "BGPPeer with node or nodeSelector, or peer by peerIP",
+                )
+            )
     return problems
 
 
@@ -488,9 +637,16 @@ def _check_peers(topo: Topology) -> list[Problem]:
             problems.append(Problem(where, "sets both node and nodeSelector", "keep one of them"))
         if peer.peer_ip is not None and peer.peer_selector is not None:
             problems.append(Problem(where, "sets both peerIP and peerSelector", "keep one of them"))
+        if peer.peer_router is not None:
+            problems += _check_peer_router(topo, name, where)
+            continue
         if peer.peer_ip is None and peer.peer_selector is None:
             problems.append(
-                Problem(where, "sets neither peerIP nor peerSelector", "say whom to peer with")
+                Problem(
+                    where,
+                    "sets neither peerIP nor peerSelector (nor peerRouter)",
+                    "say whom to peer with",
+                )
             )
         if peer.node is not None and peer.node not in topo.nodes:
             problems.append(

@@ -64,6 +64,17 @@ class SessionNode:
         return self.ipv4 if family == 4 else self.ipv6
 
 
+@dataclass(frozen=True)
+class SessionRouter:
+    """A lab router that speaks BGP, as the session rules need it: its AS, its addresses, and
+    per node its address on that node's subnet (what a `peerRouter` BGPPeer peers with)."""
+
+    name: str
+    as_number: int
+    addresses: frozenset[str]
+    on_subnet_of: Mapping[str, Mapping[int, str]]  # node -> family -> address
+
+
 @dataclass(frozen=True, slots=True)
 class Session:
     """One BGP session of one node, with the reason it exists."""
@@ -93,6 +104,17 @@ class Session:
     import_filters: tuple[str, ...] = ()  # BGPFilter names applied on import, in order
     export_filters: tuple[str, ...] = ()  # ... and on export
     route_priority: int = 1024  # the normal route priority (kernel metric) of the family
+    peer_router: str | None = None  # the lab router (BIRD) at the other end, if any
+
+    @property
+    def peer_name(self) -> str | None:
+        """The lab node or BGP router at the other end; None for a peer outside the lab."""
+        return self.peer_node or self.peer_router
+
+    @property
+    def emulated(self) -> bool:
+        """Whether the lab runs the other end (a node's speaker or a router's BIRD)."""
+        return self.peer_node is not None or self.peer_router is not None
 
     @property
     def same_as(self) -> bool:
@@ -131,6 +153,7 @@ class Session:
             "import_filters": list(self.import_filters),
             "export_filters": list(self.export_filters),
             "route_priority": self.route_priority,
+            "peer_router": self.peer_router,
             "reason": self.reason,
         }
         if secrets:
@@ -184,6 +207,7 @@ class Session:
             import_filters=f.texts("import_filters") if f.has("import_filters") else (),
             export_filters=f.texts("export_filters") if f.has("export_filters") else (),
             route_priority=f.number("route_priority") if f.has("route_priority") else 1024,
+            peer_router=f.opt_text("peer_router") if f.has("peer_router") else None,
         )
 
 
@@ -280,6 +304,7 @@ class _Peering:
     calico_node: bool  # the peer address is a cluster node's (decides passive for globals)
     peer_cluster_id: str | None  # known only for a selected node (nodeAsBGPPeers)
     what: str  # for the session's reason
+    router: str | None = None  # the lab router at `address`, if any
 
     @property
     def key(self) -> tuple[str, int]:
@@ -289,9 +314,13 @@ class _Peering:
 class _Planner:
     """The three passes of `updatePeersV1` over every BGPPeer, then each node's sessions."""
 
-    def __init__(self, nodes: Sequence[SessionNode], bgp: BgpSpec) -> None:
+    def __init__(
+        self, nodes: Sequence[SessionNode], bgp: BgpSpec, routers: Mapping[str, SessionRouter]
+    ) -> None:
         self.nodes = nodes
         self.bgp = bgp
+        self.routers = routers
+        self.router_at = {ip: r for r in routers.values() for ip in r.addresses}
         self.by_ip = {
             str(addr): node for node in nodes for addr in (node.ipv4, node.ipv6) if addr is not None
         }
@@ -322,6 +351,9 @@ class _Planner:
 
     def _forward(self, name: str, scope: _PeerScope) -> None:
         peer = scope.peer
+        if peer.peer_router is not None:
+            self._to_router(name, scope)
+            return
         if peer.peer_ip is not None and scope.peer_selector is None:
             peerings = self._explicit(name, peer)
         elif scope.peer_selector is not None:
@@ -349,6 +381,7 @@ class _Planner:
         if not _reachable_by_fits(peer.reachable_by, address.version):
             return []  # confd logs an error and skips the BGPPeer
         target = self.by_ip.get(str(address))
+        router = self.router_at.get(str(address)) if target is None else None
         if not port:
             same = self._nodes_at(str(address), peer.as_number, 0)
             port = same[0].listen_port if same else DEFAULT_BGP_PORT
@@ -366,10 +399,42 @@ class _Planner:
                 what=(
                     f"cluster node {target.name} {address}"
                     if target is not None
+                    else f"router {router.name} {address}"
+                    if router is not None
                     else f"external peer {address}"
                 ),
+                router=router.name if router is not None else None,
             )
         ]
+
+    def _to_router(self, name: str, scope: _PeerScope) -> None:
+        """A `peerRouter` BGPPeer (meshemu's native topology): each node it applies to peers
+        with the router at the router's address on the node's subnet, as if the BGPPeer named
+        that address (a node-specific peering: the address differs from subnet to subnet)."""
+        peer = scope.peer
+        router = self.routers.get(peer.peer_router or "")
+        if router is None:
+            return  # (`rules` reports an unknown router or one without bgp)
+        why = f"BGPPeer {name} (applies to {scope.describe()})"
+        for local in self.nodes:
+            if not scope.applies_to(local):
+                continue
+            for _family, text in sorted(router.on_subnet_of.get(local.name, {}).items()):
+                address = ipaddress.ip_address(text)
+                peering = _Peering(
+                    source=name,
+                    peer=peer,
+                    address=address,
+                    port=DEFAULT_BGP_PORT,
+                    peer_as=peer.as_number or router.as_number,
+                    target=None,
+                    explicit=True,
+                    calico_node=False,
+                    peer_cluster_id=None,
+                    what=f"router {router.name} {address}",
+                    router=router.name,
+                )
+                self._emit_node(local, peering, why)
 
     def _to_node(
         self, name: str, peer: PeerSpec, other: SessionNode, family: int, what: str
@@ -492,6 +557,7 @@ class _Planner:
             import_filters=applied_filters(self.bgp.filters, peer.filters, "import", family),
             export_filters=applied_filters(self.bgp.filters, peer.filters, "export", family),
             route_priority=self.bgp.route_priority(family),
+            peer_router=p.router,
         )
 
 
@@ -505,9 +571,12 @@ def _reachable_by_fits(text: str | None, family: int) -> bool:
         return False
 
 
-def plan_sessions(nodes: Sequence[SessionNode], bgp: BgpSpec) -> dict[str, tuple[Session, ...]]:
-    """Every node's sessions, sorted by family, peer address and port."""
-    planner = _Planner(nodes, bgp)
+def plan_sessions(
+    nodes: Sequence[SessionNode], bgp: BgpSpec, routers: Mapping[str, SessionRouter] | None = None
+) -> dict[str, tuple[Session, ...]]:
+    """Every node's sessions, sorted by family, peer address and port. `routers`: the lab's
+    routers that speak BGP (sessions to them name them in `peer_router`)."""
+    planner = _Planner(nodes, bgp, routers or {})
     planner.run()
     mesh = _Mesh(nodes, bgp) if bgp.node_to_node_mesh_enabled else None
     out: dict[str, tuple[Session, ...]] = {}
@@ -603,6 +672,7 @@ class _Mesh:
                 s.import_filters = ()
                 s.export_filters = ()
                 s.route_priority = priority
+                s.peer_router = None
                 s.__class__ = Session
                 sessions[key] = s
 

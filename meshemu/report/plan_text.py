@@ -5,7 +5,7 @@ Owns formatting only; every fact comes from the `LabPlan`.
 
 from __future__ import annotations
 
-from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.plan import LabPlan, NodePlan, RouterPlan
 
 
 def _join(*parts: str | None) -> str:
@@ -24,6 +24,43 @@ def plan_summary(plan: LabPlan) -> str:
     )
 
 
+def render_router(router: RouterPlan) -> list[str]:
+    """A router: its interfaces and static routes; with BGP, its sessions and what BIRD
+    should install."""
+    joined = "; ".join(f"{i.subnet} {_join(i.ipv4, i.ipv6)}" for i in router.interfaces)
+    bgp = router.bgp
+    what = (
+        "forwards between subnets, knows no pod routes"
+        if bgp is None
+        else f"BIRD, AS {bgp.as_number}, router ID {bgp.router_id}"
+        + (f", route reflector (cluster {bgp.cluster_id})" if bgp.cluster_id else "")
+        + (f", your configuration {bgp.config_file}" if bgp.config_file else "")
+    )
+    lines = [f"router {router.name} ({what}): {joined}"]
+    lines += [f"  static {route.prefix} via {route.via}" for route in router.routes]
+    if bgp is None:
+        return lines
+    up = set(bgp.expected_up)
+    lines.append(f"  BGP sessions ({len(bgp.sessions)}):")
+    for s in bgp.sessions:
+        flags = ["eBGP" if s.ebgp else "iBGP", "direct" if s.interface else "multihop"]
+        if s.rr_client:
+            flags.append("rr client")
+        if s.password is not None:
+            flags.append("password")
+        if s.peer_ip not in up:
+            flags.append("stays down")
+        lines.append(
+            f"    {s.peer_ip:<24} AS {s.peer_as:<6} {s.peer_kind} {s.peer_name}, {', '.join(flags)}"
+        )
+        lines.append(f"      why: {s.reason}")
+    lines.append(f"  expected BGP routes in its FIB ({len(bgp.routes)}):")
+    for route in bgp.routes:
+        lines.append(f"    {route.prefix} via {route.via} dev {route.dev}")
+        lines.append(f"      why: {route.reason}")
+    return lines
+
+
 def render_plan(plan: LabPlan, only_node: str | None = None) -> str:
     lines = [plan_summary(plan)]
     if plan.description:
@@ -34,12 +71,7 @@ def render_plan(plan: LabPlan, only_node: str | None = None) -> str:
         for subnet in plan.subnets:
             lines.append(f"  {subnet.name:<14} {_join(subnet.ipv4, subnet.ipv6)}")
         for router in plan.routers:
-            joined = "; ".join(f"{i.subnet} {_join(i.ipv4, i.ipv6)}" for i in router.interfaces)
-            lines.append(
-                f"router {router.name} (forwards between subnets, knows no pod routes): {joined}"
-            )
-            for route in router.routes:
-                lines.append(f"  static {route.prefix} via {route.via}")
+            lines += render_router(router)
         lines.append("")
         lines.append("pools:")
         for pool in plan.pools:
@@ -97,7 +129,7 @@ def render_node(plan: LabPlan, node: NodePlan) -> list[str]:
             flags.append("md5 password")
         if s.peer_port != 179:
             flags.append(f"port {s.peer_port}")
-        who = s.peer_node or "external"
+        who = s.peer_name or "external"
         lines.append(f"    {s.peer_ip:<24} AS {s.peer_as:<6} {who:<12} {', '.join(flags)}")
         lines.append(f"      why: {s.reason}")
     lines.append(f"  expected routes ({len(node.fib)}):")

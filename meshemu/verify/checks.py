@@ -109,7 +109,7 @@ def check_sessions(
             if session.peer_ip not in node.expected_up:
                 why = (
                     "external peer, not emulated"
-                    if session.peer_node is None
+                    if not session.emulated
                     else "the plan does not expect it to come up (see plan notes)"
                 )
                 results.append(CheckResult("sessions", name, SKIP, diagnosis=why, node=node.name))
@@ -124,11 +124,12 @@ def check_sessions(
                 )
                 continue
             info = f" ({seen['info']})" if seen.get("info") else ""
-            peer_dead = _dead_reason(session.peer_node or "", health)
+            peer = session.peer_name
+            peer_dead = _dead_reason(peer or "", health)
             cause = (
-                f"the cause is {session.peer_node}: {peer_dead}"
+                f"the cause is {peer}: {peer_dead}"
                 if peer_dead is not None
-                else f"is {session.peer_node}'s speaker running and its link up?"
+                else f"is {peer}'s speaker running and its link up?"
             )
             results.append(
                 CheckResult(
@@ -137,7 +138,7 @@ def check_sessions(
                     FAIL,
                     "Established",
                     f"{state}{info}",
-                    f"{node.name} has no BGP session with {session.peer_node} "
+                    f"{node.name} has no BGP session with {peer} "
                     f"({session.peer_ip}, {session.kind}); {cause}",
                     node.name,
                 )

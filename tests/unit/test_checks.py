@@ -64,7 +64,7 @@ def agent_state(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
     sessions = [
         {
             "peer_ip": s.peer_ip,
-            "peer_node": s.peer_node,
+            "peer_node": s.peer_name,
             "kind": s.kind,
             "state": "established" if s.peer_ip in node.expected_up else "idle",
             "since": 1714557600.25,
@@ -72,7 +72,7 @@ def agent_state(plan: LabPlan, node: NodePlan) -> dict[str, Any]:
             "prefixes_received": 2,
         }
         for s in node.sessions
-        if s.peer_node is not None
+        if s.emulated
     ]
     rib = []
     for entry in node.rib:

@@ -342,7 +342,7 @@ def _old_core_state(plan_json: dict[str, Any], node_name: str) -> dict[str, Any]
             s["allow_local_as"] or 0,
         )
         for s in node["sessions"]
-        if s["peer_node"] is not None
+        if (s["peer_node"] or s["peer_router"]) is not None  # (a BGP router's BIRD: emulated)
     }
     exported = {p["name"] for p in plan_json["pools"] if not p["disable_bgp_export"]}
     own = {}
@@ -365,9 +365,9 @@ def _old_core_state(plan_json: dict[str, Any], node_name: str) -> dict[str, Any]
         ),
         "links": links,
         "peers": {
-            s["peer_ip"]: (s["peer_node"], s["kind"])
+            s["peer_ip"]: (s["peer_node"] or s["peer_router"], s["kind"])
             for s in node["sessions"]
-            if s["peer_node"] is not None
+            if (s["peer_node"] or s["peer_router"]) is not None
         },
         "router_ids": {
             n[f"ipv{f}"]: n["router_id"] for n in plan_json["nodes"] for f in (4, 6) if n[f"ipv{f}"]

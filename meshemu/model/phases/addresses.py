@@ -1,10 +1,11 @@
 """Passes 1-3: subnets, routers (interface addresses, static routes) and node addresses.
 
-Owns who gets which address in a subnet: fixed node addresses and the addresses a running lab
-already gave its nodes (`Sticky`) are reserved first; then routers, in input order, take the
-next free host addresses, then nodes without one. The first router on a subnet is its nodes'
-default router. Addresses are taken lazily from the subnet, so any subnet size works (a /16
-holds 65,534 nodes) in time proportional to the addresses handed out.
+Owns who gets which address in a subnet: fixed node and router addresses and the addresses a
+running lab already gave its nodes (`Sticky`) are reserved first; then routers, in input order,
+take their fixed address or the next free host addresses, then nodes without one. The first
+router on a subnet is its nodes' default router. Addresses are taken lazily from the subnet, so
+any subnet size works (a /16 holds 65,534 nodes) in time proportional to the addresses handed
+out.
 """
 
 from __future__ import annotations
@@ -108,6 +109,13 @@ def kept_addresses(
 
 def _reserved(topo: Topology, kept: Mapping[tuple[str, int], str]) -> set[str]:
     fixed = {str(a) for n in topo.nodes.values() for a in (n.ipv4, n.ipv6) if a is not None}
+    fixed |= {
+        str(a)
+        for r in topo.routers.values()
+        for pair in r.addresses.values()
+        for a in (pair.ipv4, pair.ipv6)
+        if a is not None
+    }
     return fixed | set(kept.values())
 
 
@@ -127,9 +135,14 @@ def plan_routers(
         interfaces = []
         for sname in rspec.subnets:
             subnet = by_name[sname]
-            address = {}
+            address: dict[int, str | None] = {}
+            fixed = rspec.addresses.get(sname)
             for family in FAMILIES:
                 free = hosts.get((sname, family))
+                pinned = None if fixed is None else fixed.ipv4 if family == 4 else fixed.ipv6
+                if pinned is not None and free is not None:
+                    address[family] = str(pinned)  # (`rules` checked it is in the subnet)
+                    continue
                 address[family] = free.take() if free is not None else None
                 if free is not None and address[family] is None:
                     problems.append(_full(f"routers.{rname}", sname, family))

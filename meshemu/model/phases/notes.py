@@ -31,11 +31,11 @@ def _session_notes(nodes: Sequence[NodePlan]) -> list[str]:
     for node in nodes:
         up = set(node.expected_up)
         for session in node.sessions:
-            if session.peer_node is None:
+            if not session.emulated:
                 notes.append(_external_note(node.name, session.peer_ip))
             elif session.peer_ip not in up:
                 notes.append(
-                    f"{node.name}: session to {session.peer_node} ({session.peer_ip}:"
+                    f"{node.name}: session to {session.peer_name} ({session.peer_ip}:"
                     f"{session.peer_port}) cannot come up: the other side has no matching "
                     "session, or neither side connects to a port the other listens on"
                 )

@@ -10,12 +10,14 @@ and an active side that connects to the port the other listens on. Those become 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from meshemu.errors import Problem
 from meshemu.model.bgp import Link, LinkTable
+from meshemu.model.labplan import RouterPlan, RouterSession
 from meshemu.model.phases.addresses import NodeAddresses
+from meshemu.model.phases.fabric import plan_router_sessions, router_links, session_routers
 from meshemu.model.sessions import Session, SessionNode, plan_sessions
 from meshemu.model.topology import Topology
 
@@ -26,8 +28,10 @@ class Peering:
 
     nodes: Mapping[str, SessionNode]
     sessions: Mapping[str, tuple[Session, ...]]
-    links: LinkTable  # the sessions that come up, as BGP sees them
+    links: LinkTable  # the sessions that come up (nodes' and routers'), as BGP sees them
     expected_up: Mapping[str, tuple[str, ...]]  # node -> peer addresses of sessions that come up
+    routers: Mapping[str, tuple[RouterSession, ...]]  # BGP router -> its sessions
+    router_up: Mapping[str, tuple[str, ...]]  # BGP router -> peer addresses of sessions up
 
 
 def session_nodes(topo: Topology, addresses: NodeAddresses) -> dict[str, SessionNode]:
@@ -49,11 +53,22 @@ def session_nodes(topo: Topology, addresses: NodeAddresses) -> dict[str, Session
     }
 
 
-def plan_peering(topo: Topology, addresses: NodeAddresses) -> tuple[Peering, list[Problem]]:
+def plan_peering(
+    topo: Topology, addresses: NodeAddresses, routers: Sequence[RouterPlan] = ()
+) -> tuple[Peering, list[Problem]]:
     nodes = session_nodes(topo, addresses)
-    sessions = plan_sessions(list(nodes.values()), topo.bgp)
+    bgp_routers = session_routers(topo, routers, addresses)
+    sessions = plan_sessions(list(nodes.values()), topo.bgp, bgp_routers)
     links, up = _established(sessions, nodes)
-    return Peering(nodes, sessions, links, up), []
+    if not any(topo.routers[r.name].bgp for r in routers):
+        return Peering(nodes, sessions, links, up, {}, {}), []
+    router_sessions = plan_router_sessions(topo, routers, sessions)
+    fabric = router_links(topo, routers, router_sessions, sessions, nodes)
+    for (family, speaker, peer), link in fabric.links.items():
+        links[family].setdefault(speaker, {})[peer] = link
+    for node, router_ips in fabric.node_up.items():
+        up[node] = tuple(sorted((*up.get(node, ()), *router_ips)))
+    return Peering(nodes, sessions, links, up, router_sessions, fabric.up), []
 
 
 def session_can_establish(
@@ -142,7 +157,7 @@ class _Ends:
 
 def _established(
     sessions: Mapping[str, tuple[Session, ...]], nodes: Mapping[str, SessionNode]
-) -> tuple[LinkTable, dict[str, tuple[str, ...]]]:
+) -> tuple[dict[int, dict[str, dict[str, Link]]], dict[str, tuple[str, ...]]]:
     """The sessions that come up: as BGP links, and per node the peer addresses (sorted)."""
     ends = _Ends(sessions, nodes)
     # A mesh has a session per pair and family, but as many distinct links as nodes: share them.

@@ -26,6 +26,8 @@ class Ribs:
 
     entries: Mapping[str, tuple[RibEntry, ...]]
     router_ids: Mapping[str, str]
+    # BGP router -> prefix -> (its best path, how many candidates it holds)
+    routers: Mapping[str, Mapping[str, tuple[Path, int]]]
 
 
 def speakers(addresses: NodeAddresses, peering: Peering) -> dict[str, Speaker]:
@@ -62,9 +64,13 @@ def plan_ribs(
     pools: Sequence[PoolPlan],
     addresses: NodeAddresses,
     peering: Peering,
+    routers: Mapping[str, Speaker] | None = None,
 ) -> Ribs:
-    """Raises PlanError when BGP does not settle (see `model.bgp.propagate`)."""
+    """Raises PlanError when BGP does not settle (see `model.bgp.propagate`).
+    `routers`: the routers that speak BGP, as speakers beside the nodes."""
     lab = speakers(addresses, peering)
+    everyone = {**lab, **(routers or {})}
+    router_best: dict[str, dict[str, tuple[Path, int]]] = {name: {} for name in routers or {}}
     origins = originated(ipam, pools, addresses)
     owner = {block.cidr: name for name, node in ipam.items() for block in node.blocks}
     # Each prefix's entries go to their place in each node's list as its propagation ends,
@@ -76,10 +82,13 @@ def plan_ribs(
     )
     rank = {prefix: i for i, prefix in enumerate(order)}
     slots: dict[str, list[RibEntry | None]] = {name: [None] * len(order) for name in lab}
-    for prefix, ribs in propagate_prefixes(lab, peering.links, origins):
+    for prefix, ribs in propagate_prefixes(everyone, peering.links, origins):
         at = rank[prefix]
         made: dict[int, RibEntry] = {}  # nodes holding the same candidates share one entry
         for name, candidates in ribs.items():
+            if name in router_best:
+                router_best[name][prefix] = (candidates[0], len(candidates))
+                continue
             entry = made.get(id(candidates))
             if entry is None:
                 chosen = candidates[0]
@@ -97,4 +106,4 @@ def plan_ribs(
     entries = {
         name: tuple([entry for entry in held if entry is not None]) for name, held in slots.items()
     }
-    return Ribs(entries, {name: s.router_id for name, s in lab.items()})
+    return Ribs(entries, {name: s.router_id for name, s in lab.items()}, router_best)

@@ -1,0 +1,443 @@
+"""Pass 5b: the routers' BGP speakers (BIRD 2): their sessions, links, and installed routes.
+
+Owns what a router that speaks BGP is configured with and what it should install:
+- `session_routers`: each BGP router as the node session rules see it (its AS, addresses, and
+  its address on each node's subnet, which a `peerRouter` BGPPeer peers with);
+- `plan_router_sessions`: the router's side of every node session towards it (the router
+  answers each node that peers with it, as a top-of-rack router configured for its rack does),
+  and the router-to-router sessions of `routers.<r>.bgp.peers` (named on either side);
+- `router_links`: which of those sessions come up (AS numbers and passwords agree on both
+  ends, the active side connects to a port the other listens on), as `model.bgp.Link`s with
+  BIRD's next-hop rules (eBGP next hop self from the session's own address; kept between
+  directly connected peers on one subnet; `next hop self ebgp` towards iBGP clients);
+- `router_routes`: the kernel routes BIRD installs for its best paths (`protocol kernel`
+  exporting BGP routes: the next hop on a connected subnet, or resolved through the router's
+  static routes for a multihop peer's next hop).
+Pure: it decides; `controlplane` and `lab` run BIRD with `model.bird_router`'s configuration.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from meshemu.model.bgp import Link, Path, Speaker, router_id_for
+from meshemu.model.labplan import RouterBgp, RouterPlan, RouterRoute, RouterSession
+from meshemu.model.phases.addresses import FAMILIES, NodeAddresses
+from meshemu.model.sessions import DEFAULT_BGP_PORT, Session, SessionNode, SessionRouter
+from meshemu.model.topology import Topology
+
+BIRD_PORT = DEFAULT_BGP_PORT  # the rendered BIRD listens and connects on 179
+
+
+def session_routers(
+    topo: Topology, routers: Sequence[RouterPlan], addresses: NodeAddresses
+) -> dict[str, SessionRouter]:
+    """The routers that speak BGP, with their address on each node's subnet."""
+    out = {}
+    for router in routers:
+        spec = topo.routers[router.name].bgp
+        if spec is None:
+            continue
+        on_subnet_of = {}
+        for node, node_spec in topo.nodes.items():
+            interface = router.interface_on(node_spec.subnet)
+            if interface is None:
+                continue
+            on_subnet_of[node] = {
+                f: a
+                for f in FAMILIES
+                if (a := interface.address(f)) is not None and addresses.of(node, f) is not None
+            }
+        out[router.name] = SessionRouter(
+            name=router.name,
+            as_number=spec.as_number,
+            addresses=frozenset(
+                a for i in router.interfaces for f in FAMILIES if (a := i.address(f)) is not None
+            ),
+            on_subnet_of=on_subnet_of,
+        )
+    return out
+
+
+def router_id(topo: Topology, router: RouterPlan) -> str:
+    """The configured router ID, else its first IPv4 address (as Calico does for a node),
+    else a stable one made from its name."""
+    spec = topo.routers[router.name].bgp
+    if spec is not None and spec.router_id is not None:
+        return str(spec.router_id)
+    first4 = next((i.ipv4 for i in router.interfaces if i.ipv4 is not None), None)
+    return router_id_for(first4, router.name)
+
+
+def subnet_prefixes(topo: Topology) -> dict[tuple[str, int], str]:
+    """(subnet, family) -> the subnet's prefix."""
+    out = {}
+    for name, spec in topo.subnets.items():
+        for family, prefix in ((4, spec.ipv4), (6, spec.ipv6)):
+            if prefix is not None:
+                out[(name, family)] = str(prefix)
+    return out
+
+
+@dataclass(frozen=True)
+class _Attachment:
+    """Where a router meets an address: its interface and that subnet's prefix."""
+
+    ifname: str
+    prefix: str
+    local_ip: str
+
+
+def _attachment(
+    router: RouterPlan, address: str, prefixes: Mapping[tuple[str, int], str]
+) -> _Attachment | None:
+    """The router's interface on a subnet holding `address` (None: not directly connected)."""
+    ip = ipaddress.ip_address(address)
+    for interface in router.interfaces:
+        mine = interface.address(ip.version)
+        prefix = prefixes.get((interface.subnet, ip.version))
+        if mine is not None and prefix is not None and ip in ipaddress.ip_network(prefix):
+            return _Attachment(interface.ifname, prefix, mine)
+    return None
+
+
+def plan_router_sessions(
+    topo: Topology,
+    routers: Sequence[RouterPlan],
+    node_sessions: Mapping[str, tuple[Session, ...]],
+) -> dict[str, tuple[RouterSession, ...]]:
+    """Each BGP router's sessions: one answering every node session towards one of its
+    addresses (first per node and address), then those with other routers."""
+    prefixes = subnet_prefixes(topo)
+    by_name = {r.name: r for r in routers}
+    out: dict[str, list[RouterSession]] = {
+        r.name: [] for r in routers if topo.routers[r.name].bgp is not None
+    }
+    for node, sessions in node_sessions.items():
+        seen: set[tuple[str, str]] = set()
+        for session in sessions:
+            name = session.peer_router
+            if name is None or name not in out or (name, session.peer_ip) in seen:
+                continue
+            seen.add((name, session.peer_ip))
+            out[name].append(_answer(topo, by_name[name], node, session, prefixes))
+    for left, right, password in _router_pairs(topo):
+        for mine, theirs in ((left, right), (right, left)):
+            out[mine] += _router_session(topo, by_name[mine], by_name[theirs], password, prefixes)
+    return {name: tuple(sessions) for name, sessions in out.items()}
+
+
+def _answer(
+    topo: Topology,
+    router: RouterPlan,
+    node: str,
+    session: Session,
+    prefixes: Mapping[tuple[str, int], str],
+) -> RouterSession:
+    """The router's side of a node's session towards it."""
+    spec = topo.routers[router.name].bgp
+    assert spec is not None
+    at = _attachment(router, session.local_ip, prefixes)
+    ibgp = session.local_as == spec.as_number
+    reflects = spec.route_reflector and ibgp
+    how = "directly connected" if at is not None else "multihop (not on a subnet of this router)"
+    return RouterSession(
+        family=session.family,
+        local_ip=session.peer_ip,
+        local_as=spec.as_number,
+        peer_ip=session.local_ip,
+        peer_as=session.local_as,
+        peer_kind="node",
+        peer_name=node,
+        interface=at.ifname if at is not None else None,
+        rr_client=reflects,
+        next_hop_self_ebgp=ibgp,
+        password=session.password,
+        ttl_security=session.ttl_security,
+        graceful_restart_time=session.graceful_restart_time,
+        keepalive_time=session.keepalive_time,
+        allow_local_as=0,
+        reason=(
+            f"node {node} peers with this router ({session.source}); "
+            f"{'iBGP' if ibgp else 'eBGP'}, {how}"
+            + ("; a route-reflector client" if reflects else "")
+        ),
+    )
+
+
+def _router_pairs(topo: Topology) -> list[tuple[str, str, str | None]]:
+    """Each pair of routers with a session (named on either side, once), with the password
+    of the side that names it first in input order."""
+    pairs: dict[frozenset[str], tuple[str, str, str | None]] = {}
+    for name, spec in topo.routers.items():
+        if spec.bgp is None:
+            continue
+        for peer in spec.bgp.peers:
+            pairs.setdefault(frozenset((name, peer.router)), (name, peer.router, peer.password))
+    return list(pairs.values())
+
+
+def _router_session(
+    topo: Topology,
+    mine: RouterPlan,
+    theirs: RouterPlan,
+    password: str | None,
+    prefixes: Mapping[tuple[str, int], str],
+) -> list[RouterSession]:
+    """`mine`'s sessions with `theirs`: per family, on the first subnet they share.
+
+    A password named on both sides is each side's own: when they differ, the session stays
+    down, as between two real routers."""
+    my_spec, their_spec = topo.routers[mine.name].bgp, topo.routers[theirs.name].bgp
+    assert my_spec is not None and their_spec is not None
+    own = next((p.password for p in my_spec.peers if p.router == theirs.name), password)
+    shared = next((i for i in mine.interfaces if theirs.interface_on(i.subnet) is not None), None)
+    if shared is None:
+        return []  # (`rules` reports routers that share no subnet)
+    other = theirs.interface_on(shared.subnet)
+    assert other is not None
+    ebgp = my_spec.as_number != their_spec.as_number
+    out = []
+    for family in FAMILIES:
+        local, peer = shared.address(family), other.address(family)
+        if local is None or peer is None or (shared.subnet, family) not in prefixes:
+            continue
+        out.append(
+            RouterSession(
+                family=family,
+                local_ip=local,
+                local_as=my_spec.as_number,
+                peer_ip=peer,
+                peer_as=their_spec.as_number,
+                peer_kind="router",
+                peer_name=theirs.name,
+                interface=shared.ifname,
+                rr_client=False,
+                next_hop_self_ebgp=not ebgp,
+                password=own,
+                ttl_security=None,
+                graceful_restart_time=None,
+                keepalive_time=None,
+                allow_local_as=0,
+                reason=(
+                    f"{'eBGP' if ebgp else 'iBGP'} with router {theirs.name} on subnet "
+                    f"{shared.subnet} (a peer in routers.<name>.bgp.peers of either router)"
+                ),
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class RouterLinks:
+    """Which router sessions come up, as BGP links: (family, speaker, peer name) -> link."""
+
+    links: Mapping[tuple[int, str, str], Link]
+    up: Mapping[str, tuple[str, ...]]  # router -> peer addresses of its sessions that come up
+    node_up: Mapping[str, tuple[str, ...]]  # node -> router addresses of its sessions up
+
+
+def router_links(
+    topo: Topology,
+    routers: Sequence[RouterPlan],
+    sessions: Mapping[str, tuple[RouterSession, ...]],
+    node_sessions: Mapping[str, tuple[Session, ...]],
+    nodes: Mapping[str, SessionNode],
+) -> RouterLinks:
+    """The router sessions that come up, both directions as links."""
+    prefixes = subnet_prefixes(topo)
+    by_name = {r.name: r for r in routers}
+    node_side = {
+        (node, s.peer_ip, s.local_ip): s
+        for node, mine in node_sessions.items()
+        for s in mine
+        if s.peer_router is not None
+    }
+    router_side = {
+        (router, s.local_ip, s.peer_ip): s for router, mine in sessions.items() for s in mine
+    }
+    links: dict[tuple[int, str, str], Link] = {}
+    up: dict[str, list[str]] = {name: [] for name in sessions}
+    node_up: dict[str, list[str]] = {}
+    for router, mine in sessions.items():
+        for s in mine:
+            if s.peer_kind == "node":
+                theirs_node = node_side.get((s.peer_name, s.local_ip, s.peer_ip))
+                if theirs_node is None or not _node_meets(s, theirs_node, nodes[s.peer_name]):
+                    continue
+                links[(s.family, s.peer_name, router)] = _node_link(theirs_node)
+                node_up.setdefault(s.peer_name, []).append(s.local_ip)
+            else:
+                theirs = router_side.get((s.peer_name, s.peer_ip, s.local_ip))
+                if theirs is None or not _routers_meet(s, theirs):
+                    continue
+            links[(s.family, router, s.peer_name)] = _router_link(by_name[router], s, prefixes)
+            up[router].append(s.peer_ip)
+    return RouterLinks(
+        links,
+        {name: tuple(sorted(ips, key=_address_key)) for name, ips in up.items()},
+        {name: tuple(ips) for name, ips in node_up.items()},
+    )
+
+
+def _address_key(text: str) -> tuple[int, int]:
+    address = ipaddress.ip_address(text)
+    return (address.version, int(address))
+
+
+def _node_meets(mine: RouterSession, theirs: Session, node: SessionNode) -> bool:
+    """AS numbers and password agree, and one side connects where the other listens (BIRD
+    connects to port 179 and listens there)."""
+    if theirs.peer_as != mine.local_as or theirs.local_as != mine.peer_as:
+        return False
+    if (theirs.password or None) != (mine.password or None):
+        return False
+    node_connects = not theirs.passive and theirs.peer_port == BIRD_PORT
+    router_connects = node.listen_port == BIRD_PORT
+    return node_connects or router_connects
+
+
+def _routers_meet(mine: RouterSession, theirs: RouterSession) -> bool:
+    return (
+        mine.peer_as == theirs.local_as
+        and theirs.peer_as == mine.local_as
+        and (mine.password or None) == (theirs.password or None)
+    )
+
+
+def _node_link(session: Session) -> Link:
+    return Link(
+        peer_ip=session.peer_ip,
+        peer_as=session.peer_as,
+        local_as=session.local_as,
+        rr_client=session.rr_client,
+        keep_next_hop=session.keep_next_hop,
+        allow_local_as=session.allow_local_as or 0,
+    )
+
+
+def _router_link(
+    router: RouterPlan, session: RouterSession, prefixes: Mapping[tuple[str, int], str]
+) -> Link:
+    at = _attachment(router, session.peer_ip, prefixes)
+    return Link(
+        peer_ip=session.peer_ip,
+        peer_as=session.peer_as,
+        local_as=session.local_as,
+        rr_client=session.rr_client,
+        allow_local_as=session.allow_local_as,
+        local_ip=session.local_ip,
+        keep_on=at.prefix if at is not None else None,
+        self_for_ebgp=session.next_hop_self_ebgp,
+    )
+
+
+def router_speakers(topo: Topology, routers: Sequence[RouterPlan]) -> dict[str, Speaker]:
+    """The BGP routers as speakers of the propagation (a reflector's cluster ID is its
+    router ID: BIRD's `rr cluster id` default)."""
+    out = {}
+    for router in routers:
+        spec = topo.routers[router.name].bgp
+        if spec is None:
+            continue
+        rid = router_id(topo, router)
+        first = {f: a for i in reversed(router.interfaces) for f in FAMILIES if (a := i.address(f))}
+        out[router.name] = Speaker(
+            name=router.name,
+            router_id=rid,
+            as_number=spec.as_number,
+            cluster_id=rid if spec.route_reflector else None,
+            addresses=first,
+        )
+    return out
+
+
+def router_routes(
+    topo: Topology,
+    router: RouterPlan,
+    best: Mapping[str, tuple[Path, int]],
+) -> tuple[RouterRoute, ...]:
+    """The kernel routes BIRD installs: each learned best path whose next hop is on a
+    connected subnet or resolves through a static route (else BIRD holds it unreachable and
+    installs nothing). Sorted by prefix."""
+    prefixes = subnet_prefixes(topo)
+    out = []
+    for prefix in sorted(best, key=_prefix_key):
+        path, count = best[prefix]
+        if path.learned_from is None:
+            continue
+        resolved = _resolve(router, path.next_hop, prefixes)
+        if resolved is None:
+            continue
+        via, dev, how = resolved
+        out.append(
+            RouterRoute(
+                prefix=prefix,
+                next_hop=path.next_hop,
+                via=via,
+                dev=dev,
+                learned_from=path.learned_from,
+                as_path=path.as_path,
+                paths=count,
+                reason=f"best of {count} path{'s' if count != 1 else ''}, learned from "
+                f"{path.learned_from}; next hop {path.next_hop} {how}",
+            )
+        )
+    return tuple(out)
+
+
+def _prefix_key(prefix: str) -> tuple[int, int, int]:
+    network = ipaddress.ip_network(prefix)
+    return (network.version, int(network.network_address), network.prefixlen)
+
+
+def _resolve(
+    router: RouterPlan, next_hop: str, prefixes: Mapping[tuple[str, int], str]
+) -> tuple[str, str, str] | None:
+    """(gateway, interface, how) for a BGP next hop, as BIRD resolves it."""
+    at = _attachment(router, next_hop, prefixes)
+    if at is not None:
+        return next_hop, at.ifname, f"is on {at.ifname}'s subnet {at.prefix}"
+    ip = ipaddress.ip_address(next_hop)
+    for route in router.routes:
+        network = ipaddress.ip_network(route.prefix)
+        if network.version == ip.version and ip in network:
+            gateway = _attachment(router, route.via, prefixes)
+            if gateway is not None:
+                return (
+                    route.via,
+                    gateway.ifname,
+                    f"resolves through the static route {route.prefix} via {route.via}",
+                )
+    return None
+
+
+def with_router_bgp(
+    topo: Topology,
+    routers: Sequence[RouterPlan],
+    sessions: Mapping[str, tuple[RouterSession, ...]],
+    up: Mapping[str, tuple[str, ...]],
+    best: Mapping[str, Mapping[str, tuple[Path, int]]],
+) -> tuple[RouterPlan, ...]:
+    """The routers, each BGP router with its speaker's plan: its sessions and those that come
+    up (pass 5), and the kernel routes of its best paths (pass 6)."""
+    out = []
+    for router in routers:
+        spec = topo.routers[router.name].bgp
+        if spec is None:
+            out.append(router)
+            continue
+        rid = router_id(topo, router)
+        bgp = RouterBgp(
+            as_number=spec.as_number,
+            router_id=rid,
+            cluster_id=rid if spec.route_reflector else None,
+            sessions=sessions.get(router.name, ()),
+            expected_up=up.get(router.name, ()),
+            routes=router_routes(topo, router, best.get(router.name, {})),
+            config_file=spec.config,
+        )
+        out.append(replace(router, bgp=bgp))
+    return tuple(out)
