@@ -729,6 +729,17 @@ def password_problem(password: str, where: str) -> Problem | None:
             "escape)",
             "write the password as plain characters",
         )
+    bad = next((c for c in ('"', "\n", "\r", "\0") if c in password), None)
+    if bad is not None or not password:
+        # confd writes the password into `password "<text>";` for BIRD, whose strings have no
+        # escapes and end at a quote or a line end (BIRD conf/cf-lex.l); a NUL cuts it short.
+        what = "is empty" if bad is None else f"holds the character {bad!r}"
+        return Problem(
+            where,
+            f"{what}: Calico's BIRD cannot hold it (confd writes it inside a BIRD string, "
+            "which has no escapes), so no Calico node could use this password",
+            "use a non-empty password without quotes, line breaks or NUL characters",
+        )
     if size > MD5_KEY_MAX_BYTES:
         return Problem(
             where,

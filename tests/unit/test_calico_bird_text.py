@@ -10,6 +10,7 @@ test's docstring; skipped without it).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -204,22 +205,31 @@ def test_an_unknown_node_or_family() -> None:
     ids=["double-quote", "newline", "nul"],
 )
 def test_a_password_bird_cannot_hold_is_refused_where_it_was_written(password: str) -> None:
-    topo, plan = _lab(password=password)
-    assert plan.node("a").sessions[0].password == password
+    # The input's rules refuse it first (model.rules.password_problem) ...
+    with pytest.raises(ConfigError) as at_input:
+        _lab(password=password)
+    [problem] = at_input.value.problems
+    assert problem.location == "bgp.nodeMeshPassword"
+    assert password not in str(at_input.value)  # a secret is never repeated
+    # ... and the renderer refuses it too, for a plan that did not come through them.
+    topo, plan = _lab()
+    node = plan.node("a")
+    bad = dataclasses.replace(
+        node, sessions=tuple(dataclasses.replace(x, password=password) for x in node.sessions)
+    )
+    plan = dataclasses.replace(plan, nodes=tuple(bad if n.name == "a" else n for n in plan.nodes))
     with pytest.raises(ConfigError) as caught:
         render_node_bird(plan, "a", 4, bgp=topo.bgp)
-    [problem] = caught.value.problems
-    assert problem.location == "bgp.nodeMeshPassword"
-    assert password not in str(caught.value)  # a secret is never repeated
+    assert caught.value.problems[0].location == "bgp.nodeMeshPassword"
+    assert password not in str(caught.value)
 
 
 def test_a_peer_password_is_located_at_its_peer() -> None:
     text = LAB.replace(
         "      filters: [only-pods]", '      filters: [only-pods]\n      password: "a\\"b"'
     )
-    topo, plan = _lab(text)
     with pytest.raises(ConfigError) as caught:
-        render_node_bird(plan, "a", 4, bgp=topo.bgp)
+        _lab(text)
     assert caught.value.problems[0].location == "bgp.peers.upstream.password"
 
 

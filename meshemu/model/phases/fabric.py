@@ -157,7 +157,10 @@ def _answer(
         password=session.password,
         ttl_security=session.ttl_security,
         graceful_restart_time=session.graceful_restart_time,
-        keepalive_time=session.keepalive_time,
+        # (BIRD refuses a keepalive time above its hold time: then BIRD's own, hold / 3.)
+        keepalive_time=session.keepalive_time
+        if session.keepalive_time is not None and session.keepalive_time <= topo.bgp.hold_time
+        else None,
         allow_local_as=0,
         reason=(
             f"node {node} peers with this router ({session.source}); "
