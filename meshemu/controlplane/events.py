@@ -191,7 +191,7 @@ def _announced(update: dict[str, object]) -> list[Path]:
     for family, by_next_hop in _obj(update, "announce").items():
         if not isinstance(by_next_hop, dict):
             raise _Malformed(f"announce {family!r} is not an object")
-        for next_hop, nlris in by_next_hop.items():
+        for next_hop, nlris in _global_next_hops(by_next_hop).items():
             for nlri in _list(nlris, f"announce {family!r} {next_hop!r}"):
                 prefix = _prefix(nlri)
                 paths.append(
@@ -205,6 +205,26 @@ def _announced(update: dict[str, object]) -> list[Path]:
                     )
                 )
     return paths
+
+
+def _global_next_hops(by_next_hop: dict[str, object]) -> dict[str, object]:
+    """An IPv6 next hop of two addresses (RFC 2545: global, then link-local; BIRD sends both
+    to a peer on its link) reaches ExaBGP's JSON as the same NLRI under each address. The
+    global one is the route's next hop; the link-local copy is dropped when a global one is
+    there (alone, it stays: then it is all the peer said)."""
+    if len(by_next_hop) < 2:
+        return by_next_hop
+    local = {hop for hop in by_next_hop if _is_link_local(hop)}
+    if not local or len(local) == len(by_next_hop):
+        return by_next_hop
+    return {hop: nlris for hop, nlris in by_next_hop.items() if hop not in local}
+
+
+def _is_link_local(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).is_link_local
+    except ValueError:
+        return False  # (reported as malformed where it is read)
 
 
 def _withdrawn(update: dict[str, object]) -> list[str]:

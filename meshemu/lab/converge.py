@@ -8,20 +8,35 @@ agents' session reports read from the state folder.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from meshemu.dataplane.netlink import read_fib
-from meshemu.model.plan import LabPlan, NodePlan
+from meshemu.model.plan import LabPlan, NodePlan, RouterPlan
+from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
 from meshemu.verify.fib import FibDiff, compare_fib
 from meshemu.verify.observation import reported_sessions
 
 
-def fib_diff(plan: LabPlan, node: NodePlan) -> FibDiff:
-    return compare_fib(node.name, node.fib, read_fib(node.netns), [p.cidr for p in plan.pools])
+def fib_diff(plan: LabPlan, node: NodePlan | RouterPlan) -> FibDiff:
+    """A node's FIB, or the BGP routes a router's BIRD installed, against the plan."""
+    if isinstance(node, RouterPlan):
+        assert node.bgp is not None
+        expected: Sequence[FibRoute] = node.bgp.fib()
+    else:
+        expected = node.fib
+    return compare_fib(node.name, expected, read_fib(node.netns), [p.cidr for p in plan.pools])
+
+
+def checked_routers(plan: LabPlan) -> list[RouterPlan]:
+    """The routers whose FIB the plan decides: BIRD with meshemu's configuration (a user's own
+    configuration may install anything: `verify` reports it, nothing waits for it)."""
+    return [r for r in plan.routers if r.bgp is not None and r.bgp.config_file is None]
 
 
 def fib_diffs(plan: LabPlan) -> list[FibDiff]:
-    return [fib_diff(plan, n) for n in plan.nodes]
+    everyone: list[NodePlan | RouterPlan] = [*plan.nodes, *checked_routers(plan)]
+    return [fib_diff(plan, n) for n in everyone]
 
 
 def sessions_reported(plan: LabPlan, state: LabState) -> bool:
@@ -44,14 +59,15 @@ def wait_converged(plan: LabPlan, state: LabState, seconds: float) -> list[FibDi
     """
     deadline = time.monotonic() + seconds
     pause = 0.1 if len(plan.nodes) <= 10 else 0.25
-    pending = list(plan.nodes)
+    everyone: list[NodePlan | RouterPlan] = [*plan.nodes, *checked_routers(plan)]
+    pending = everyone
     while True:
         pending = [n for n in pending if not fib_diff(plan, n).ok]
         if not pending:
             diffs = fib_diffs(plan)
             if all(d.ok for d in diffs):
                 break
-            pending = [n for n, d in zip(plan.nodes, diffs, strict=True) if not d.ok]
+            pending = [n for n, d in zip(everyone, diffs, strict=True) if not d.ok]
         if time.monotonic() > deadline:
             return [d for d in fib_diffs(plan) if not d.ok]
         time.sleep(pause)

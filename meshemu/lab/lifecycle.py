@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshemu import process
+from meshemu.controlplane.bird_tools import bird_binary
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import LabError
-from meshemu.lab import supervise
+from meshemu.lab import routers, supervise
 from meshemu.lab.converge import wait_converged
 from meshemu.lab.preflight import preflight
 from meshemu.model.plan import LabPlan
@@ -65,6 +66,10 @@ def up(
     """Build the lab and wait until it converges; on any failure remove what was created."""
     state = LabState(plan.name)
     ipip = preflight(plan)
+    if routers.bgp_routers(plan):
+        bird_binary()  # exit 3 with the setup command when BIRD 2 is missing
+        routers.check_user_configs(plan)
+        routers.check_socket_room(state, plan)
     state.create()
     # Recorded so that a `down` arriving while this `up` still builds stops it first.
     me = os.getpid()
@@ -162,6 +167,9 @@ def _start_processes(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -
     elif ipip == "kernel":
         clock.progress("  tunnels      kernel ipip tunl0")
     supervise.start_fibd(state, plan)
+    count = routers.start_routers(state, plan)
+    if count:
+        clock.phase("routers", f"{count} BIRD 2 routers started, control sockets open")
     supervise.start_speakers(plan, state, list(plan.nodes))
     supervise.wait_listening(state, list(plan.nodes), 30 + 0.5 * len(plan.nodes))
     supervise.open_gate(state)

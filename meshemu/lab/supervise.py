@@ -38,7 +38,7 @@ GATE_FILE = "start-gate"
 FIBD_READY = "fibd.ready"
 
 
-def _spawn(
+def spawn(
     state: LabState, name: str, role: str, argv: list[str], log: Path, netns: str | None = None
 ) -> subprocess.Popen[bytes]:
     """Start and record a process; in `netns` when given (entered before it runs)."""
@@ -71,7 +71,7 @@ def start_fibd(state: LabState, plan: LabPlan) -> None:
     lab's namespaces: even with the state folder lost, `down --recover` finds it there.
     """
     (state.dir / FIBD_READY).unlink(missing_ok=True)
-    proc = _spawn(
+    proc = spawn(
         state,
         "fibd",
         "fibd",
@@ -103,7 +103,7 @@ def start_tunnels(state: LabState, nodes: list[NodePlan]) -> int:
             "--stats-file",
             str(node_dir / "tunnel.json"),
         ]
-        proc = _spawn(state, f"tunnel:{node.name}", "tunnel", argv, node_dir / "tunnel.log")
+        proc = spawn(state, f"tunnel:{node.name}", "tunnel", argv, node_dir / "tunnel.log")
         started.append((node, proc))
     for node, proc in started:
         if not _wait_for(state.node_dir(node.name) / "tunnel.ready", proc, 20):

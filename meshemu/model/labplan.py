@@ -118,6 +118,12 @@ class RouterBgp(Wire):
     routes: tuple[RouterRoute, ...]
     config_file: str | None
 
+    def fib(self) -> tuple[FibRoute, ...]:
+        """The kernel routes BIRD should have installed, as the FIB comparison takes them."""
+        return tuple(
+            FibRoute(r.prefix, "unicast", r.via, r.dev, False, r.reason) for r in self.routes
+        )
+
 
 @dataclass(frozen=True)
 class RouterPlan(Wire):

@@ -488,7 +488,33 @@ def load_topology(
     """Read and validate a topology or Calico bundle; raise ConfigError listing every problem."""
     text = read_input(path)
     default_name = name if name is not None else lab_name_from_path(path)
-    return load_topology_text(text, str(path), default_name, pods_per_node, name_override=name)
+    topo = load_topology_text(text, str(path), default_name, pods_per_node, name_override=name)
+    return _router_configs_found(topo, path.parent)
+
+
+def _router_configs_found(topo: Topology, base: Path) -> Topology:
+    """Each router's own BIRD configuration as an absolute path (relative ones are relative
+    to the topology file), checked to be a readable file: ConfigError at its key otherwise."""
+    routers = dict(topo.routers)
+    problems = []
+    for name, router in topo.routers.items():
+        if router.bgp is None or router.bgp.config is None:
+            continue
+        path = (base / router.bgp.config).resolve()
+        if not path.is_file():
+            problems.append(
+                Problem(
+                    f"routers.{name}.bgp.config",
+                    f"{path} is not a file",
+                    "give the path of your BIRD 2 configuration, relative to the topology file",
+                )
+            )
+            continue
+        bgp = router.bgp.model_copy(update={"config": str(path)})
+        routers[name] = router.model_copy(update={"bgp": bgp})
+    if problems:
+        raise ConfigError(problems)
+    return topo.model_copy(update={"routers": routers})
 
 
 def _shown(problems: list[Problem], source: str) -> list[Problem]:

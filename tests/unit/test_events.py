@@ -704,3 +704,28 @@ def test_a_record_of_another_shape_is_none(record: object) -> None:
 
 def test_the_good_record_reads() -> None:
     assert path_from_json(GOOD_RECORD) == Path("10.1.0.0/24", "10.0.0.2", originator_id="10.0.0.9")
+
+
+# BIRD sends an IPv6 next hop of two addresses to a peer on its link (RFC 2545: global, then
+# link-local); ExaBGP's JSON lists the NLRI under each.
+UPDATE_BIRD6 = (
+    DECODE_HEAD + '"message": { "update": { "attribute": { "origin": "igp", "as-path": '
+    '[ 65101, 65000, 65102, 65002 ] }, "announce": { "ipv6 unicast": { "fd00:41:1::1": [ { '
+    '"nlri": "fd00:41:beef::80/122" } ], "fe80::48:fbff:fe21:cd94": [ { "nlri": '
+    '"fd00:41:beef::80/122" } ] } } } } } }'
+)
+
+
+def test_an_ipv6_next_hop_with_a_link_local_part_is_its_global_address() -> None:
+    event = parse_message(UPDATE_BIRD6)
+    assert isinstance(event, UpdateEvent)
+    assert [(p.prefix, p.next_hop) for p in event.announced] == [
+        ("fd00:41:beef::80/122", "fd00:41:1::1")
+    ]
+
+
+def test_a_link_local_next_hop_alone_is_kept() -> None:
+    alone = UPDATE_BIRD6.replace('"fd00:41:1::1": [ { "nlri": "fd00:41:beef::80/122" } ], ', "")
+    event = parse_message(alone)
+    assert isinstance(event, UpdateEvent)
+    assert [p.next_hop for p in event.announced] == ["fe80::48:fbff:fe21:cd94"]
