@@ -180,6 +180,11 @@ class LabState:
         _make_dir(self.dir)
         _make_dir(self.dir / "nodes")
 
+    def bird_socket(self, index: int) -> Path:
+        """The control socket of the BIRD of the lab's router number `index`: a short name,
+        since a Unix socket path holds at most 107 bytes."""
+        return self.dir / f"bird-{index}.ctl"
+
     def node_dir(self, node: str) -> Path:
         path = self.dir / "nodes" / node
         path.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,9 @@
 
 Owns `meshemu repair`: from the lab's own record and plan (nothing found by name), it rebuilds
 node and pod namespaces that were deleted, restarts the route programmer, user-space tunnels,
-speakers and agents that died, asks every live agent to program its whole FIB again (a route
-deleted by hand comes back), then waits until every FIB equals the plan. The fabric and router
+the routers' BIRD daemons, speakers and agents that died, asks every live agent to program its
+whole FIB again (a route deleted by hand comes back), then waits until every FIB equals the
+plan. The fabric and router
 namespaces are not rebuilt here: without them every link is gone, and `down` then `up` is the
 honest repair.
 """
@@ -18,7 +19,7 @@ from meshemu import process
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import in_netns, netns_exists
 from meshemu.errors import LabError
-from meshemu.lab import supervise
+from meshemu.lab import routers, supervise
 from meshemu.lab.converge import wait_converged
 from meshemu.lab.lifecycle import record_netns
 from meshemu.lab.live import remove_pod
@@ -132,6 +133,9 @@ def _restart_processes(
         if dead:
             supervise.start_tunnels(state, dead)
             result.actions.append("tunnel restarted: " + ", ".join(n.name for n in dead))
+    dead_routers = routers.restart_dead(state, plan)
+    if dead_routers:
+        result.actions.append("BIRD restarted: " + ", ".join(dead_routers))
     restart = []
     for node in plan.nodes:
         speaker = supervise.speaker_running(state, node.name)

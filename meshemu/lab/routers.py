@@ -5,8 +5,8 @@ rendered `bird.conf` and `bird.log`), its control socket (`bird-<index>.ctl`, a 
 the state folder: a Unix socket path holds at most 107 bytes), starting `bird -f` inside the
 router's namespace (foreground, so the recorded pid is BIRD's own; recorded as
 `bird:<router>` the moment it exists, so `down` stops exactly it), checking a user's own
-configuration with `bird -p` before anything is created, and reading a running BIRD's
-protocols and routes through its control socket.
+configuration with `bird -p` before anything is created. (Reading a running BIRD is
+`verify.observe`'s.)
 BIRD's kernel protocol installs what it learns into the router's FIB itself.
 """
 
@@ -18,13 +18,12 @@ from pathlib import Path
 
 from meshemu import process
 from meshemu.controlplane.bird_tools import bird_binary, check_config
-from meshemu.controlplane.birdc import MAX_SOCKET_PATH, BirdControl
+from meshemu.controlplane.birdc import MAX_SOCKET_PATH
 from meshemu.errors import ConfigError, EnvironmentProblem, Problem, SpeakerError
 from meshemu.lab.supervise import spawn
 from meshemu.model.bird_router import render_router_config
 from meshemu.model.plan import LabPlan, RouterPlan
 from meshemu.state import LabState, write_text_atomic
-from meshemu.verify.bird_output import BirdProtocol, BirdRoute, parse_protocols, parse_routes
 
 ROLE = "bird"
 
@@ -45,8 +44,7 @@ def router_dir(state: LabState, router: str) -> Path:
 
 
 def control_socket(state: LabState, plan: LabPlan, router: str) -> Path:
-    index = next(i for i, r in bgp_routers(plan) if r.name == router)
-    return state.dir / f"bird-{index}.ctl"
+    return state.bird_socket(next(i for i, r in bgp_routers(plan) if r.name == router))
 
 
 def check_user_configs(plan: LabPlan) -> None:
@@ -72,7 +70,7 @@ def check_user_configs(plan: LabPlan) -> None:
 def check_socket_room(state: LabState, plan: LabPlan) -> None:
     """Every router's control socket path fits a Unix socket address."""
     for index, _router in bgp_routers(plan):
-        path = state.dir / f"bird-{index}.ctl"
+        path = state.bird_socket(index)
         if len(bytes(path)) > MAX_SOCKET_PATH:
             raise EnvironmentProblem(
                 f"the BIRD control socket {path} would be {len(bytes(path))} bytes long; a Unix "
@@ -101,11 +99,27 @@ def start_routers(state: LabState, plan: LabPlan, seconds: float = 20.0) -> int:
         return 0
     bird = bird_binary()
     check_socket_room(state, plan)
-    started = []
-    for _, router in routers:
-        started.append((router, start_router(state, plan, router, bird)))
+    sockets = [(router, start_router(state, plan, router, bird)) for _, router in routers]
+    _wait_sockets(state, sockets, seconds)
+    return len(sockets)
+
+
+def restart_dead(state: LabState, plan: LabPlan, seconds: float = 20.0) -> list[str]:
+    """Start again the BIRD of every BGP router whose BIRD is not running; their names."""
+    dead = [r for _, r in bgp_routers(plan) if not router_running(state, r.name)]
+    if not dead:
+        return []
+    bird = bird_binary()
+    sockets = [(router, start_router(state, plan, router, bird)) for router in dead]
+    _wait_sockets(state, sockets, seconds)
+    return [r.name for r in dead]
+
+
+def _wait_sockets(state: LabState, sockets: list[tuple[RouterPlan, Path]], seconds: float) -> None:
+    """Wait until each started BIRD opened its control socket; SpeakerError names one that
+    exited or did not in time."""
     deadline = time.monotonic() + seconds
-    for router, sock in started:
+    for router, sock in sockets:
         while not sock.exists():
             if not state.running(process_name(router.name)):
                 raise SpeakerError(
@@ -115,7 +129,6 @@ def start_routers(state: LabState, plan: LabPlan, seconds: float = 20.0) -> int:
             if time.monotonic() > deadline:
                 raise SpeakerError(f"BIRD of router {router.name} did not open {sock} in time")
             time.sleep(0.02)
-    return len(started)
 
 
 def start_router(state: LabState, plan: LabPlan, router: RouterPlan, bird: str) -> Path:
@@ -151,18 +164,3 @@ def stop_router(state: LabState, router: str, graceful: bool = True) -> bool:
 
 def router_running(state: LabState, router: str) -> bool:
     return state.running(process_name(router))
-
-
-def read_protocols(state: LabState, plan: LabPlan, router: str) -> tuple[BirdProtocol, ...]:
-    """`show protocols all` of a running router's BIRD; SpeakerError when it cannot answer."""
-    reply = BirdControl(control_socket(state, plan, router)).command("show protocols all")
-    return parse_protocols(reply.lines)
-
-
-def read_routes(state: LabState, plan: LabPlan, router: str) -> tuple[BirdRoute, ...]:
-    """`show route all` (every table) of a running router's BIRD."""
-    control = BirdControl(control_socket(state, plan, router))
-    routes: list[BirdRoute] = []
-    for table in ("master4", "master6"):  # (BIRD 2 always has both)
-        routes += parse_routes(control.command(f"show route all table {table}").lines)
-    return tuple(routes)

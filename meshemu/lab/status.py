@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshemu.model.plan import NodePlan
+from meshemu.model.plan import NodePlan, RouterPlan
 from meshemu.state import LabState
-from meshemu.verify.observation import NodeHealth, reported_sessions
-from meshemu.verify.observe import observe_health
+from meshemu.verify.observation import NodeHealth, RouterObservation, reported_sessions
+from meshemu.verify.observe import observe_health, observe_router
 
 RUNNING, DEAD, NONE = "running", "dead", "none"
 
@@ -92,6 +92,33 @@ class NodeStatus:
 
 
 @dataclass(frozen=True)
+class RouterStatus:
+    """A BGP router: its BIRD (running or dead, which configuration) and BIRD's sessions."""
+
+    name: str
+    netns: str
+    bird: str  # running | dead
+    config: str  # "rendered by meshemu" or the user's file
+    sessions: tuple[SessionStatus, ...]
+    error: str | None  # why BIRD could not be read while running
+
+    def problems(self) -> list[str]:
+        if self.bird != RUNNING:
+            return [f"{self.name}: BIRD dead"]
+        return [f"{self.name}: BIRD does not answer ({self.error})"] if self.error else []
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "netns": self.netns,
+            "bird": self.bird,
+            "config": self.config,
+            "sessions": [s.to_json() for s in self.sessions],
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
 class LabStatus:
     name: str
     phase: str
@@ -101,10 +128,12 @@ class LabStatus:
     state_dir: str
     fibd: str
     nodes: tuple[NodeStatus, ...]
+    routers: tuple[RouterStatus, ...] = ()
 
     def problems(self) -> list[str]:
         out = [] if self.fibd == RUNNING else ["route programmer (fibd) dead"]
-        return out + [p for n in self.nodes for p in n.problems()]
+        out += [p for n in self.nodes for p in n.problems()]
+        return out + [p for r in self.routers for p in r.problems()]
 
     @property
     def healthy(self) -> bool:
@@ -122,6 +151,7 @@ class LabStatus:
             "healthy": self.healthy,
             "problems": self.problems(),
             "nodes": [n.to_json() for n in self.nodes],
+            "routers": [r.to_json() for r in self.routers],
         }
 
 
@@ -184,6 +214,38 @@ def lab_status(state: LabState) -> LabStatus:
         state_dir=str(state.dir),
         fibd=_word(state.running("fibd")),
         nodes=tuple(node_status(state, n, health[n.name]) for n in plan.nodes),
+        routers=tuple(
+            router_status(router, observe_router(state, index, router))
+            for index, router in enumerate(plan.routers)
+            if router.bgp is not None
+        ),
+    )
+
+
+def router_status(router: RouterPlan, seen: RouterObservation) -> RouterStatus:
+    """A router's BIRD and each planned session as BIRD reports it (by neighbor address)."""
+    assert router.bgp is not None
+    by_neighbor = {p.neighbor_address: p for p in seen.protocols if p.proto == "BGP"}
+    sessions = []
+    for s in router.bgp.sessions:
+        protocol = by_neighbor.get(s.peer_ip)
+        if not seen.running:
+            word, info = "down", "BIRD not running"
+        elif protocol is None:
+            word, info = "unknown", seen.error or "no such session in BIRD"
+        else:
+            word = (protocol.bgp_state or protocol.state).lower()
+            info = protocol.last_error or ""
+        sessions.append(
+            SessionStatus(s.peer_ip, s.peer_name, s.peer_kind, f"ipv{s.family}", word, None, info)
+        )
+    return RouterStatus(
+        name=router.name,
+        netns=router.netns,
+        bird=_word(seen.running),
+        config=router.bgp.config_file or "rendered by meshemu",
+        sessions=tuple(sessions),
+        error=seen.error,
     )
 
 

@@ -13,11 +13,16 @@ from meshemu.report.tables import table
 from meshemu.verify.observation import PathCell, pods_of
 
 if TYPE_CHECKING:
-    from meshemu.lab.status import LabStatus, NodeStatus
+    from meshemu.lab.status import LabStatus, NodeStatus, RouterStatus
     from meshemu.model.plan import LabPlan
     from meshemu.verify.routes import RouteRow
 
-PEER_TYPE = {"mesh": "node-to-node mesh", "global": "global", "node": "node specific"}
+PEER_TYPE = {
+    "mesh": "node-to-node mesh",
+    "global": "global",
+    "node": "node specific",
+    "router": "router",
+}
 PATH_LETTER = {
     "local": "L",
     "direct": "D",
@@ -69,21 +74,41 @@ def _node_lines(node: NodeStatus) -> tuple[list[str], int, int]:
     return lines, established, total
 
 
+def _router_lines(router: RouterStatus) -> tuple[list[str], int, int]:
+    """A BGP router: its BIRD and each of its sessions as BIRD reports it."""
+    lines = ["", f"router {router.name} ({router.netns}): BIRD {router.bird}; {router.config}"]
+    rows = [
+        [
+            s.peer_ip,
+            f"{s.kind} {s.peer_node}",
+            "up" if s.state == "established" else "start",
+            "Established" if s.state == "established" else (s.info or s.state).capitalize(),
+        ]
+        for s in router.sessions
+    ]
+    if rows:
+        lines += table(rows, ["PEER ADDRESS", "PEER", "STATE", "INFO"])
+    up = sum(s.state == "established" for s in router.sessions)
+    return lines, up, len(router.sessions)
+
+
 def render_status(status: LabStatus) -> str:
     lines = [
         f"lab {status.name} ({status.phase}); IPIP: {status.ipip}; route programmer "
         f"{status.fibd}; state folder {status.state_dir}"
     ]
     established = total = 0
-    for node in status.nodes:
-        node_lines, up, count = _node_lines(node)
-        lines += node_lines
+    for part in (*map(_node_lines, status.nodes), *map(_router_lines, status.routers)):
+        part_lines, up, count = part
+        lines += part_lines
         established, total = established + up, total + count
     pods = sum(len(n.pods) for n in status.nodes)
     problems = status.problems()
     lines.append("")
     lines.append(
-        f"summary: {len(status.nodes)} nodes, {pods} pods, {established}/{total} sessions "
+        f"summary: {len(status.nodes)} nodes, "
+        + (f"{len(status.routers)} BGP routers, " if status.routers else "")
+        + f"{pods} pods, {established}/{total} sessions "
         "established" + (f"; DEAD OR GONE: {'; '.join(problems)}" if problems else "")
     )
     if problems:

@@ -4,7 +4,8 @@ Owns the verdicts of `verify`: health (every node's namespace, speaker, agent an
 the lab's route programmer, exist and run: a dead part is named, never judged from the stale
 state it left behind), sessions (every planned session Established, no unplanned ones),
 RIB (every expected best path with its next hop, ORIGINATOR_ID and CLUSTER_LIST, nothing
-leaked or looped), FIB (kernel routes equal the plan's) and dataplane (every pod reaches every
+leaked or looped), FIB (kernel routes equal the plan's), each of them for the BGP routers too
+(`verify.router_checks`), and dataplane (every pod reaches every
 pod by ICMP and TCP, along the expected path as seen on the wire). No I/O here.
 """
 
@@ -23,6 +24,7 @@ from meshemu.verify.observation import (
     reported_sessions,
 )
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult
+from meshemu.verify.router_checks import check_routers
 
 PATH_WORDS = {
     "local": "inside the node",
@@ -316,11 +318,21 @@ def check_dataplane(cells: list[PathCell]) -> list[CheckResult]:
 
 
 def verify_results(plan: LabPlan, observation: Observation) -> list[CheckResult]:
-    health = observation.health
+    # A BGP router's BIRD is the speaker at the other end of its nodes' sessions: a dead one
+    # is named as the cause of theirs.
+    health = {
+        **observation.health,
+        **{name: NodeHealth(speaker=seen.running) for name, seen in observation.routers.items()},
+    }
+    routers = check_routers(plan, observation.routers)
     return (
         check_health(plan, health, observation.fibd)
+        + routers["health"]
         + check_sessions(plan, observation.agents, health)
+        + routers["sessions"]
         + check_rib(plan, observation.agents, health)
+        + routers["rib"]
         + check_fib(plan, observation.fibs)
+        + routers["fib"]
         + check_dataplane(observation.matrix)
     )

@@ -1,9 +1,10 @@
 """What an observation of a running lab holds, and what the plan says a probe should see (pure).
 
 Owns the types `observe` fills and `checks` judges: per node its health (namespace, speaker,
-agent, tunnel), its agent's reported state, its kernel FIB, and the reachability matrix with
-the path each probe was seen taking. Also the pure rules that relate them to the plan: which
-path a packet between two pods should take, and which path a capture shows. No I/O here.
+agent, tunnel), its agent's reported state, its kernel FIB; per BGP router what its BIRD says
+and its FIB; and the reachability matrix with the path each probe was seen taking. Also the
+pure rules that relate them to the plan: which path a packet between two pods should take,
+and which path a capture shows. No I/O here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan
 from meshemu.model.routes import FibRoute
+from meshemu.verify.bird_output import BirdProtocol, BirdRoute
 
 
 @dataclass(frozen=True)
@@ -87,12 +89,24 @@ class NodeHealth:
 
 
 @dataclass(frozen=True)
+class RouterObservation:
+    """A BGP router as seen: its BIRD running, what BIRD says (protocols, routes), its FIB."""
+
+    running: bool
+    protocols: tuple[BirdProtocol, ...] = ()
+    routes: tuple[BirdRoute, ...] = ()
+    fib: tuple[FibRoute, ...] = ()
+    error: str | None = None  # why BIRD could not be read (None: it was)
+
+
+@dataclass(frozen=True)
 class Observation:
     agents: dict[str, dict[str, Any] | None]
     fibs: dict[str, list[FibRoute]]
     matrix: list[PathCell]
     health: dict[str, NodeHealth] = field(default_factory=dict)
     fibd: bool = True  # the lab's route programmer runs
+    routers: dict[str, RouterObservation] = field(default_factory=dict)
 
 
 def pods_of(plan: LabPlan) -> list[tuple[NodePlan, PodPlan]]:

@@ -20,16 +20,19 @@ import time
 from typing import Any
 
 from meshemu import process
+from meshemu.controlplane.birdc import BirdControl
 from meshemu.dataplane.netlink import enter_for_good, netns_exists, read_fib
-from meshemu.errors import DataplaneError
-from meshemu.model.plan import LabPlan
+from meshemu.errors import DataplaneError, SpeakerError
+from meshemu.model.plan import LabPlan, RouterPlan
 from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
+from meshemu.verify.bird_output import BirdRoute, parse_protocols, parse_routes
 from meshemu.verify.observation import (
     Frame,
     NodeHealth,
     Observation,
     PathCell,
+    RouterObservation,
     observed_path,
     pods_of,
     targets_of,
@@ -187,12 +190,39 @@ def observe_dataplane(plan: LabPlan, tcp: bool = True) -> list[PathCell]:
     ]
 
 
+def observe_router(state: LabState, index: int, router: RouterPlan) -> RouterObservation:
+    """A BGP router: is its BIRD running, what does it say over its control socket, and the
+    kernel routes of its namespace."""
+    running = state.running(f"bird:{router.name}")
+    fib = tuple(read_fib(router.netns)) if netns_exists(router.netns) else ()
+    if not running:
+        return RouterObservation(False, fib=fib)
+    control = BirdControl(state.bird_socket(index))
+    try:
+        protocols = parse_protocols(control.command("show protocols all").lines)
+        routes: list[BirdRoute] = []
+        for table in ("master4", "master6"):  # (BIRD 2 always has both)
+            routes += parse_routes(control.command(f"show route all table {table}").lines)
+    except SpeakerError as err:
+        return RouterObservation(True, fib=fib, error=str(err))
+    return RouterObservation(True, protocols, tuple(routes), fib)
+
+
+def observe_routers(state: LabState, plan: LabPlan) -> dict[str, RouterObservation]:
+    return {
+        router.name: observe_router(state, index, router)
+        for index, router in enumerate(plan.routers)
+        if router.bgp is not None
+    }
+
+
 def observe(state: LabState, plan: LabPlan, dataplane: bool = True) -> Observation:
     health = observe_health(state, plan)
     agents = fresh_agent_states(state, plan, health)
     fibs = observe_fibs(plan, health)
+    routers = observe_routers(state, plan)
     matrix = observe_dataplane(plan) if dataplane else []
-    return Observation(agents, fibs, matrix, health, state.running("fibd"))
+    return Observation(agents, fibs, matrix, health, state.running("fibd"), routers)
 
 
 def take_snapshot(state: LabState, plan: LabPlan) -> dict[str, Any]:

@@ -9,14 +9,16 @@ observation and checks that exactly that thing fails, with a diagnosis that name
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from meshemu.model.load import load_topology, load_topology_text
-from meshemu.model.plan import LabPlan, NodePlan, build_plan
+from meshemu.model.plan import LabPlan, NodePlan, RouterPlan, build_plan
 from meshemu.model.routes import FibRoute
+from meshemu.verify.bird_output import BirdProtocol, BirdRoute
 from meshemu.verify.checks import (
     check_dataplane,
     check_fib,
@@ -24,7 +26,14 @@ from meshemu.verify.checks import (
     check_sessions,
     verify_results,
 )
-from meshemu.verify.observation import Cell, NodeHealth, Observation, PathCell, expected_path
+from meshemu.verify.observation import (
+    Cell,
+    NodeHealth,
+    Observation,
+    PathCell,
+    RouterObservation,
+    expected_path,
+)
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -143,12 +152,50 @@ def matrix(plan: LabPlan) -> list[PathCell]:
     return cells
 
 
+def router_seen(router: RouterPlan) -> RouterObservation:
+    """What a healthy BIRD with meshemu's configuration says: every session the plan expects
+    up Established, the plan's best paths selected, its kernel routes installed."""
+    assert router.bgp is not None
+    up = set(router.bgp.expected_up)
+    protocols = tuple(
+        BirdProtocol(
+            s.protocol_name,
+            "BGP",
+            None,
+            "up" if s.peer_ip in up else "start",
+            "07:00:00",
+            "Established" if s.peer_ip in up else "Active",
+            bgp_state="Established" if s.peer_ip in up else "Active",
+            neighbor_address=s.peer_ip,
+        )
+        for s in router.bgp.sessions
+    )
+    routes = tuple(
+        BirdRoute(
+            r.prefix,
+            "master6" if ":" in r.prefix else "master4",
+            "unicast",
+            "x",
+            "07:00:00",
+            r.learned_from,
+            True,
+            "",
+            source="BGP",
+            as_path=r.as_path,
+            bgp_next_hop=r.next_hop,
+        )
+        for r in router.bgp.routes
+    )
+    return RouterObservation(True, protocols, routes, router.bgp.fib())
+
+
 def healthy(plan: LabPlan) -> Observation:
     return Observation(
         agents={n.name: agent_state(plan, n) for n in plan.nodes},
         fibs={n.name: list(n.fib) for n in plan.nodes},
         matrix=matrix(plan),
         health={n.name: NodeHealth() for n in plan.nodes},
+        routers={r.name: router_seen(r) for r in plan.routers if r.bgp is not None},
     )
 
 
@@ -187,10 +234,13 @@ def test_a_healthy_lab_passes(plan: LabPlan) -> None:
     # Health first, then sessions, RIB, FIB, dataplane (the order reports show).
     order = ["health", "sessions", "rib", "fib", "dataplane"]
     assert categories == sorted(categories, key=order.index)
-    assert sum(c == "rib" for c in categories) == len(plan.nodes)
-    assert sum(c == "fib" for c in categories) == len(plan.nodes)
+    speakers = len(plan.nodes) + sum(r.bgp is not None for r in plan.routers)
+    assert sum(c == "rib" for c in categories) == speakers
+    assert sum(c == "fib" for c in categories) == speakers
     assert sum(c == "dataplane" for c in categories) == len(matrix(plan))
-    assert sum(c == "sessions" for c in categories) == sum(len(n.sessions) for n in plan.nodes)
+    assert sum(c == "sessions" for c in categories) == sum(
+        len(n.sessions) for n in plan.nodes
+    ) + sum(len(r.bgp.sessions) for r in plan.routers if r.bgp is not None)
 
 
 def test_a_healthy_lab_has_the_results_it_should(mesh: LabPlan) -> None:
@@ -533,3 +583,87 @@ def test_an_agent_state_of_another_shape_fails_the_node_without_a_traceback(
     agents = dict(observation.agents, node2=copy.deepcopy(broken))
     results = check_sessions(mesh, agents) + check_rib(mesh, agents)
     assert any(r.status == FAIL and r.node == "node2" for r in results)
+
+
+# --- BGP routers (BIRD) ----------------------------------------------------------------------
+
+ASRACK = build_plan(load_topology(TOPOLOGIES / "as-per-rack.yaml"))
+
+
+def _with_router(plan: LabPlan, name: str, seen: RouterObservation) -> Observation:
+    observation = healthy(plan)
+    return Observation(
+        observation.agents,
+        observation.fibs,
+        observation.matrix,
+        observation.health,
+        observation.fibd,
+        {**observation.routers, name: seen},
+    )
+
+
+def test_a_dead_bird_fails_its_router_and_is_named_as_the_nodes_cause() -> None:
+    results = verify_results(ASRACK, _with_router(ASRACK, "tor1", RouterObservation(False)))
+    named = by_name(results)
+    assert named["health router tor1"].status == FAIL
+    assert named["rib router tor1"].status == FAIL
+    assert named["fib router tor1"].status == FAIL
+    assert named["health router tor2"].status == PASS
+
+
+def test_a_session_stuck_in_connect_asks_about_the_password() -> None:
+    tor1 = next(r for r in ASRACK.routers if r.name == "tor1")
+    seen = router_seen(tor1)
+    stuck = tuple(
+        replace(p, bgp_state="Connect", state="start") if p.neighbor_address == "10.41.1.2" else p
+        for p in seen.protocols
+    )
+    results = by_name(
+        verify_results(ASRACK, _with_router(ASRACK, "tor1", replace(seen, protocols=stuck)))
+    )
+    result = results["session tor1 -> 10.41.1.2"]
+    assert result.status == FAIL
+    assert result.observed == "Connect"
+    assert "password" in result.diagnosis
+    assert results["session tor1 -> 10.41.1.3"].status == PASS
+
+
+def test_a_router_route_with_another_next_hop_or_an_extra_pool_route_fails() -> None:
+    tor1 = next(r for r in ASRACK.routers if r.name == "tor1")
+    seen = router_seen(tor1)
+    first, *rest = seen.routes
+    extra = replace(first, prefix="172.21.255.0/26", from_address="10.41.1.9")
+    wrong = replace(first, bgp_next_hop="10.41.1.99")
+    observed = replace(seen, routes=(wrong, *rest, extra))
+    result = by_name(verify_results(ASRACK, _with_router(ASRACK, "tor1", observed)))[
+        "rib router tor1"
+    ]
+    assert result.status == FAIL
+    assert f"{first.prefix}: next hop 10.41.1.99, expected {first.bgp_next_hop}" in result.observed
+    assert "unexpected 172.21.255.0/26 from 10.41.1.9" in result.observed
+
+
+def test_a_router_fib_missing_a_route_fails() -> None:
+    tor1 = next(r for r in ASRACK.routers if r.name == "tor1")
+    seen = router_seen(tor1)
+    observed = replace(seen, fib=seen.fib[1:])
+    result = by_name(verify_results(ASRACK, _with_router(ASRACK, "tor1", observed)))[
+        "fib router tor1"
+    ]
+    assert result.status == FAIL
+    assert "1 missing" in result.observed
+
+
+def test_a_router_with_the_users_own_configuration_is_reported_not_judged() -> None:
+    tor1 = next(r for r in ASRACK.routers if r.name == "tor1")
+    assert tor1.bgp is not None
+    own = replace(tor1, bgp=replace(tor1.bgp, config_file="/etc/tor1.conf"))
+    plan = replace(ASRACK, routers=tuple(own if r.name == "tor1" else r for r in ASRACK.routers))
+    seen = router_seen(tor1)
+    results = by_name(verify_results(plan, _with_router(plan, "tor1", replace(seen, fib=()))))
+    assert results["fib router tor1"].status == SKIP
+    assert results["rib router tor1"].status == SKIP
+    assert results["rib router tor1"].observed.startswith(
+        f"learned {len(tor1.bgp.routes)} BGP routes"
+    )
+    assert results["health router tor1"].status == PASS
