@@ -7,8 +7,10 @@ A bundle is what `calicoctl get nodes,ippools,bgpconfig,bgppeers -o yaml` export
 parts, one job each: `calico_resources` (the input models), `calico_bundle` (documents ->
 `calico_inventory.Resources`, with duplicate and shape checks), `calico_secrets` (Secret keys
 and passwords), `calico_installation` (the operator's pools), `calico_nodes` (nodes, segments,
-lab names), `calico_bgp` (BGPConfiguration and BGPPeers). This module adds what a bundle does
-not say: one router joining every node subnet, and the same number of pods on every node.
+lab names), `calico_bgp` (BGPConfiguration and BGPPeers), `calico_fabric` (a BIRD router at
+each BGPPeer address no node has, and a spine joining them). This module adds what a bundle
+does not say: one router joining every node subnet when `calico_fabric` placed none, and the
+same number of pods on every node.
 
 Nothing is silently lost: every problem is located in the bundle, and `origins` maps each part
 of the native topology back to the resource (or the Secret key) it came from, so that the rules
@@ -25,6 +27,7 @@ from typing import Any
 from meshemu.errors import Problem
 from meshemu.model.calico_bgp import build_bgp
 from meshemu.model.calico_bundle import looks_like_bundle, read_bundle
+from meshemu.model.calico_fabric import build_fabric
 from meshemu.model.calico_inventory import Resources
 from meshemu.model.calico_nodes import build_nodes, lab_node_names
 from meshemu.model.calico_resources import CALICO_API, OPERATOR_API
@@ -77,13 +80,15 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: Res
     bgp = build_bgp(found, names, conv.origins, conv.problems)
     for name, (ploc, _) in found.pools.items():
         conv.origins[f"pools.{name}"] = ploc
-    routers: dict[str, Any] = {}
-    if len(subnets) > 1:
+    fabric = build_fabric(found, node_data, subnets, bgp, conv.origins, conv.problems)
+    routers: dict[str, Any] = fabric.routers
+    if not routers and len(subnets) > 1:
         routers[_router_name(node_data)] = {"subnets": sorted(subnets)}
     conv.data = {
         "name": lab_name,
-        "description": "converted from a Calico resource bundle",
-        "subnets": subnets,
+        # What meshemu added, and why, is said where `plan` shows it: one line each.
+        "description": "\n".join(("converted from a Calico resource bundle", *fabric.notes)),
+        "subnets": subnets | fabric.subnets,
         "routers": routers,
         "nodes": node_data,
         "pools": {name: data for name, (_, data) in found.pools.items()},

@@ -23,7 +23,7 @@ from meshemu.model.calico_resources import NodeBGP, NodeResourceSpec
 from meshemu.model.topology import DNS_LABEL
 
 
-def _subnet_name(v4: ipaddress.IPv4Network | None, v6: ipaddress.IPv6Network | None) -> str:
+def subnet_name(v4: ipaddress.IPv4Network | None, v6: ipaddress.IPv6Network | None) -> str:
     prefix = v4 if v4 is not None else v6
     text = re.sub(r"[^0-9a-f]+", "-", str(prefix).lower()).strip("-")
     return f"net-{text}"[:63].rstrip("-")
@@ -196,7 +196,7 @@ def build_nodes(
     subnets = _subnets(segments, origins)
     for name, segment in placed.items():
         final = segment.resolve()
-        node_data[name]["subnet"] = _subnet_name(final.v4, final.v6)
+        node_data[name]["subnet"] = subnet_name(final.v4, final.v6)
     return node_data, subnets
 
 
@@ -228,7 +228,7 @@ def _subnets(segments: _Segments, origins: dict[str, str]) -> dict[str, dict[str
     """One native subnet a segment, named after its prefix, located at its first node."""
     subnets: dict[str, dict[str, str]] = {}
     for segment in segments.all():
-        subnet = _subnet_name(segment.v4, segment.v6)
+        subnet = subnet_name(segment.v4, segment.v6)
         subnets[subnet] = {
             f: str(p) for f, p in (("ipv4", segment.v4), ("ipv6", segment.v6)) if p is not None
         }

@@ -210,10 +210,14 @@ class AddressSpec(InputModel):
 class RouterPeerSpec(InputModel):
     """A BGP session between two routers that share a subnet (eBGP when their AS differ).
 
-    Named on either router; the other side is implied. The same `password` on both ends."""
+    Named on either router; the other side is implied. The same `password` on both ends.
+    `allowLocalAs`: this router accepts routes from that peer whose AS path holds its own AS
+    up to that many times (BIRD `allow local as N`), for routers of one AS behind another AS;
+    it applies to the side that names it only."""
 
     router: Text
     password: Text | None = None
+    allow_local_as: Int | None = Field(default=None, ge=0, le=10, alias="allowLocalAs")
 
 
 class RouterBgpSpec(InputModel):

@@ -196,6 +196,8 @@ def _router_session(
     my_spec, their_spec = topo.routers[mine.name].bgp, topo.routers[theirs.name].bgp
     assert my_spec is not None and their_spec is not None
     own = next((p.password for p in my_spec.peers if p.router == theirs.name), password)
+    # (`allowLocalAs` is the naming side's own: BIRD's `allow local as` acts on import.)
+    allow = next((p.allow_local_as or 0 for p in my_spec.peers if p.router == theirs.name), 0)
     shared = next((i for i in mine.interfaces if theirs.interface_on(i.subnet) is not None), None)
     if shared is None:
         return []  # (`rules` reports routers that share no subnet)
@@ -223,7 +225,7 @@ def _router_session(
                 ttl_security=None,
                 graceful_restart_time=None,
                 keepalive_time=None,
-                allow_local_as=0,
+                allow_local_as=allow,
                 reason=(
                     f"{'eBGP' if ebgp else 'iBGP'} with router {theirs.name} on subnet "
                     f"{shared.subnet} (a peer in routers.<name>.bgp.peers of either router)"
@@ -444,3 +446,19 @@ def with_router_bgp(
         )
         out.append(replace(router, bgp=bgp))
     return tuple(out)
+
+
+def installed_routes(routers: Sequence[RouterPlan]) -> dict[str, frozenset[str]]:
+    """Router address -> the prefixes its BIRD installs from BGP (every address of a router:
+    it forwards whatever arrives on any of its interfaces)."""
+    out = {}
+    for router in routers:
+        if router.bgp is None:
+            continue
+        prefixes = frozenset(r.prefix for r in router.bgp.routes)
+        for interface in router.interfaces:
+            for family in FAMILIES:
+                address = interface.address(family)
+                if address is not None:
+                    out[address] = prefixes
+    return out
