@@ -17,7 +17,7 @@ from meshemu import process
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import ConfigError, LabError, Problem
-from meshemu.lab import supervise
+from meshemu.lab import routers, supervise
 from meshemu.lab.lifecycle import record_netns
 from meshemu.lab.running import node_of
 from meshemu.model.changes import IPIP_ADDED, address_collisions, uses_ipip
@@ -66,6 +66,7 @@ class ChangeSummary:
     removed_nodes: list[str] = field(default_factory=list)
     restarted_speakers: list[str] = field(default_factory=list)
     restarted_agents: list[str] = field(default_factory=list)
+    reconfigured_routers: list[str] = field(default_factory=list)
     pods_added: int = 0
     pods_removed: int = 0
 
@@ -76,6 +77,7 @@ class ChangeSummary:
             ("nodes removed", self.removed_nodes),
             ("speakers restarted", self.restarted_speakers),
             ("agents restarted", self.restarted_agents),
+            ("routers reconfigured", self.reconfigured_routers),
         ):
             if items:
                 parts.append(f"{label}: {', '.join(items)}")
@@ -116,6 +118,7 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     if ipip == "userspace" and added:
         supervise.start_tunnels(state, [n for n in added if n.ipv4])
     restart = _reconfigure(state, new, [n for n in new.nodes if n.name in old_nodes], summary)
+    summary.reconfigured_routers = routers.reconfigure(state, new)
     if restart or added:
         supervise.start_speakers(new, state, restart + added)
     return new, summary
@@ -133,8 +136,26 @@ def _refuse_impossible(old: LabPlan, new: LabPlan, ipip: str) -> None:
     ]
     if ipip == "none" and uses_ipip(new):
         problems.append(Problem("pools", *IPIP_ADDED))
+    if _router_layout(old) != _router_layout(new):
+        problems.append(
+            Problem(
+                "routers",
+                "the routers, their subnets or which of them speak BGP changed: a running lab "
+                "keeps its fabric",
+                "change the routers' BGP settings live; for other router changes bring the lab "
+                "down and up again",
+            )
+        )
     if problems:
         raise ConfigError(problems)
+
+
+def _router_layout(plan: LabPlan) -> list[tuple[str, tuple[str, ...], bool]]:
+    """What of the routers a running lab cannot change: who they are, where, and which of them
+    runs BIRD (their namespaces and links were built at `up`)."""
+    return [
+        (r.name, tuple(i.subnet for i in r.interfaces), r.bgp is not None) for r in plan.routers
+    ]
 
 
 def _build_added(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from meshemu import process
 from meshemu.controlplane.bird_tools import bird_binary, check_config
-from meshemu.controlplane.birdc import MAX_SOCKET_PATH
+from meshemu.controlplane.birdc import MAX_SOCKET_PATH, BirdControl
 from meshemu.errors import ConfigError, EnvironmentProblem, Problem, SpeakerError
 from meshemu.lab.supervise import spawn
 from meshemu.model.bird_router import render_router_config
@@ -146,6 +146,25 @@ def start_router(state: LabState, plan: LabPlan, router: RouterPlan, bird: str) 
         netns=router.netns,
     )
     return sock
+
+
+def reconfigure(state: LabState, plan: LabPlan) -> list[str]:
+    """After a live change: each running router whose rendered configuration changed gets
+    it, and BIRD reloads it (`configure`: only the protocols that changed restart, as on a
+    real router); the names of those routers."""
+    changed = []
+    for _, router in bgp_routers(plan):
+        assert router.bgp is not None
+        if router.bgp.config_file is not None or not router_running(state, router.name):
+            continue
+        path = router_dir(state, router.name) / "bird.conf"
+        before = path.read_text() if path.is_file() else None
+        if render_router_config(router, plan.hold_time) == before:
+            continue
+        write_config(state, plan, router)
+        BirdControl(control_socket(state, plan, router.name)).command("configure", timeout=10)
+        changed.append(router.name)
+    return changed
 
 
 def stop_router(state: LabState, router: str, graceful: bool = True) -> bool:

@@ -40,7 +40,7 @@ from meshemu.model.phases.addresses import (
     plan_subnets,
 )
 from meshemu.model.phases.allocation import NodeIpam, plan_ipam, plan_pools, vtep_by_node_address
-from meshemu.model.phases.fabric import router_speakers, with_router_bgp
+from meshemu.model.phases.fabric import installed_routes, router_speakers, with_router_bgp
 from meshemu.model.phases.fib import plan_fibs
 from meshemu.model.phases.notes import plan_notes
 from meshemu.model.phases.peering import Peering, plan_peering
@@ -130,6 +130,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         pools,
         ipam,
         ribs.entries,
+        installed_routes(routers),
     )
     nodes = _nodes(topo, subnets, addresses, gateway, ipam, peering, ribs, fibs)
     return LabPlan(
@@ -144,7 +145,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         pools=pools,
         hold_time=topo.bgp.hold_time,
         unsupported=tuple(topo.unsupported),
-        notes=plan_notes(topo, nodes),
+        notes=plan_notes(topo, nodes, installed_routes(routers)),
     )
 
 

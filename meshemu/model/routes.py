@@ -151,6 +151,9 @@ class RouteContext:
     node_subnet: Mapping[int, str]  # family -> this node's subnet prefix
     gateway: Mapping[int, str]  # family -> default router address
     vteps: Mapping[str, str]  # remote node address -> its VTEP address (same family)
+    # The prefixes the default router installs from BGP (a router that runs BIRD); empty when
+    # it knows no pod routes (meshemu's plain routers; the agents never need to know).
+    gateway_routes: frozenset[str] = frozenset()
 
 
 def pool_of(prefix: str, pools: Sequence[PoolRule]) -> PoolRule | None:
@@ -207,6 +210,11 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
             f"{subnet}, so routed directly over {UPLINK}",
         )
     gateway = ctx.gateway.get(family)
+    there = (
+        "which learned it over BGP and forwards it"
+        if prefix in ctx.gateway_routes
+        else "which knows no pod routes (traffic stops there)"
+    )
     return FibRoute(
         prefix,
         "unicast",
@@ -215,5 +223,5 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
         False,
         f"{pool_text} mode {encap_mode}: next hop {next_hop} is outside this node's subnet "
         f"{subnet} and the pool does not encapsulate, so the route resolves through the default "
-        f"router {gateway}, which knows no pod routes (traffic stops there)",
+        f"router {gateway}, {there}",
     )

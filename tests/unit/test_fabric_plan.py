@@ -870,12 +870,6 @@ def test_default_router_speaking_bgp_installs_the_blocks() -> None:
     assert not unreachable(plan)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notes._default_router_notes and routes.py's FIB reason say the default router "
-    "'knows no pod routes' without looking at whether that router speaks BGP and installs the "
-    "block (here it does: RouterRoute via the originating node)",
-)
 def test_no_lost_route_note_when_default_router_has_the_route() -> None:
     plan = plan_of(RR_AS_GATEWAY)
     assert not plan.notes, plan.notes

@@ -22,6 +22,7 @@ from meshemu.errors import ConfigError, PlanError
 from meshemu.model.agent_config import agent_config_of
 from meshemu.model.load import load_topology_text
 from meshemu.model.phases import addresses, allocation, fib, notes, peering, rib
+from meshemu.model.phases.fabric import installed_routes
 from meshemu.model.plan import LabPlan, Sticky, build_plan
 from meshemu.model.topology import Topology
 
@@ -106,7 +107,7 @@ def test_later_passes_alone() -> None:
     routes = {r.prefix: r.text() for r in fibs["c"]}
     assert routes["192.168.0.0/26"] == "192.168.0.0/26 via 10.0.1.3 dev tunl0 onlink"
     plan = build_plan(topo)
-    assert notes.plan_notes(topo, plan.nodes) == plan.notes
+    assert notes.plan_notes(topo, plan.nodes, installed_routes(plan.routers)) == plan.notes
 
 
 # --- gates --------------------------------------------------------------------------------------

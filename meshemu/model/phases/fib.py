@@ -31,15 +31,19 @@ def route_context(
     addresses: NodeAddresses,
     gateways: Mapping[tuple[str, int], str],
     vteps: Mapping[str, str],
+    installed: Mapping[str, frozenset[str]] | None = None,
 ) -> RouteContext:
+    """`installed`: router address -> the prefixes that router installs from BGP."""
+    gateway = {f: g for f in FAMILIES if (g := gateways.get((subnet.name, f))) is not None}
     return RouteContext(
         node_subnet={
             f: p
             for f, p in ((4, subnet.ipv4), (6, subnet.ipv6))
             if p is not None and addresses.of(node, f) is not None
         },
-        gateway={f: g for f in FAMILIES if (g := gateways.get((subnet.name, f))) is not None},
+        gateway=gateway,
         vteps=vteps,
+        gateway_routes=frozenset().union(*((installed or {}).get(g, ()) for g in gateway.values())),
     )
 
 
@@ -80,7 +84,9 @@ def plan_fibs(
     pools: Sequence[PoolPlan],
     ipam: Mapping[str, NodeIpam],
     ribs: Mapping[str, tuple[RibEntry, ...]],
+    installed: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[str, tuple[FibRoute, ...]]:
+    """`installed`: router address -> the prefixes that router (BIRD) installs from BGP."""
     rules: list[PoolRule] = [p.route_rule() for p in pools]
     by_name = {s.name: s for s in subnets}
     # (subnet prefixes, default routers) -> (prefix, next hop) -> route: what a node programs
@@ -88,7 +94,7 @@ def plan_fibs(
     shared: dict[tuple[object, ...], _Learned] = {}
     out = {}
     for name, spec in topo.nodes.items():
-        ctx = route_context(by_name[spec.subnet], name, addresses, gateways, vteps)
+        ctx = route_context(by_name[spec.subnet], name, addresses, gateways, vteps, installed)
         seen = shared.get(
             key := (tuple(sorted(ctx.node_subnet.items())), tuple(sorted(ctx.gateway.items())))
         )

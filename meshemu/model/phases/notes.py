@@ -10,17 +10,20 @@ Pure reading of the finished nodes; it changes nothing.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from meshemu.model.addressing import special_kind
 from meshemu.model.labplan import NodePlan
 from meshemu.model.topology import Topology
 
 
-def plan_notes(topo: Topology, nodes: Sequence[NodePlan]) -> tuple[str, ...]:
+def plan_notes(
+    topo: Topology, nodes: Sequence[NodePlan], installed: Mapping[str, frozenset[str]]
+) -> tuple[str, ...]:
+    """`installed`: router address -> the prefixes that router (BIRD) installs from BGP."""
     return (
         *_session_notes(nodes),
-        *_default_router_notes(nodes),
+        *_default_router_notes(nodes, installed),
         *_silent_node_notes(nodes),
         *_podless_notes(topo, nodes),
     )
@@ -55,9 +58,12 @@ def _external_note(node: str, peer_ip: str) -> str:
     return f"{node}: session to external peer {peer_ip} has no speaker in the lab and stays down"
 
 
-def _default_router_notes(nodes: Sequence[NodePlan]) -> list[str]:
+def _default_router_notes(
+    nodes: Sequence[NodePlan], installed: Mapping[str, frozenset[str]]
+) -> list[str]:
     """Unencapsulated routes whose BGP next hop is in another subnet resolve through the
-    default router, which knows no pod routes: say so, not only in each route's reason."""
+    default router; unless it installs the route from BGP, it knows no pod routes: say so,
+    not only in each route's reason."""
     notes = []
     for node in nodes:
         gateways = {g for g in (node.gateway4, node.gateway6) if g is not None}
@@ -67,7 +73,10 @@ def _default_router_notes(nodes: Sequence[NodePlan]) -> list[str]:
         via_router = [
             r
             for r in node.fib
-            if r.via in gateways and r.prefix in next_hop and r.via != next_hop[r.prefix]
+            if r.via in gateways
+            and r.prefix in next_hop
+            and r.via != next_hop[r.prefix]
+            and r.prefix not in installed.get(r.via, ())
         ]
         if via_router:
             notes.append(
