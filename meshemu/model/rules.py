@@ -311,6 +311,12 @@ def _check_router_bgp(topo: Topology) -> list[Problem]:
                 )
                 if found is not None:
                     problems.append(found)
+        if router.bgp.node_password is not None:
+            found = password_problem(
+                router.bgp.node_password, f"routers.{loc_part(name)}.bgp.nodePassword"
+            )
+            if found is not None:
+                problems.append(found)
     return problems
 
 

@@ -228,6 +228,9 @@ class RouterBgpSpec(InputModel):
     = router ID), as a top-of-rack router does in Calico's "AS per rack" design.
     `config`: the user's own BIRD 2 configuration file (relative to the topology file),
     started instead of the one meshemu renders.
+    `nodePassword`: the TCP MD5 password the router is configured with for its node sessions;
+    by default each node session's own (they always match). Set, a node whose BGPPeer says
+    otherwise cannot open its session, as with a real top-of-rack router.
     """
 
     as_number: AsNumber = Field(alias="asNumber")
@@ -235,6 +238,7 @@ class RouterBgpSpec(InputModel):
     route_reflector: Bool = Field(default=False, alias="routeReflector")
     peers: list[RouterPeerSpec] = Field(default_factory=list)
     config: Text | None = None
+    node_password: Text | None = Field(default=None, alias="nodePassword")
 
 
 class RouterSpec(InputModel):

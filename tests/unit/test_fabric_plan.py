@@ -876,3 +876,24 @@ def test_no_lost_route_note_when_default_router_has_the_route() -> None:
     n1, n2 = plan.node("n1"), plan.node("n2")
     route = fib(n1, block(n2, 4))
     assert route is not None and "knows no pod routes" not in route.reason
+
+
+def test_a_routers_node_password_must_match_the_nodes_bgppeer() -> None:
+    """routers.<r>.bgp.nodePassword is what the ToR is configured with: a node whose BGPPeer
+    has another (or none) cannot open its session; the same one comes up."""
+    text = (TOPOLOGIES / "as-per-rack.yaml").read_text()
+    mismatched = text.replace(
+        "asNumber: 65101\n", 'asNumber: 65101\n      nodePassword: "tor-secret"\n'
+    )
+    plan = build_plan(load_topology_text(mismatched, "t.yaml", "t"))
+    tor1 = next(r for r in plan.routers if r.name == "tor1")
+    assert tor1.bgp is not None
+    assert not any(
+        s.peer_kind == "node" for s in tor1.bgp.sessions if s.peer_ip in tor1.bgp.expected_up
+    )
+    assert "10.41.1.1" not in plan.node("node1").expected_up
+    matched = mismatched.replace(
+        "      peerRouter: tor1\n", '      peerRouter: tor1\n      password: "tor-secret"\n'
+    )
+    plan = build_plan(load_topology_text(matched, "t.yaml", "t"))
+    assert "10.41.1.1" in plan.node("node1").expected_up

@@ -154,7 +154,7 @@ def _answer(
         interface=at.ifname if at is not None else None,
         rr_client=reflects,
         next_hop_self_ebgp=ibgp,
-        password=session.password,
+        password=spec.node_password if spec.node_password is not None else session.password,
         ttl_security=session.ttl_security,
         graceful_restart_time=session.graceful_restart_time,
         # (BIRD refuses a keepalive time above its hold time: then BIRD's own, hold / 3.)
