@@ -9,6 +9,7 @@ from typing import Any
 
 from meshemu.cli.common import input_args, load_input, say
 from meshemu.errors import EXIT_OK, ConfigError, Problem
+from meshemu.lab.routers import check_user_configs
 from meshemu.model.plan import build_plan
 from meshemu.report.plan_text import plan_summary, render_plan
 from meshemu.scenario.model import is_scenario_document, load_scenario
@@ -24,7 +25,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"({topo_path.name})"
         )
         return EXIT_OK
-    say(f"valid: {plan_summary(build_plan(load_input(args)))}")
+    plan = build_plan(load_input(args))
+    # A router's own BIRD configuration is checked by BIRD itself (`bird -p`), as `up` does.
+    check_user_configs(plan)
+    say(f"valid: {plan_summary(plan)}")
+    for line in plan.description.splitlines()[1:]:  # what a bundle's conversion placed, and why
+        say(f"  {line}")
+    for note in plan.notes:
+        say(f"  note: {note}")
     return EXIT_OK
 
 
