@@ -9,7 +9,9 @@ Owns the layout of `<state root>/<lab>/` (default root `/run/meshemu`, or `$MESH
                     (namespaces) or right after a process exists (its pid and start time), so
                     `down` removes exactly what `up` made, even after a crash or Ctrl-C;
 - `nodes/<node>/`   per node: ExaBGP and agent configuration, logs, the agent's state
-                    (`agent.json`) and pid, tunnel stats.
+                    (`agent.json`) and pid, tunnel stats; for a BIRD node its BIRD 1.6
+                    configuration files and logs instead (control sockets `n<index>-<4|6>.ctl`
+                    in the lab's folder: a Unix socket path holds at most 107 bytes).
 Every lab name is checked (`model.names.lab_name_error`) before it becomes a path. This module
 writes files atomically (temporary file + rename) and never kills or deletes anything itself.
 """
@@ -185,6 +187,11 @@ class LabState:
         since a Unix socket path holds at most 107 bytes."""
         return self.dir / f"bird-{index}.ctl"
 
+    def node_bird_socket(self, index: int, family: int) -> Path:
+        """The control socket of the BIRD 1.6 daemon of node number `index` (its place in the
+        plan) for `family` (`bird` 4, `bird6` 6): as short as the routers' ones."""
+        return self.dir / f"n{index}-{family}.ctl"
+
     def node_dir(self, node: str) -> Path:
         path = self.dir / "nodes" / node
         path.mkdir(parents=True, exist_ok=True)
@@ -235,6 +242,11 @@ class LabState:
 
     def process(self, name: str) -> Resource | None:
         return self.latest_processes().get(name)
+
+    def speakers(self) -> dict[str, list[Resource]]:
+        """Per node, the records of its speaker processes as last started (see
+        `current_speakers`), from one read of the record."""
+        return current_speakers(self.resources())
 
     def running_names(self) -> set[str]:
         """The names of the recorded processes that still run (same pid and start time), from
@@ -323,6 +335,28 @@ class LabState:
         if "meshemu.controlplane.agent" in argv and node in argv and process.exists(pid):
             return pid
         return None
+
+
+def current_speakers(resources: list[Resource]) -> dict[str, list[Resource]]:
+    """Per node, its speaker processes as last started: the latest `speaker:<node>` record
+    with a pid (ExaBGP, or the BIRD daemon of a BIRD node's first family) and, for a
+    dual-stack BIRD node, the `speaker6:<node>` record (its `bird6`) when it was written after
+    that one (an older one belongs to a speaker the node no longer runs)."""
+    main: dict[str, tuple[int, Resource]] = {}
+    second: dict[str, tuple[int, Resource]] = {}
+    for position, r in enumerate(resources):
+        if r.kind != "process" or r.pid is None:
+            continue
+        kind, _, node = r.name.partition(":")
+        if kind == "speaker":
+            main[node] = (position, r)
+        elif kind == "speaker6":
+            second[node] = (position, r)
+    out = {node: [r] for node, (_, r) in main.items()}
+    for node, (position, r) in second.items():
+        if node in main and position > main[node][0]:
+            out[node].append(r)
+    return out
 
 
 def _make_dir(path: Path) -> None:

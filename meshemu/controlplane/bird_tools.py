@@ -13,6 +13,12 @@ lines 231-234, `die("%s:%d:%d %s", ...)`: the first error stops the parse; an er
 included file names that file), or `bird: Unable to open configuration file ...` when it
 cannot read it.
 `birdc` has no version option, so the `birdc` used is the one next to the BIRD 2 `bird`.
+
+Also `bird1_binaries`: BIRD 1.6's `bird` and `bird6`, which run a node's configuration as
+Calico's confd renders it (BIRD 1.x syntax; BIRD 2 refuses it). Debian's `bird` package (1.6.8)
+conflicts with bird2, so `scripts/setup.sh` unpacks it into the virtual environment
+(`<venv>/opt/bird1/usr/sbin`) without installing it; `$MESHEMU_BIRD1` names another one (the
+`bird` binary, or its folder). Its daemons need only libc (research notes, section 1, fact 3).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from meshemu.errors import EnvironmentProblem, Problem
@@ -116,3 +124,53 @@ def check_config(path: Path, where: str) -> list[Problem]:
             "check that the file exists, is readable and is a BIRD 2 configuration",
         )
     ]
+
+
+BIRD1_ENV = "MESHEMU_BIRD1"
+# Where scripts/setup.sh unpacks Debian's bird 1.6 package (`dpkg-deb -x`), inside the venv.
+BIRD1_UNPACKED = Path("opt") / "bird1" / "usr" / "sbin"
+BIRD1_SETUP_HINT = (
+    "run ./scripts/setup.sh (it unpacks Debian's bird 1.6 package into .venv/opt/bird1 without "
+    f"installing it), or set {BIRD1_ENV} to a BIRD 1.6 `bird` binary with `bird6` beside it"
+)
+
+
+@dataclass(frozen=True)
+class Bird1:
+    """BIRD 1.6's two daemons: `bird` (IPv4, bird.cfg) and `bird6` (IPv6, bird6.cfg)."""
+
+    bird: str
+    bird6: str
+
+    def daemon(self, family: int) -> str:
+        return self.bird if family == 4 else self.bird6
+
+
+def _bird1_folders() -> list[Path]:
+    given = os.environ.get(BIRD1_ENV)
+    if given:
+        path = Path(given)
+        # The binary itself (as the conformance test takes it), its folder, or the root the
+        # package was unpacked into.
+        return [path.parent] if path.is_file() else [path, path / "usr" / "sbin"]
+    return [Path(sys.prefix) / BIRD1_UNPACKED]
+
+
+@functools.cache
+def bird1_binaries() -> Bird1:
+    """BIRD 1.6's `bird` and `bird6` (cached); EnvironmentProblem (exit 3) with the setup
+    command when there are none, or they are not version 1."""
+    seen = []
+    for folder in _bird1_folders():
+        bird, bird6 = folder / "bird", folder / "bird6"
+        if not all(p.is_file() and os.access(p, os.X_OK) for p in (bird, bird6)):
+            seen.append(f"{folder} (no bird and bird6)")
+            continue
+        majors = {_major_version(str(p)) for p in (bird, bird6)}
+        if majors == {1}:
+            return Bird1(str(bird), str(bird6))
+        seen.append(f"{folder} (version {', '.join(str(m) for m in sorted(majors, key=str))})")
+    raise EnvironmentProblem(
+        f"BIRD 1.6 is missing, which nodes with speaker: bird run: looked in {'; '.join(seen)} "
+        f"(hint: {BIRD1_SETUP_HINT})"
+    )

@@ -2,7 +2,8 @@
 
 Owns the wait `up` and live changes make until the running lab matches its plan: FIBs read from
 the kernel (`dataplane.netlink.read_fib`), compared with `verify.fib.compare_fib`, and the
-agents' session reports read from the state folder.
+agents' session reports read from the state folder (a BIRD node's from its BIRD daemons,
+`verify.observe.node_state`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
 from meshemu.verify.fib import FibDiff, compare_fib
 from meshemu.verify.observation import reported_sessions
+from meshemu.verify.observe import node_state
 
 
 def fib_diff(plan: LabPlan, node: NodePlan | RouterPlan) -> FibDiff:
@@ -42,7 +44,7 @@ def fib_diffs(plan: LabPlan) -> list[FibDiff]:
 def sessions_reported(plan: LabPlan, state: LabState) -> bool:
     """Every agent has written every session the plan expects up as established."""
     for node in plan.nodes:
-        reported = reported_sessions(state.agent_state(node.name))
+        reported = reported_sessions(node_state(state, plan, node))
         seen = {peer for peer, s in reported.items() if s.get("state") == "established"}
         if not set(node.expected_up) <= seen:
             return False

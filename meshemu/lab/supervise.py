@@ -4,6 +4,14 @@ Owns the route programmer (`fibd`, one per lab), the user-space `tunl0` per node
 kernel has no `ipip`), the speakers (written configurations, then the slim launcher forks them
 behind the start gate) and the per-node agent configuration. Every process is recorded in the
 state folder with its pid and start time the moment it exists, so `down` stops exactly it.
+
+A node with `speaker: bird` runs BIRD 1.6 instead, as calico-node does: `bird` with confd's
+bird.cfg for IPv4 and `bird6` with bird6.cfg for IPv6 (`model.calico_bird` renders them into
+the node's folder), each `-d` (foreground, logging to the node's `bird.log` / `bird6.log`, as
+calico-node starts them) inside the node's namespace, recorded as `speaker:<node>` (the
+daemon of its first family) and `speaker6:<node>` (the `bird6` of a dual-stack node). They
+have no agent: BIRD's kernel protocol programs the node's FIB (blackholes of its blocks,
+learned routes), and `verify.observe` reads sessions and routes over their control sockets.
 """
 
 from __future__ import annotations
@@ -16,15 +24,19 @@ from pathlib import Path
 
 from meshemu import process
 from meshemu.controlplane.agent import AGENT_CONFIG
+from meshemu.controlplane.bird_tools import Bird1, bird1_binaries
+from meshemu.controlplane.birdc import MAX_SOCKET_PATH
 from meshemu.controlplane.launcher import LAUNCH_FILE
 from meshemu.controlplane.speaker import exabgp_environment
 from meshemu.dataplane.netlink import enter_for_good, in_netns, listening
-from meshemu.errors import DataplaneError, SpeakerError
+from meshemu.errors import DataplaneError, EnvironmentProblem, SpeakerError
 from meshemu.model import names
 from meshemu.model.agent_config import agent_config_of
+from meshemu.model.calico_bird import FILES, render_node_bird
 from meshemu.model.plan import LabPlan, NodePlan
 from meshemu.model.render import render_exabgp
-from meshemu.state import LabState, Resource, write_json_atomic
+from meshemu.model.topology import BgpSpec
+from meshemu.state import LabState, Resource, write_json_atomic, write_text_atomic
 
 # The interpreter of meshemu's own processes, named the same way whichever entry point (the
 # `meshemu` script, `python -m meshemu.cli`, a test runner) started the lab, so that a
@@ -117,8 +129,17 @@ def start_tunnels(state: LabState, nodes: list[NodePlan]) -> int:
     return len(started)
 
 
-def write_node_configs(plan: LabPlan, state: LabState, node: NodePlan) -> tuple[Path, bool, bool]:
-    """Write a node's ExaBGP and agent configuration; say which of the two changed."""
+def write_node_configs(
+    plan: LabPlan, state: LabState, node: NodePlan, bgp: BgpSpec | None = None
+) -> tuple[Path, bool, bool]:
+    """Write a node's ExaBGP and agent configuration; say which of the two changed.
+
+    A BIRD node's are its BIRD configuration files (its first family's main file is
+    returned); it has no agent. `bgp` is the topology's bgp section the BIRD files need
+    (BGPFilters, communities); by default the lab's saved topology's.
+    """
+    if node.speaker == "bird":
+        return write_bird_configs(plan, state, node, bgp)
     node_dir = state.node_dir(node.name)
     agent = [PYTHON, "-m", "meshemu.controlplane.agent", "--state", str(state.dir)]
     agent += ["--node", node.name]
@@ -140,7 +161,24 @@ def write_node_configs(plan: LabPlan, state: LabState, node: NodePlan) -> tuple[
 
 
 def start_speakers(plan: LabPlan, state: LabState, nodes: list[NodePlan]) -> None:
-    """Write these nodes' configurations, then let the slim launcher fork their speakers."""
+    """Write these nodes' configurations, then let the slim launcher fork their ExaBGP
+    speakers; then start the BIRD nodes' daemons (see `start_bird_nodes`)."""
+    exabgp = [n for n in nodes if n.speaker != "bird"]
+    birds = [n for n in nodes if n.speaker == "bird"]
+    binaries = bird1_binaries() if birds else None  # exit 3 before anything starts
+    if exabgp:
+        _launch_exabgp(plan, state, exabgp)
+    if birds:
+        assert binaries is not None
+        # BIRD connects 2 s after it starts (confd's `connect delay time 2`) and, refused,
+        # only 5 s later (`connect retry time 5`): the ExaBGP nodes listen first, so its
+        # first connection finds them. (Not an error here: `wait_listening` names a speaker
+        # that never listens.)
+        _wait_listening(exabgp, 10 + 0.2 * len(exabgp))
+        start_bird_nodes(plan, state, birds, binaries)
+
+
+def _launch_exabgp(plan: LabPlan, state: LabState, nodes: list[NodePlan]) -> None:
     launch = []
     for node in nodes:
         node_dir = state.node_dir(node.name)
@@ -170,21 +208,27 @@ def start_speakers(plan: LabPlan, state: LabState, nodes: list[NodePlan]) -> Non
         raise SpeakerError(f"starting the speakers failed: {run.stderr.strip()[-2000:]}")
 
 
-def wait_listening(state: LabState, nodes: list[NodePlan], seconds: float) -> None:
-    """Wait until every speaker that has a session listens; SpeakerError names the others."""
+def _wait_listening(nodes: list[NodePlan], seconds: float) -> list[NodePlan]:
+    """Wait until every one of `nodes` that has a session listens; those that do not."""
     deadline = time.monotonic() + seconds
     waiting = [n for n in nodes if any(s.emulated for s in n.sessions)]
     while waiting:
         waiting = [n for n in waiting if not listening(n.netns, n.listen_port)]
-        if not waiting:
-            return
-        if time.monotonic() > deadline:
-            raise SpeakerError(
-                "speakers not listening: "
-                + ", ".join(n.name for n in waiting)
-                + f" (see {state.dir}/nodes/<node>/exabgp.log)"
-            )
+        if not waiting or time.monotonic() > deadline:
+            break
         time.sleep(0.05)
+    return waiting
+
+
+def wait_listening(state: LabState, nodes: list[NodePlan], seconds: float) -> None:
+    """Wait until every speaker that has a session listens; SpeakerError names the others."""
+    waiting = _wait_listening(nodes, seconds)
+    if waiting:
+        raise SpeakerError(
+            "speakers not listening: "
+            + ", ".join(n.name for n in waiting)
+            + f" (see {state.dir}/nodes/<node>/exabgp.log, or bird.log for a BIRD node)"
+        )
 
 
 def open_gate(state: LabState) -> None:
@@ -192,19 +236,139 @@ def open_gate(state: LabState) -> None:
 
 
 def speaker_running(state: LabState, node: str) -> bool:
-    return state.running(f"speaker:{node}")
+    """The node's speaker runs: ExaBGP, or every BIRD daemon of a BIRD node."""
+    records = state.speakers().get(node, [])
+    return bool(records) and all(process.same_process(r.pid, r.start_time) for r in records)
 
 
 def stop_speaker(state: LabState, node: str, graceful: bool = True) -> bool:
-    """Stop a node's speaker (SIGTERM: it tells its peers; SIGKILL: it just vanishes)."""
+    """Stop a node's speaker, both BIRD daemons of a dual-stack BIRD node (SIGTERM: it tells
+    its peers; SIGKILL: it just vanishes). False when none was running."""
     import signal
 
-    resource = state.process(f"speaker:{node}")
-    if resource is None or resource.pid is None or not state.running(resource.name):
+    pids = {
+        r.pid
+        for r in state.speakers().get(node, [])
+        if r.pid is not None and process.same_process(r.pid, r.start_time)
+    }
+    if not pids:
         return False
-    pid = resource.pid
-    process.send(pid, signal.SIGTERM if graceful else signal.SIGKILL)
-    if process.wait_gone({pid}, 5):
+    for pid in pids:
+        process.send(pid, signal.SIGTERM if graceful else signal.SIGKILL)
+    left = process.wait_gone(pids, 5)
+    for pid in left:
         process.send(pid, signal.SIGKILL)
-        process.wait_gone({pid}, 2)
+    process.wait_gone(left, 2)
     return True
+
+
+# -- BIRD nodes ------------------------------------------------------------------------------
+
+BIRD_LOG = {4: "bird.log", 6: "bird6.log"}
+
+
+def bird_families(node: NodePlan) -> list[int]:
+    """The families a BIRD node runs a daemon for: those it has an address in."""
+    return [f for f in (4, 6) if node.address(f) is not None]
+
+
+def bird_process_name(node: NodePlan, family: int) -> str:
+    """`speaker:<node>` for the daemon of the node's first family, `speaker6:<node>` for the
+    `bird6` of a dual-stack node."""
+    return f"speaker:{node.name}" if family == bird_families(node)[0] else f"speaker6:{node.name}"
+
+
+def write_bird_configs(
+    plan: LabPlan, state: LabState, node: NodePlan, bgp: BgpSpec | None = None
+) -> tuple[Path, bool, bool]:
+    """Render the node's BIRD files (confd's, per family) into its folder; (the first
+    family's main file, whether any file changed, False: a BIRD node has no agent)."""
+    if bgp is None:
+        bgp = state.topology().bgp
+    node_dir = state.node_dir(node.name)
+    changed = False
+    for family in bird_families(node):
+        for name, text in render_node_bird(plan, node.name, family, bgp=bgp).items():
+            path = node_dir / name
+            if not path.is_file() or path.read_text() != text:
+                write_text_atomic(path, text)
+                changed = True
+    return node_dir / FILES[bird_families(node)[0]][0], changed, False
+
+
+def check_bird_socket_room(state: LabState, plan: LabPlan) -> None:
+    """Every BIRD node's control socket path fits a Unix socket address (exit 3 otherwise)."""
+    for node in plan.nodes:
+        if node.speaker != "bird":
+            continue
+        for family in bird_families(node):
+            path = state.node_bird_socket(node.index, family)
+            if len(bytes(path)) > MAX_SOCKET_PATH:
+                raise EnvironmentProblem(
+                    f"the BIRD control socket {path} would be {len(bytes(path))} bytes long; a "
+                    f"Unix socket path holds at most {MAX_SOCKET_PATH} (hint: set "
+                    "MESHEMU_STATE_DIR to a shorter folder; the default is /run/meshemu)"
+                )
+
+
+def start_bird_nodes(
+    plan: LabPlan,
+    state: LabState,
+    nodes: list[NodePlan],
+    binaries: Bird1 | None = None,
+    seconds: float = 20.0,
+) -> None:
+    """Start the BIRD daemons of these nodes and wait until each has opened its control
+    socket and the node listens for BGP; SpeakerError names a daemon that exited or did not
+    in time, with the end of its log."""
+    binaries = binaries or bird1_binaries()
+    check_bird_socket_room(state, plan)
+    bgp = state.topology().bgp
+    started = []
+    for node in nodes:
+        # A BIRD node starts as a whole: a daemon of it still running (its other family's
+        # died) would keep the BGP port, and the new one would have no listening socket.
+        stop_speaker(state, node.name)
+        write_bird_configs(plan, state, node, bgp)
+        node_dir = state.node_dir(node.name)
+        for family in bird_families(node):
+            sock = state.node_bird_socket(node.index, family)
+            sock.unlink(missing_ok=True)
+            config = node_dir / FILES[family][0]
+            log = node_dir / BIRD_LOG[family]
+            pidfile = node_dir / f"{Path(BIRD_LOG[family]).stem}.pid"
+            # `-d`: foreground, log to stderr (Calico's bird.cfg has no `log` line), as
+            # calico-node's runit script starts it (`bird -R -s ... -d -c bird.cfg`); not
+            # `-R`: a fresh node has no routes to recover, and the recovery would hold the
+            # kernel protocol until every peer sent End-of-RIB.
+            argv = [binaries.daemon(family), "-d", "-c", str(config), "-s", str(sock)]
+            argv += ["-P", str(pidfile)]
+            name = bird_process_name(node, family)
+            spawn(state, name, "speaker", argv, log, netns=node.netns)
+            started.append((node, family, name, sock, log))
+    deadline = time.monotonic() + seconds
+    for node, family, name, sock, log in started:
+        while not sock.exists():
+            if not state.running(name):
+                raise SpeakerError(
+                    f"BIRD of node {node.name} (IPv{family}) exited at start: "
+                    f"{_log_tail(log)} (see {log})"
+                )
+            if time.monotonic() > deadline:
+                raise SpeakerError(f"BIRD of node {node.name} did not open {sock} in time")
+            time.sleep(0.02)
+    left = _wait_listening(nodes, max(0.0, deadline - time.monotonic()))
+    if left:
+        raise SpeakerError(
+            "BIRD not listening for BGP on "
+            + ", ".join(n.name for n in left)
+            + f" (see {state.dir}/nodes/<node>/bird.log)"
+        )
+
+
+def _log_tail(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "no log"
+    return lines[-1][-300:] if lines else "nothing logged"

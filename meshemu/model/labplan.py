@@ -24,6 +24,8 @@ from meshemu.model.routes import FibRoute, PoolRule
 from meshemu.model.sessions import Session
 from meshemu.model.wire import Fields, OneOf, Wire
 
+SPEAKERS = ("exabgp", "bird")  # a node's BGP daemon (topology `speaker`)
+
 
 @dataclass(frozen=True)
 class SubnetPlan(Wire):
@@ -214,9 +216,21 @@ class NodePlan:
     expected_up: tuple[str, ...]
     rib: tuple[RibEntry, ...]
     fib: tuple[FibRoute, ...]
+    # The node's BGP daemon: "exabgp" (speaker + agent) or "bird" (BIRD 1.6 with confd's
+    # configuration; its kernel protocol programs the FIB). Plans written before it existed
+    # were all ExaBGP.
+    speaker: str = "exabgp"
+    # The metric of the node's workload (pod) routes: Felix's normal route priority, which
+    # Calico requires to equal BGPConfiguration's ipv4/6NormalRoutePriority (api/.../v3/
+    # bgpconfig.go); BIRD's calico_aggr exports a pod route inside a block only below it.
+    route_priority4: int = 1024
+    route_priority6: int = 1024
 
     def address(self, family: int) -> str | None:
         return self.ipv4 if family == 4 else self.ipv6
+
+    def route_priority(self, family: int) -> int:
+        return self.route_priority4 if family == 4 else self.route_priority6
 
     def subnet_prefix(self, family: int) -> str | None:
         return self.ipv4_prefix if family == 4 else self.ipv6_prefix
@@ -253,11 +267,17 @@ class NodePlan:
             "expected_established": list(self.expected_up),
             "rib": [r.to_json() for r in self.rib],
             "fib": [r.to_json() for r in self.fib],
+            "speaker": self.speaker,
+            "route_priority_ipv4": self.route_priority4,
+            "route_priority_ipv6": self.route_priority6,
         }
 
     @classmethod
     def from_json(cls, data: object, where: str) -> NodePlan:
         f = Fields(data, where)
+        speaker = f.text("speaker", default="exabgp")
+        if speaker not in SPEAKERS:
+            f.fail("speaker", f"{speaker!r} is not one of {', '.join(SPEAKERS)}")
         pools = f.text_map("block_pools")
         blocks = []
         for i, cidr in enumerate(f.texts("blocks")):
@@ -291,6 +311,9 @@ class NodePlan:
             expected_up=f.texts("expected_established"),
             rib=f.each("rib", RibEntry),
             fib=tuple(FibRoute.from_json(r.data, r.where) for r in f.objects("fib")),
+            speaker=speaker,
+            route_priority4=f.number("route_priority_ipv4", default=1024),
+            route_priority6=f.number("route_priority_ipv6", default=1024),
         )
 
 

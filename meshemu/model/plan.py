@@ -193,6 +193,9 @@ def _nodes(
                 expected_up=peering.expected_up[name],
                 rib=ribs.entries[name],
                 fib=fibs[name],
+                speaker=spec.speaker or topo.speaker,
+                route_priority4=topo.bgp.route_priority(4),
+                route_priority6=topo.bgp.route_priority(6),
             )
         )
     return tuple(out)

@@ -57,6 +57,7 @@ def check_topology(topo: Topology) -> list[Problem]:
     problems += _check_pools(topo)
     problems += _check_peers(topo)
     problems += _check_passwords(topo)
+    problems += _check_bird_nodes(topo)
     return problems
 
 
@@ -770,3 +771,51 @@ def _check_passwords(topo: Topology) -> list[Problem]:
         if peer.password is not None:
             found.append(password_problem(peer.password, f"bgp.peers.{loc_part(name)}.password"))
     return [problem for problem in found if problem is not None]
+
+
+def _check_bird_nodes(topo: Topology) -> list[Problem]:
+    """A BIRD node (`speaker: bird`) cannot be in a family whose routes an encapsulating pool
+    holds.
+
+    Calico's BIRD leaves every route of an IPIP or VXLAN pool to Felix: its kernel filter
+    `calico_kernel_programming` rejects the pool (`# Cluster routes are handled by Felix.`,
+    `# VXLAN routes are handled by Felix.`: bird_ipam.cfg.template with the default
+    programClusterRoutes), the learned blocks and the node's own blackholes alike. meshemu's
+    BIRD nodes run no Felix, so nothing would program those routes. A disabled pool hands out
+    no block and has no route: it does not matter. One problem per pool, at the node's
+    `speaker` (or the lab's, when the node takes the lab's).
+    """
+    encapsulating = []
+    for name, pool in topo.pools.items():
+        if pool.disabled or (pool.ipip_mode == "Never" and pool.vxlan_mode == "Never"):
+            continue
+        try:
+            family = parse_network(pool.cidr).version
+        except ValueError:
+            continue  # reported by _check_pools
+        mode = f"ipipMode {pool.ipip_mode}" if pool.ipip_mode != "Never" else ""
+        mode = mode or f"vxlanMode {pool.vxlan_mode}"
+        encapsulating.append((name, family, mode))
+    problems: list[Problem] = []
+    reported: set[tuple[str, str]] = set()
+    for node_name, node in topo.nodes.items():
+        if (node.speaker or topo.speaker) != "bird":
+            continue
+        where = f"nodes.{loc_part(node_name)}.speaker" if node.speaker else "speaker"
+        families = node_families(topo, node_name)
+        for pool_name, family, mode in encapsulating:
+            if family not in families or (where, pool_name) in reported:
+                continue
+            reported.add((where, pool_name))
+            who = f"node {node_name} runs" if node.speaker else "the lab's nodes run"
+            problems.append(
+                Problem(
+                    where,
+                    f"{who} BIRD, but pool {pool_name} encapsulates ({mode}): Calico's BIRD "
+                    "leaves an encapsulating pool's routes to Felix, which meshemu's BIRD "
+                    f"nodes do not run, so no route of the pool would reach their kernel",
+                    f"set ipipMode and vxlanMode of pools.{loc_part(pool_name)} to Never, or "
+                    "use speaker: exabgp for this node",
+                )
+            )
+    return problems

@@ -52,6 +52,9 @@ NextHopMode = Literal["Auto", "Self", "Keep"]
 FilterAction = Literal["Accept", "Reject"]
 MatchOperator = Literal["Equal", "NotEqual", "In", "NotIn"]
 PeerType = Literal["eBGP", "iBGP"]
+# The BGP daemon of a node: meshemu's ExaBGP speaker with its agent, or BIRD 1.6 with the
+# configuration Calico's confd renders (bird.cfg, bird6.cfg), as calico-node runs it.
+Speaker = Literal["exabgp", "bird"]
 # Calico's route priorities (BGPConfiguration ipv4/6NormalRoutePriority, BGPFilter priority):
 # 1 .. 2^31-2, so that 2^31-1 - priority is a valid bgp_local_pref (api/.../v3/bgpconfig.go).
 Priority = Annotated[int, Strict(), Field(ge=1, le=2147483646)]
@@ -264,6 +267,8 @@ class NodeSpec(InputModel):
     route_reflector_cluster_id: Text | None = Field(default=None, alias="routeReflectorClusterID")
     as_number: AsNumber | None = Field(default=None, alias="asNumber")
     listen_port: Port | None = Field(default=None, alias="listenPort")
+    # This node's BGP daemon; default: the lab's `speaker`.
+    speaker: Speaker | None = None
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -457,6 +462,9 @@ class Topology(InputModel):
     nodes: dict[Text, NodeSpec] = Field(min_length=1, max_length=MAX_NODES)
     pools: dict[Text, PoolSpec] = Field(default_factory=dict)
     bgp: BgpSpec = Field(default_factory=BgpSpec)
+    # Every node's BGP daemon unless the node names its own (`nodes.<n>.speaker`): "exabgp"
+    # (meshemu's speaker and agent) or "bird" (BIRD 1.6 running Calico's rendered configuration).
+    speaker: Speaker = "exabgp"
     # Fields the input carried that meshemu reads but does not emulate: (location, explanation).
     # Filled by the Calico converter; shown by `plan` so nothing is silently ignored.
     unsupported: list[tuple[Text, Text]] = Field(default_factory=list)

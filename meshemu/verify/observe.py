@@ -6,6 +6,12 @@ first, so nothing is read from before its last update), each node's kernel route
 pod-to-pod matrix (ICMP echo and a TCP connect, IPv4 and IPv6) with the path each probe
 actually took, read from a capture on the fabric, and snapshots. It changes nothing in the lab
 and never creates a namespace (a deleted one is reported as gone).
+
+A BIRD node (`speaker: bird`) has no agent: its state is read from its BIRD daemons over their
+control sockets (`show protocols all`, `show route all`) and given the shape an agent writes
+(`bird_node_state`, `bird_report`), so `verify.checks` judges it like any node. Its health:
+the speaker is its BIRD daemons (both of a dual-stack node), and the agent's part (programming
+the FIB) is BIRD's kernel protocol, so it runs when they run.
 """
 
 from __future__ import annotations
@@ -17,16 +23,17 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from meshemu import process
 from meshemu.controlplane.birdc import BirdControl
 from meshemu.dataplane.netlink import enter_for_good, netns_exists, read_fib
 from meshemu.errors import DataplaneError, SpeakerError
-from meshemu.model.plan import LabPlan, RouterPlan
+from meshemu.model.plan import LabPlan, NodePlan, RouterPlan
 from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
-from meshemu.verify.bird_output import BirdRoute, parse_protocols, parse_routes
+from meshemu.verify.bird_output import BirdProtocol, BirdRoute, parse_protocols, parse_routes
 from meshemu.verify.observation import (
     Frame,
     NodeHealth,
@@ -48,14 +55,25 @@ def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
     """Per node: does its namespace exist, do its speaker, agent and tunnel run."""
     ipip = state.summary().ipip
     running = state.running_names()
+    speakers = state.speakers()
     health = {}
     for node in plan.nodes:
-        speaker = f"speaker:{node.name}" in running
+        if node.speaker == "bird":
+            # Every BIRD daemon the node runs (one per family it has); BIRD's kernel protocol
+            # is what an agent is to an ExaBGP node.
+            records = speakers.get(node.name, [])
+            speaker = len(records) == _bird_daemons(node) and all(
+                process.same_process(r.pid, r.start_time) for r in records
+            )
+            agent = speaker
+        else:
+            speaker = f"speaker:{node.name}" in running
+            agent = speaker and state.agent_pid(node.name) is not None
         has_tunnel = ipip == "userspace" and node.ipv4 is not None
         health[node.name] = NodeHealth(
             netns=netns_exists(node.netns),
             speaker=speaker,
-            agent=speaker and state.agent_pid(node.name) is not None,
+            agent=agent,
             tunnel=f"tunnel:{node.name}" in running if has_tunnel else None,
             missing_pods=tuple(p.name for p in node.pods if not netns_exists(p.netns)),
         )
@@ -66,9 +84,15 @@ def fresh_agent_states(
     state: LabState, plan: LabPlan, health: dict[str, NodeHealth]
 ) -> dict[str, dict[str, Any] | None]:
     """Each live agent's state, written out on request (SIGUSR1) so none is older than the
-    agent's last update: agents throttle their own writes. A dead node's state is None."""
+    agent's last update: agents throttle their own writes. A dead node's state is None.
+    A BIRD node's is read from its BIRD now (`bird_node_state`)."""
     asked: dict[str, tuple[int, object]] = {}
+    birds: dict[str, dict[str, Any] | None] = {}
     for node in plan.nodes:
+        if node.speaker == "bird":
+            alive = health[node.name].control_alive
+            birds[node.name] = bird_node_state(state, node) if alive else None
+            continue
         pid = state.agent_pid(node.name) if health[node.name].control_alive else None
         if pid is not None:
             before = (state.agent_state(node.name) or {}).get("updated")
@@ -88,7 +112,111 @@ def fresh_agent_states(
         time.sleep(0.01)
     for name in waiting:  # alive but silent: its last state is the best there is
         agents[name] = state.agent_state(name)
+    agents.update(birds)
     return agents
+
+
+def _bird_daemons(node: NodePlan) -> int:
+    return sum(1 for family in (4, 6) if node.address(family) is not None)
+
+
+def node_state(state: LabState, plan: LabPlan, node: NodePlan) -> dict[str, Any] | None:
+    """A node's state in the agent's shape as last known: its agent's file, or for a BIRD
+    node what its BIRD says now (None when it cannot be read at all)."""
+    if node.speaker == "bird":
+        return bird_node_state(state, node)
+    return state.agent_state(node.name)
+
+
+def bird_node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
+    """A BIRD node's sessions and routes, read from each of its daemons, in the agent's shape
+    (`bird_report`); a daemon that cannot be read adds its error to `errors`, and None when
+    none could be."""
+    protocols: list[BirdProtocol] = []
+    routes: list[BirdRoute] = []
+    errors: list[str] = []
+    read = 0
+    for family in (4, 6):
+        if node.address(family) is None:
+            continue
+        control = BirdControl(state.node_bird_socket(node.index, family))
+        try:
+            protocols += parse_protocols(control.command("show protocols all").lines)
+            routes += parse_routes(control.command("show route all").lines)
+            read += 1
+        except SpeakerError as err:
+            errors.append(f"BIRD (IPv{family}) of {node.name} cannot be read: {err}")
+    if not read:
+        return None
+    report = bird_report(node, protocols, routes)
+    report["errors"] = errors
+    return report
+
+
+def bird_report(
+    node: NodePlan, protocols: Sequence[BirdProtocol], routes: Sequence[BirdRoute]
+) -> dict[str, Any]:
+    """What BIRD says, as an agent writes it (`agent.json`: `AgentCore.snapshot`), pure.
+
+    Sessions: every BGP protocol by its neighbor address (`established` when BIRD's BGP state
+    is, otherwise BIRD's state in lower case, with its last error as `info`). RIB: every BGP
+    route, learned from its protocol's neighbor, `best` when BIRD selected it, with its
+    BGP.next_hop (the global address of an IPv6 pair), AS path, LOCAL_PREF, ORIGINATOR_ID and
+    CLUSTER_LIST; and the node's own blocks (the static blackholes confd's bird_aggr.cfg
+    originates), learned from no one, with the node's address as next hop.
+    """
+    planned = {s.peer_ip: s for s in node.sessions}
+    neighbor = {}
+    sessions = []
+    for p in protocols:
+        if p.proto != "BGP" or p.neighbor_address is None:
+            continue
+        neighbor[p.name] = p.neighbor_address
+        session = planned.get(p.neighbor_address)
+        state = "established" if p.established else (p.bgp_state or p.state).lower()
+        sessions.append(
+            {
+                "peer_ip": p.neighbor_address,
+                "peer_node": session.peer_name if session is not None else None,
+                "kind": session.kind if session is not None else "bgp",
+                "state": state,
+                "since": None,  # BIRD prints a time of day, not a Unix time
+                "info": p.last_error or "",
+                "prefixes_received": p.routes_imported or 0,
+                "protocol": p.name,
+            }
+        )
+    blocks = {b.cidr for b in node.blocks}
+    rib = []
+    for r in routes:
+        if r.source == "BGP" and r.protocol in neighbor:
+            rib.append(
+                {
+                    "prefix": r.prefix,
+                    "next_hop": r.bgp_next_hop,
+                    "learned_from": neighbor[r.protocol],
+                    "as_path": list(r.as_path or ()),
+                    "local_pref": r.local_pref,
+                    "originator_id": r.originator_id,
+                    "cluster_list": list(r.cluster_list),
+                    "best": r.selected,
+                }
+            )
+        elif r.source == "static" and r.prefix in blocks and r.destination == "blackhole":
+            family = 6 if ":" in r.prefix else 4
+            rib.append(
+                {
+                    "prefix": r.prefix,
+                    "next_hop": node.address(family),
+                    "learned_from": None,
+                    "as_path": [],
+                    "local_pref": None,
+                    "originator_id": None,
+                    "cluster_list": [],
+                    "best": r.selected,
+                }
+            )
+    return {"sessions": sessions, "rib": rib, "speaker": "bird"}
 
 
 def observe_fibs(plan: LabPlan, health: dict[str, NodeHealth]) -> dict[str, list[FibRoute]]:
