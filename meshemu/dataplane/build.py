@@ -11,6 +11,7 @@ import ipaddress
 from collections.abc import Callable
 
 from meshemu.dataplane.netlink import (
+    RTPROT_BOOT,
     NetnsHandle,
     create_netns,
     in_netns,
@@ -171,10 +172,28 @@ def build_pod(node: NodePlan, pod: PodPlan, record: Record) -> None:
     new_netns(pod.netns, record, POD_SYSCTLS)
     with in_netns(node.netns) as host:
         host.add_veth(pod.host_ifname, pod.netns, names.POD_IFNAME, mac=CALI_MAC)
+        # As Felix programs a workload route: protocol DeviceRouteProtocol (default 3, boot:
+        # felix/config/config_params.go) and metric the normal route priority
+        # (felix/dataplane/linux/endpoint_mgr.go, routePriority). A BIRD node learns it from
+        # the kernel, and confd's calico_aggr would export a pod route of a metric below that
+        # priority to every peer (`net ~ block && krt_metric < priority`).
         if pod.ipv4:
-            host.route("add", f"{pod.ipv4}/32", dev=pod.host_ifname, scope="link")
+            host.route(
+                "add",
+                f"{pod.ipv4}/32",
+                dev=pod.host_ifname,
+                scope="link",
+                proto=RTPROT_BOOT,
+                metric=node.route_priority(4),
+            )
         if pod.ipv6:
-            host.route("add", f"{pod.ipv6}/128", dev=pod.host_ifname)
+            host.route(
+                "add",
+                f"{pod.ipv6}/128",
+                dev=pod.host_ifname,
+                proto=RTPROT_BOOT,
+                metric=node.route_priority(6),
+            )
     write_sysctls(
         node.netns,
         {

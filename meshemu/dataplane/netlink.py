@@ -27,6 +27,7 @@ CLONE_NEWNET = 0x40000000
 IFA_F_NODAD = 0x02
 RTNH_F_ONLINK = 0x04
 RTPROT_KERNEL = 2
+RTPROT_BOOT = 3
 # The protocol number calico-node's Felix uses for the routes it programs; the agent uses it too,
 # so its routes can be told apart from the CNI's pod routes and the kernel's own.
 RTPROT_MESHEMU = 80
@@ -176,8 +177,9 @@ class NetnsHandle:
         kind: str = "unicast",
         proto: int | None = None,
         scope: str | None = None,
+        metric: int | None = None,
     ) -> None:
-        """Add, replace or delete one route in the main table."""
+        """Add, replace or delete one route in the main table (`metric`: its priority)."""
         network = ipaddress.ip_network(prefix)
         spec: dict[str, Any] = {
             "dst": str(network.network_address),
@@ -198,6 +200,8 @@ class NetnsHandle:
             spec["proto"] = proto
         if scope is not None:
             spec["scope"] = scope
+        if metric is not None:
+            spec["priority"] = metric
         try:
             self.ipr.route(command, **spec)
         except NetlinkError as err:
