@@ -69,3 +69,53 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q -e '.[test]'
   touch "$stamp"
 fi
+
+# BIRD 1.6 runs the nodes with `speaker: bird`: Calico's confd renders BIRD 1.x configuration,
+# which BIRD 2 refuses. Debian's `bird` package (1.6.8) conflicts with bird2, so it is never
+# installed: its .deb is downloaded and unpacked into the venv (`bird`, `bird6` need only libc),
+# where meshemu looks for it (controlplane/bird_tools.py: .venv/opt/bird1/usr/sbin, or
+# $MESHEMU_BIRD1).
+bird1_dir=.venv/opt/bird1
+has_bird1() {
+  local b version
+  for b in "$bird1_dir/usr/sbin/bird" "$bird1_dir/usr/sbin/bird6"; do
+    [ -x "$b" ] || return 1
+    version=$("$b" --version 2>&1 || true)  # `BIRD version 1.6.8`, on stderr
+    [[ "$version" == "BIRD version 1."* ]] || return 1
+  done
+}
+unpack_bird1() {
+  local tmp deb
+  tmp=$(mktemp -d)
+  # apt downloads as user _apt where it may write, else (as here) as root with a warning.
+  chmod 755 "$tmp"
+  if ! (cd "$tmp" && apt-get download -qq bird >/dev/null 2>&1); then
+    if [ "$(id -u)" -eq 0 ]; then
+      apt-get update -qq
+    fi
+    if ! (cd "$tmp" && apt-get download -qq bird >/dev/null); then
+      rm -rf "$tmp"
+      echo "setup: cannot download Debian's bird package (BIRD 1.6), which nodes with" \
+        "speaker: bird run; set MESHEMU_BIRD1 to a BIRD 1.6 bird binary instead" >&2
+      return 3
+    fi
+  fi
+  # (Called in an `||` list, where `set -e` does not act: every step is checked.)
+  deb=$(ls "$tmp"/bird_*.deb) || return 3
+  rm -rf "$bird1_dir.new"
+  mkdir -p "$(dirname "$bird1_dir")" || return 3
+  if ! dpkg-deb -x "$deb" "$bird1_dir.new"; then
+    rm -rf "$tmp" "$bird1_dir.new"
+    return 3
+  fi
+  rm -rf "$tmp" "$bird1_dir"
+  mv "$bird1_dir.new" "$bird1_dir" || return 3
+}
+if ! has_bird1; then
+  echo "setup: unpacking Debian's bird (BIRD 1.6) into $bird1_dir (not installed: it conflicts with bird2)"
+  unpack_bird1 || exit 3
+  if ! has_bird1; then
+    echo "setup: $bird1_dir/usr/sbin has no BIRD 1.x bird and bird6 after unpacking" >&2
+    exit 3
+  fi
+fi
