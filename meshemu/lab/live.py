@@ -3,15 +3,17 @@
 Owns acting on a lab that is up, for scenarios and for people at the prompt: taking a node's
 link down and up, stopping, starting and restarting a node's speaker, killing an agent, and
 applying a changed topology (nodes, pods, pools, BGP peers added, removed or changed) by
-re-planning with the running lab's allocations kept and changing only what differs. It acts on
-the `LabPlan` and `LabState` it is given. Every namespace and process it creates is recorded
-in the state folder first, like `up` does.
+re-planning with the running lab's allocations kept and changing only what differs, and taking
+a router's links down and up (a router that fails). It acts on the `LabPlan` and `LabState` it
+is given. Every namespace and process it creates is recorded in the state folder first, like
+`up` does.
 """
 
 from __future__ import annotations
 
 import signal
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 
 from meshemu import process
 from meshemu.dataplane import build
@@ -58,6 +60,52 @@ def set_link(plan: LabPlan, node: str, up: bool) -> None:
             ns.route("add", "0.0.0.0/0", via=target.gateway4, dev=target.uplink)
         if target.gateway6:
             ns.route("add", "::/0", via=target.gateway6, dev=target.uplink)
+
+
+def set_router_links(plan: LabPlan, router: str, up: bool) -> None:
+    """Every interface of `router` down inside its namespace (it neither routes nor forwards:
+    a failed top-of-rack router), or up again with what the kernel dropped with them.
+
+    Taking a link down keeps its IPv4 addresses but flushes its IPv6 ones (the default
+    `net.ipv6.conf.*.keep_addr_on_down` = 0), the routes through it and its neighbour entries,
+    permanent ones included; bringing them up restores the router's addresses, its static
+    routes and the neighbours `build.seed_neighbors` wrote at `up` (its BGP routes are its
+    BIRD's to install again)."""
+    target = next((r for r in plan.routers if r.name == router), None)
+    if target is None:
+        raise LabError(f"the lab has no router {router}")
+    prefixes = {s.name: (s.ipv4, s.ipv6) for s in plan.subnets}
+    with in_netns(target.netns) as ns:
+        for iface in target.interfaces:
+            if not up:
+                ns.down(iface.ifname)
+                continue
+            ns.up(iface.ifname)
+            for address, prefix in zip(
+                (iface.ipv4, iface.ipv6), prefixes[iface.subnet], strict=True
+            ):
+                if address and prefix:
+                    ns.add_address(iface.ifname, address, ip_network(prefix).prefixlen)
+        if not up:
+            return
+        for route in target.routes:
+            ns.route("add", route.prefix, via=route.via)
+        for iface in target.interfaces:
+            for address, mac in _stations(plan, iface.subnet, besides=target.name):
+                ns.add_neighbor(iface.ifname, address, mac)
+
+
+def _stations(plan: LabPlan, subnet: str, besides: str) -> list[tuple[str, str]]:
+    """(address, MAC) of every node and router on `subnet` but router `besides`."""
+    found: list[tuple[str | None, str]] = []
+    for node in plan.nodes:
+        if node.subnet == subnet:
+            found += [(node.ipv4, node.uplink_mac), (node.ipv6, node.uplink_mac)]
+    for other in plan.routers:
+        iface = other.interface_on(subnet)
+        if other.name != besides and iface is not None:
+            found += [(iface.ipv4, iface.mac), (iface.ipv6, iface.mac)]
+    return [(address, mac) for address, mac in found if address]
 
 
 @dataclass

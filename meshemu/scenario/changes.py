@@ -1,10 +1,11 @@
 """The lab as a scenario's steps leave it, followed step by step before anything runs.
 
 Owns the state the checks read at each step (`LabAtStep`: the topology, the plan, whether the
-lab is up, whether it has IP-in-IP, the snapshots written so far) and applying the steps that
-change it (through `scenario.evolve`, as the run will), with what makes a change impossible on
-a running lab: a node added live taking an address a running node or router has, IP-in-IP
-added to a lab that came up without it.
+lab is up, whether it has IP-in-IP, the snapshots written so far, the routers stopped) and
+applying the steps that change it (through `scenario.evolve`, as the run will), with what makes
+a change impossible on a running lab: a node added live taking an address a running node or
+router has, IP-in-IP added to a lab that came up without it, a router stopped twice or started
+while it runs.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class LabAtStep:
     plan: LabPlan | None = None  # None before `up`, or when the lab cannot be planned
     ipip: bool = False  # whether `up` set IP-in-IP up (a live change cannot add it later)
     written: set[Path] = field(default_factory=set)  # snapshots written by earlier steps
+    stopped: set[str] = field(default_factory=set)  # routers stopped and not started again
 
     def node(self, name: str) -> NodePlan | None:
         if self.plan is None:
@@ -54,6 +56,30 @@ def bring_up(where: str, step: Step | None, lab: LabAtStep) -> list[Problem]:
     except ChangeError as err:
         return [Problem(where, err.message.replace("changed topology", "lab"), err.hint)]
     lab.ipip = uses_ipip(lab.plan)
+    return []
+
+
+def toggle_router(where: str, step: Step, lab: LabAtStep) -> list[Problem]:
+    """Follow `stop-router` and `start-router`: a router stops only while it runs and starts
+    only once stopped (the run would otherwise fail on a lab left half changed)."""
+    arg = step.stop_router or step.start_router
+    if arg is None or arg.router not in lab.topo.routers:
+        return []
+    name = arg.router
+    if step.stop_router is not None:
+        if name in lab.stopped:
+            return [Problem(f"{where}.router", f"{name} is stopped already", "drop this step")]
+        lab.stopped.add(name)
+        return []
+    if name not in lab.stopped:
+        return [
+            Problem(
+                f"{where}.router",
+                f"{name} runs: start-router starts a router a stop-router stopped",
+                f"stop it first with `- stop-router: {{router: {name}}}`",
+            )
+        ]
+    lab.stopped.discard(name)
     return []
 
 

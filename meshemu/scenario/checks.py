@@ -2,10 +2,10 @@
 
 Owns following the steps in order through the lab they change (`scenario.changes`) and asking,
 at each step, the check for what it does: the lab is up first and only once, the names it uses
-exist (`scenario.references`), its expectation can hold (`scenario.expectations`), the file it
-writes stays inside the scenario's folder (`scenario.files`), and its change can be made to the
-running lab. Problems are collected with their location (`steps[3].expect.reachable.from`) and
-a hint.
+exist (`scenario.references`), a router stops only while it runs, its expectation can hold
+(`scenario.expectations`), the file it writes stays inside the scenario's folder
+(`scenario.files`), and its change can be made to the running lab. Problems are collected
+with their location (`steps[3].expect.reachable.from`) and a hint.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from meshemu.errors import Problem
 from meshemu.model.topology import Topology
-from meshemu.scenario.changes import LabAtStep, apply_change, bring_up
+from meshemu.scenario.changes import LabAtStep, apply_change, bring_up, toggle_router
 from meshemu.scenario.evolve import TOPOLOGY_KINDS
 from meshemu.scenario.expectations import check_expectation
 from meshemu.scenario.files import output_target
@@ -46,6 +46,8 @@ def check_steps(scenario: Scenario, topo: Topology, folder: Path | None = None) 
                 problems.append(target)
             else:
                 lab.written.add(target)
+        if step.kind in ("stop-router", "start-router"):
+            problems += toggle_router(where, step, lab)
         if step.kind in TOPOLOGY_KINDS:
             problems += apply_change(where, step, lab)
     return problems

@@ -33,6 +33,8 @@ TOPOLOGY_KINDS = (
     "remove-pool",
     "add-peer",
     "remove-peer",
+    "set-peer",
+    "set-router",
 )
 
 
@@ -72,6 +74,17 @@ def _dump(arg: Any) -> dict[str, Any]:
         mode="json", by_alias=True, exclude={"name"}, exclude_none=True
     )
     return dumped
+
+
+def _set_fields(target: dict[str, Any], arg: Any, fields: set[str]) -> None:
+    """Write the `fields` (Python names) of `arg` into `target` (the resource's JSON form) by
+    their aliases; a field given as null is dropped, so it takes its default again."""
+    given = arg.model_dump(mode="json", by_alias=True, include=fields)
+    for key, value in given.items():
+        if value is None:
+            target.pop(key, None)
+        else:
+            target[key] = value
 
 
 def _changed_data(data: dict[str, Any], kind: str, arg: Any) -> bool:
@@ -120,6 +133,15 @@ def _changed_data(data: dict[str, Any], kind: str, arg: Any) -> bool:
         data["bgp"]["peers"][arg.name] = _dump(arg)
     elif kind == "remove-peer":
         data["bgp"]["peers"].pop(arg.peer, None)
+    elif kind == "set-peer":
+        if arg.peer not in data["bgp"]["peers"]:
+            return False
+        _set_fields(data["bgp"]["peers"][arg.peer], arg, arg.changed())
+    elif kind == "set-router":
+        bgp = data["routers"].get(arg.router, {}).get("bgp")
+        if bgp is None:
+            return False
+        _set_fields(bgp, arg, {"node_password"})
     else:
         return False
     return True

@@ -1,9 +1,12 @@
-"""Whether each expectation can hold at its step: route, session, reachability and snapshot.
+"""Whether each expectation can hold at its step: route, session, reachability, snapshot, and
+convergence.
 
 Owns the checks of what an expectation names (nodes, pods at that step, prefixes, next hops,
-peers), in a family the lab has at that step (`scenario.families`), with a path the pools allow
-(`scenario.paths`) and a snapshot that exists (`scenario.files`). Converged and matrix
-expectations name nothing to check.
+peers: nodes, BGP routers or addresses), in a family the lab has at that step
+(`scenario.families`), with a path the pools allow (`scenario.paths`) and a snapshot that
+exists (`scenario.files`); and how a router's name becomes the address the runner compares
+(`router_peer_address`, `router_next_hop`). A matrix names nothing to check; `converged` cannot
+hold while a router is stopped (the plan has it running).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meshemu.errors import Problem
-from meshemu.model.plan import PodPlan
+from meshemu.model.plan import LabPlan, PodPlan
 from meshemu.scenario.changes import LabAtStep
 from meshemu.scenario.families import (
     address_form,
@@ -26,7 +29,7 @@ from meshemu.scenario.families import (
 from meshemu.scenario.files import snapshot_problems
 from meshemu.scenario.messages import node_names, short
 from meshemu.scenario.paths import impossible_path
-from meshemu.scenario.references import check_node
+from meshemu.scenario.references import check_node, router_names
 from meshemu.scenario.schema import Expectation, ReachExpect, RouteExpect, SessionExpect
 
 
@@ -42,7 +45,35 @@ def check_expectation(
         return _check_reachable(where, expect.reachable, lab)
     if expect.snapshot is not None and folder is not None:
         return snapshot_problems(f"{where}.file", expect.snapshot.file, folder, lab.written)
+    if expect.converged is not None and lab.stopped:
+        stopped = ", ".join(sorted(lab.stopped))
+        return [
+            Problem(
+                where,
+                f"router {stopped} is stopped: the plan `converged` compares with has it running",
+                "expect sessions, routes, reachability or the matrix until start-router",
+            )
+        ]
     return []
+
+
+def router_peer_address(plan: LabPlan, node: str, router: str, family: int) -> str | None:
+    """The address of `node`'s session with BGP router `router` in `family` (None: none)."""
+    return next(
+        (
+            s.peer_ip
+            for s in plan.node(node).sessions
+            if s.peer_router == router and s.family == family
+        ),
+        None,
+    )
+
+
+def router_next_hop(plan: LabPlan, node: str, router: str, family: int) -> str | None:
+    """`router`'s address in `family` on `node`'s subnet: the next hop it is for the node."""
+    found = next((r for r in plan.routers if r.name == router), None)
+    iface = found.interface_on(plan.node(node).subnet) if found is not None else None
+    return iface.address(family) if iface is not None else None
 
 
 def _check_route(where: str, route: RouteExpect, lab: LabAtStep) -> list[Problem]:
@@ -56,13 +87,14 @@ def _check_route(where: str, route: RouteExpect, lab: LabAtStep) -> list[Problem
                 f"nodes now: {node_names(topo)}",
             )
         )
-    if route.via is not None and route.via not in topo.nodes:
+    if route.via is not None and route.via not in topo.nodes and route.via not in topo.routers:
         if address_version(route.via) is None:
             problems.append(
                 Problem(
                     f"{where}.via",
-                    f"{short(route.via)!r} is neither a node nor an address",
-                    "write a node name or an IP address",
+                    f"{short(route.via)!r} is neither a node nor an address, nor a router of "
+                    "the lab",
+                    f"write a node name, a router name ({router_names(topo)}) or an IP address",
                 )
             )
         else:
@@ -121,18 +153,33 @@ def _check_via(where: str, route: RouteExpect, family: int, lab: LabAtStep) -> l
     via = route.via
     if via is None:
         return []
-    if via in lab.topo.nodes:
+    if via in lab.topo.nodes or via in lab.topo.routers:
+        what = "node" if via in lab.topo.nodes else "router"
         if family_number(route.family) != family:
             return [
                 Problem(
                     where,
-                    f"via names node {via}, read as its {route.family} address, but the prefix "
+                    f"via names {what} {via}, read as its {route.family} address, but the prefix "
                     f"is of family ipv{family}",
                     f"add family: ipv{family}",
                 )
             ]
-        if lacks(lab.node(via), family):
+        if what == "node" and lacks(lab.node(via), family):
             return [Problem(where, f"{via} has no IPv{family} address", "name another next hop")]
+        if (
+            what == "router"
+            and lab.plan is not None
+            and lab.node(route.node) is not None
+            and router_next_hop(lab.plan, route.node, via, family) is None
+        ):
+            return [
+                Problem(
+                    where,
+                    f"router {via} has no IPv{family} address on the subnet of {route.node}: it "
+                    f"is never its next hop",
+                    "name a router on the node's subnet, or write an address",
+                )
+            ]
         return []
     if address_version(via) != family:
         return [
@@ -145,17 +192,50 @@ def _check_via(where: str, route: RouteExpect, family: int, lab: LabAtStep) -> l
     return []
 
 
+def _check_router_session(where: str, session: SessionExpect, lab: LabAtStep) -> list[Problem]:
+    """A session named by its BGP router: the node has one with it in `family` at this step."""
+    router = session.peer
+    if lab.topo.routers[router].bgp is None:
+        return [
+            Problem(
+                f"{where}.peer",
+                f"router {router} does not speak BGP: no node has a session with it",
+                "name a router with `bgp`, a node or an address",
+            )
+        ]
+    family = family_number(session.family)
+    missing = missing_family(f"{where}.family", family, lab)
+    if missing or lab.plan is None or lab.node(session.node) is None:
+        return missing
+    if router_peer_address(lab.plan, session.node, router, family) is None:
+        have = sorted(
+            {s.peer_router for s in lab.plan.node(session.node).sessions if s.peer_router}
+        )
+        return [
+            Problem(
+                f"{where}.peer",
+                f"{session.node} has no IPv{family} session with router {router} at this step",
+                f"its sessions with routers: {', '.join(have)}"
+                if have
+                else f"a BGPPeer with peerRouter: {router} selecting {session.node} makes one",
+            )
+        ]
+    return []
+
+
 def _check_session(where: str, session: SessionExpect, lab: LabAtStep) -> list[Problem]:
     topo = lab.topo
     problems = check_node(where, session.node, topo)
     peer = session.peer
+    if peer in topo.routers:
+        return problems or _check_router_session(where, session, lab)
     peer_version = None if peer in topo.nodes else address_version(peer)
     if peer not in topo.nodes and peer_version is None:
         problems.append(
             Problem(
                 f"{where}.peer",
                 f"unknown peer {short(peer)!r}",
-                f"a node ({node_names(topo)}) or an address",
+                f"a node ({node_names(topo)}), a BGP router ({router_names(topo)}) or an address",
             )
         )
     elif peer_version is not None:

@@ -1,8 +1,10 @@
-"""The names a step uses: every node, pool and BGP peer an action names exists at that step.
+"""The names a step uses: every node, pool, BGP peer and router an action names exists at
+that step.
 
 Owns the reference checks of actions (and the node of an expectation): the lab's names change
 as the steps add and remove nodes, pools and peers, so each is checked against the topology as
-the steps before it leave it (`scenario.changes`).
+the steps before it leave it (`scenario.changes`). Routers cannot be added or removed live, but
+only those that speak BGP have settings to change (`set-router`).
 """
 
 from __future__ import annotations
@@ -10,7 +12,17 @@ from __future__ import annotations
 from meshemu.errors import Problem
 from meshemu.model.topology import Topology
 from meshemu.scenario.messages import listed, node_names, short
-from meshemu.scenario.schema import NodeRef, PeerRef, PodsChange, PoolRef, SetPool, Step
+from meshemu.scenario.schema import (
+    NodeRef,
+    PeerRef,
+    PodsChange,
+    PoolRef,
+    RouterRef,
+    SetPeer,
+    SetPool,
+    SetRouter,
+    Step,
+)
 
 
 def check_node(where: str, node: str, topo: Topology) -> list[Problem]:
@@ -20,6 +32,33 @@ def check_node(where: str, node: str, topo: Topology) -> list[Problem]:
                 f"{where}.node",
                 f"unknown node {short(node)!r} at this step",
                 f"nodes now: {node_names(topo)}",
+            )
+        ]
+    return []
+
+
+def router_names(topo: Topology) -> str:
+    return listed(sorted(topo.routers)) or "none"
+
+
+def check_router(where: str, router: str, topo: Topology, bgp: bool = False) -> list[Problem]:
+    """`router` is a router of the lab (and speaks BGP, when `bgp`)."""
+    spec = topo.routers.get(router)
+    if spec is None:
+        return [
+            Problem(
+                f"{where}.router",
+                f"unknown router {short(router)!r}",
+                f"routers: {router_names(topo)}",
+            )
+        ]
+    if bgp and spec.bgp is None:
+        speakers = sorted(name for name, r in topo.routers.items() if r.bgp is not None)
+        return [
+            Problem(
+                f"{where}.router",
+                f"{router} does not speak BGP: it has no BGP settings to change",
+                f"routers that speak BGP: {listed(speakers) or 'none'}",
             )
         ]
     return []
@@ -51,7 +90,9 @@ def check_refs(where: str, step: Step, topo: Topology) -> list[Problem]:
                 f"pools now: {listed(sorted(topo.pools))}",
             )
         )
-    if isinstance(arg, PeerRef) and arg.peer not in topo.bgp.peers:
+    if isinstance(arg, RouterRef | SetRouter):
+        problems += check_router(where, arg.router, topo, bgp=isinstance(arg, SetRouter))
+    if isinstance(arg, PeerRef | SetPeer) and arg.peer not in topo.bgp.peers:
         problems.append(
             Problem(
                 f"{where}.peer",

@@ -4,7 +4,9 @@ Owns the execution of a validated scenario against a real lab: every step become
 `CheckResult` (category `step`) with what was expected, what was observed, and how long it took
 to hold (the convergence time after a fault). The first failing step stops the run (later steps
 are reported as skipped: they would test a lab in an unknown state), and the lab is always
-brought down at the end, pass or fail.
+brought down at the end, pass or fail. A router that fails (`stop-router`) loses its links and
+then its BIRD (SIGKILL): it forwards nothing and says nothing, so its peers learn it only when
+their hold timers expire, as with a switch that loses power.
 """
 
 from __future__ import annotations
@@ -17,13 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meshemu.controlplane.bird_tools import bird_binary
 from meshemu.dataplane.netlink import read_fib
-from meshemu.lab import down, live, up
-from meshemu.lab.converge import fib_diffs
+from meshemu.errors import LabError, SpeakerError
+from meshemu.lab import down, live, routers, up
+from meshemu.lab.converge import checked_routers, fib_diffs
 from meshemu.lab.status import lab_status
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.model.topology import Topology
 from meshemu.scenario.evolve import apply_step_to_topology, evolve
+from meshemu.scenario.expectations import router_next_hop, router_peer_address
 from meshemu.scenario.model import Expectation, Scenario, Step, output_path
 from meshemu.state import LabState
 from meshemu.verify.checks import check_dataplane
@@ -82,8 +87,22 @@ class Runner:
             for s in n.sessions
             if s.peer_ip in self.plan.node(n.name).expected_up and s.state != "established"
         ]
+        # The routers' sessions as their BIRD reports them: a router's FIB can equal the plan
+        # while one of two redundant sessions is still down. (A user's own BIRD configuration
+        # is reported, not judged: `checked_routers` leaves those out, as for their FIBs.)
+        expected = {r.name: r.bgp.expected_up for r in checked_routers(self.plan) if r.bgp}
+        down_sessions += [
+            f"{r.name} -> {s.peer_ip}"
+            for r in status.routers
+            for s in r.sessions
+            if s.peer_ip in expected.get(r.name, ()) and s.state != "established"
+        ]
         if not bad and not down_sessions:
-            return Outcome(True, f"{len(self.plan.nodes)} FIBs equal the plan, sessions up")
+            return Outcome(
+                True,
+                f"{len(self.plan.nodes) + len(expected)} FIBs equal the plan, the sessions it "
+                "expects up are up",
+            )
         parts = bad[:4] + [f"session {s} not established" for s in down_sessions[:4]]
         return Outcome(
             False,
@@ -114,6 +133,8 @@ class Runner:
         via = route.via
         if via is not None and via in {n.name for n in self.plan.nodes}:
             via = self.plan.node(via).address(family)
+        elif via is not None and via in {r.name for r in self.plan.routers}:
+            via = router_next_hop(self.plan, route.node, via, family)
         texts = []
         ok = True
         for prefix in prefixes:
@@ -138,6 +159,8 @@ class Runner:
         peer_ip = session.peer
         if peer_ip in {n.name for n in self.plan.nodes}:
             peer_ip = self.plan.node(peer_ip).address(family) or peer_ip
+        elif peer_ip in {r.name for r in self.plan.routers}:
+            peer_ip = router_peer_address(self.plan, session.node, peer_ip, family) or peer_ip
         agent = self.state.agent_state(session.node) or {}
         speaker_alive = self.state.running(f"speaker:{session.node}")
         seen = next((s for s in agent.get("sessions", []) if s["peer_ip"] == peer_ip), None)
@@ -235,6 +258,16 @@ class Runner:
             live.stop_speaker(self.state, arg.node)
             live.start_speaker(self.state, self.plan, arg.node)
             return f"{arg.node}'s speaker restarted"
+        if kind == "stop-router":
+            # Links first: the kernel closes a killed BIRD's TCP connections itself (FIN or
+            # RST), which would tell every peer at once; a switch that loses power says nothing.
+            live.set_router_links(self.plan, arg.router, up=False)
+            killed = routers.stop_router(self.state, arg.router, graceful=False)
+            return f"{arg.router} failed: links down" + (", BIRD killed" if killed else "")
+        if kind == "start-router":
+            live.set_router_links(self.plan, arg.router, up=True)
+            started = self._start_bird(arg.router)
+            return f"{arg.router} back: links up" + (", BIRD started" if started else "")
         if kind == "kill-agent":
             pid = live.kill_agent(self.state, arg.node)
             return f"{arg.node}'s agent (pid {pid}) killed"
@@ -249,6 +282,25 @@ class Runner:
         self.plan, summary = live.apply_topology(self.state, self.plan, new_topo)
         self.topo = new_topo
         return summary.text()
+
+    def _start_bird(self, name: str, seconds: float = 20.0) -> bool:
+        """Start a BGP router's BIRD again and wait for its control socket; False for a router
+        that does not speak BGP. (`routers.restart_dead` would start every dead one.)"""
+        router = next(r for r in self.plan.routers if r.name == name)
+        if router.bgp is None:
+            return False
+        if routers.router_running(self.state, name):
+            raise LabError(f"the BIRD of router {name} is already running")
+        sock = routers.start_router(self.state, self.plan, router, bird_binary())
+        deadline = time.monotonic() + seconds
+        while not sock.exists():
+            if not routers.router_running(self.state, name):
+                log = routers.router_dir(self.state, name) / "bird.log"
+                raise SpeakerError(f"BIRD of router {name} exited at start: see {log}")
+            if time.monotonic() > deadline:
+                raise SpeakerError(f"BIRD of router {name} did not open {sock} in time")
+            time.sleep(0.02)
+        return True
 
     def run(self) -> Report:
         started = time.monotonic()
@@ -342,6 +394,14 @@ def _since(start: float) -> float:
     return round(time.monotonic() - start, 3)
 
 
+def _shown(field: str, value: object) -> str:
+    """A changed field's new value as a report shows it: a password is a secret, so the
+    report says it changed, never what it is."""
+    if value is None:
+        return "back to default"
+    return "(changed)" if field == "password" else str(value)
+
+
 def describe(step: Step) -> str:
     """One line saying what a step does or expects."""
     kind = step.kind
@@ -369,6 +429,16 @@ def describe(step: Step) -> str:
         return f"equal to snapshot {what.file}"
     if kind == "wait":
         return f"wait {arg}s"
+    if kind == "set-peer":
+        fields = arg.model_dump(by_alias=True, include=arg.changed())
+        shown = ", ".join(f"{key} {_shown(key, value)}" for key, value in sorted(fields.items()))
+        return f"set-peer {arg.peer}: {shown}"
+    if kind == "set-router":
+        return f"set-router {arg.router}: nodePassword " + (
+            "(changed)" if arg.node_password else "removed"
+        )
+    if hasattr(arg, "router"):
+        return f"{kind} {arg.router}"
     if getattr(arg, "name", None):
         return f"{kind} {arg.name}"
     if getattr(arg, "node", None):

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from meshemu.model.topology import NodeSpec, PeerSpec, PoolSpec
+from meshemu.model.topology import NodeSpec, PeerSpec, PoolSpec, Text
 
 MAX_STEPS = 200  # each step that changes the topology plans the whole lab again
 
@@ -70,6 +70,42 @@ class PeerRef(_Strict):
     peer: str
 
 
+class RouterRef(_Strict):
+    router: str
+
+
+class SetPeer(PeerSpec):
+    """The BGPPeer `peer` with the fields given changed (the rest as it is); a field given as
+    null goes back to its default (`password: null`: no password)."""
+
+    peer: str
+
+    def changed(self) -> set[str]:
+        """The names (Python names) of the BGPPeer fields this step changes."""
+        return self.model_fields_set - {"peer"}
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> SetPeer:
+        if not self.changed():
+            raise ValueError(
+                "name the BGPPeer's fields to change, like {peer: rack1-tor, password: s3cret}"
+            )
+        return self
+
+
+class SetRouter(_Strict):
+    """A BGP router's settings changed live: `nodePassword` (null: each node session's own)."""
+
+    router: str
+    node_password: Text | None = Field(None, alias="nodePassword")
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> SetRouter:
+        if "node_password" not in self.model_fields_set:
+            raise ValueError("give nodePassword (null for no password of the router's own)")
+        return self
+
+
 class SnapshotFile(_Strict):
     file: str
 
@@ -84,7 +120,9 @@ class RouteExpect(_Strict):
     to: str | None = None  # a node: its block(s) of `family`
     family: Family = "ipv4"
     present: bool = True
-    via: str | None = None  # an address, or a node name (its address of the family)
+    # an address, a node name (its address of the family) or a router name (its address of the
+    # family on the node's subnet)
+    via: str | None = None
     dev: str | None = None
 
     @model_validator(mode="after")
@@ -96,7 +134,7 @@ class RouteExpect(_Strict):
 
 class SessionExpect(_Strict):
     node: str
-    peer: str  # a node name or a peer address
+    peer: str  # a node name, a BGP router's name or a peer address
     family: Family = "ipv4"
     state: Literal["established", "down"] = "established"
 
@@ -154,6 +192,8 @@ class Step(_Strict):
     restart_speaker: NodeRef | None = Field(None, alias="restart-speaker")
     kill_agent: NodeRef | None = Field(None, alias="kill-agent")
     stop_reflector: NodeRef | None = Field(None, alias="stop-reflector")
+    stop_router: RouterRef | None = Field(None, alias="stop-router")
+    start_router: RouterRef | None = Field(None, alias="start-router")
     add_node: AddNode | None = Field(None, alias="add-node")
     remove_node: NodeRef | None = Field(None, alias="remove-node")
     add_pods: PodsChange | None = Field(None, alias="add-pods")
@@ -163,6 +203,8 @@ class Step(_Strict):
     remove_pool: PoolRef | None = Field(None, alias="remove-pool")
     add_peer: AddPeer | None = Field(None, alias="add-peer")
     remove_peer: PeerRef | None = Field(None, alias="remove-peer")
+    set_peer: SetPeer | None = Field(None, alias="set-peer")
+    set_router: SetRouter | None = Field(None, alias="set-router")
     wait: float | None = Field(None, gt=0, le=600)
     write_snapshot: SnapshotFile | None = Field(None, alias="write-snapshot")
     expect: Expectation | None = None
