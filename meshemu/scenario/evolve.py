@@ -1,9 +1,10 @@
 """How each scenario step changes the topology and the plan of a running lab (pure).
 
 Owns the transitions only: the topology after a step that adds or removes nodes, pods, pools or
-peers, and the plan the running lab then has. The plan is built the way a live change builds
-it (`build_plan(..., previous=...)`: nodes keep their addresses and blocks, pods their IPs), so
-that a scenario checked with these functions sees the addresses and pods the run will see.
+peers, or changes a BGPPeer, a BGPFilter or a router's BGP settings, and the plan the running
+lab then has. The plan is built the way a live change builds it (`build_plan(...,
+previous=...)`: nodes keep their addresses and blocks, pods their IPs), so that a scenario
+checked with these functions sees the addresses and pods the run will see.
 
 This module knows steps only by their `kind` and `argument()` (`StepLike`), not the scenario
 format: `scenario.changes` (the lab at each step of the checks) imports this module, never the
@@ -34,6 +35,7 @@ TOPOLOGY_KINDS = (
     "add-peer",
     "remove-peer",
     "set-peer",
+    "set-filter",
     "set-router",
 )
 
@@ -137,6 +139,8 @@ def _changed_data(data: dict[str, Any], kind: str, arg: Any) -> bool:
         if arg.peer not in data["bgp"]["peers"]:
             return False
         _set_fields(data["bgp"]["peers"][arg.peer], arg, arg.changed())
+    elif kind == "set-filter":
+        data["bgp"]["filters"][arg.name] = _dump(arg)
     elif kind == "set-router":
         bgp = data["routers"].get(arg.router, {}).get("bgp")
         if bgp is None:

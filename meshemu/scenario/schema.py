@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
-from meshemu.model.topology import NodeSpec, PeerSpec, PoolSpec, Text
+from meshemu.model.topology import FilterSpec, NodeSpec, PeerSpec, PoolSpec, Text
 
 MAX_STEPS = 200  # each step that changes the topology plans the whole lab again
 
@@ -91,6 +91,13 @@ class SetPeer(PeerSpec):
                 "name the BGPPeer's fields to change, like {peer: rack1-tor, password: s3cret}"
             )
         return self
+
+
+class SetFilter(FilterSpec):
+    """A BGPFilter created or replaced as a whole (`kubectl apply`): its name and rules. The
+    BGPPeers that name it in `filters` apply it (`set-peer` attaches it)."""
+
+    name: str
 
 
 class SetRouter(_Strict):
@@ -204,6 +211,7 @@ class Step(_Strict):
     add_peer: AddPeer | None = Field(None, alias="add-peer")
     remove_peer: PeerRef | None = Field(None, alias="remove-peer")
     set_peer: SetPeer | None = Field(None, alias="set-peer")
+    set_filter: SetFilter | None = Field(None, alias="set-filter")
     set_router: SetRouter | None = Field(None, alias="set-router")
     wait: float | None = Field(None, gt=0, le=600)
     write_snapshot: SnapshotFile | None = Field(None, alias="write-snapshot")

@@ -1,8 +1,9 @@
 """Scenario steps for the BGP fabric: `stop-router`/`start-router` (a ToR fails and comes
-back), `set-peer` (a BGPPeer's fields changed live), `set-router` (a router's nodePassword),
-and expectations that name a BGP router (a session with it, a route through it): what they
-parse to, what they change in the topology and plan, and the located problems (exit 2) of
-steps that can never work, before anything runs."""
+back), `set-peer` (a BGPPeer's fields changed live), `set-filter` (a BGPFilter created or
+replaced), `set-router` (a router's nodePassword), and expectations that name a BGP router (a
+session with it, a route through it): what they parse to, what they change in the topology
+and plan, and the located problems (exit 2) of steps that can never work, before anything
+runs."""
 
 from __future__ import annotations
 
@@ -58,9 +59,9 @@ def step(data: dict[str, object]) -> Step:
 
 
 def test_the_new_actions_are_listed_and_set_steps_change_the_topology() -> None:
-    for kind in ("stop-router", "start-router", "set-peer", "set-router"):
+    for kind in ("stop-router", "start-router", "set-peer", "set-filter", "set-router"):
         assert kind in ACTION_KINDS
-    assert {"set-peer", "set-router"} <= set(TOPOLOGY_KINDS)
+    assert {"set-peer", "set-filter", "set-router"} <= set(TOPOLOGY_KINDS)
     assert not {"stop-router", "start-router"} & set(TOPOLOGY_KINDS)  # faults, not changes
 
 
@@ -102,6 +103,38 @@ def test_set_peer_sets_filters_by_their_names() -> None:
     v4 = [s for s in plan.node("node1").sessions if s.family == 4]
     assert v4 and all(s.import_filters == ("no-default",) for s in v4)
     assert all(s.import_filters == () for s in plan.node("node3").sessions)
+
+
+def test_set_filter_creates_and_replaces_a_bgpfilter_that_set_peer_attaches() -> None:
+    topo = load_topology(AS_PER_RACK)
+    plan = build_plan(topo)
+    rule = {"cidr": "172.21.0.128/25", "matchOperator": "In", "action": "Reject"}
+    made = step({"set-filter": {"name": "no-rack2", "importV4": [rule]}})
+    topo, plan = evolve(topo, plan, made)
+    assert topo.bgp.filters["no-rack2"].import_v4[0].cidr == "172.21.0.128/25"
+    assert all(s.import_filters == () for s in plan.node("node1").sessions)  # not attached
+    topo, plan = evolve(
+        topo, plan, step({"set-peer": {"peer": "rack1-tor", "filters": ["no-rack2"]}})
+    )
+    v4 = [s for s in plan.node("node1").sessions if s.family == 4]
+    assert v4 and all(s.import_filters == ("no-rack2",) for s in v4)
+    # Applied again, the filter is replaced as a whole (kubectl apply), not merged.
+    replaced = step({"set-filter": {"name": "no-rack2", "exportV4": [rule]}})
+    topo, plan = evolve(topo, plan, replaced)
+    assert topo.bgp.filters["no-rack2"].import_v4 == []
+    v4 = [s for s in plan.node("node1").sessions if s.family == 4]
+    assert all(s.import_filters == () and s.export_filters == ("no-rack2",) for s in v4)
+
+
+def test_set_filter_rules_are_checked_where_they_are_written(tmp_path: Path) -> None:
+    path = scenario_file(
+        tmp_path,
+        [
+            "- set-filter: {name: f, importV4: "
+            "[{cidr: 10.0.0.0/8, matchOperator: Near, action: Reject}]}"
+        ],
+    )
+    assert_located(path, "steps[1].set-filter.importV4[0].matchOperator", "'Equal'")
 
 
 def test_set_peer_must_change_something_and_only_bgppeer_fields() -> None:
