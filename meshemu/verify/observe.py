@@ -120,7 +120,7 @@ def _bird_daemons(node: NodePlan) -> int:
     return sum(1 for family in (4, 6) if node.address(family) is not None)
 
 
-def node_state(state: LabState, plan: LabPlan, node: NodePlan) -> dict[str, Any] | None:
+def node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
     """A node's state in the agent's shape as last known: its agent's file, or for a BIRD
     node what its BIRD says now (None when it cannot be read at all)."""
     if node.speaker == "bird":
