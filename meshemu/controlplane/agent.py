@@ -1,11 +1,12 @@
 """The per-node agent: ExaBGP's API process, playing calico-node's route programming.
 
 Owns, for one node: announcing the node's blocks with itself as next hop; the Adj-RIB-In per
-peer; best-path selection and route reflection (the rules in `model.bgp`, shared with the
-planner); programming the node's kernel FIB exactly as `model.routes` decides (blackholes for
-its own blocks, direct / tunl0 / VXLAN routes for learned ones), withdrawing when a peer
-withdraws or its session drops; and writing its observed sessions, RIB and FIB as JSON into the
-lab's state folder, atomically, on every change.
+peer; best-path selection, route reflection and the sessions' BGPFilters (the rules in
+`model.bgp`, shared with the planner: a session's import filter on what its peer sends, its
+export filter on what goes to the peer); programming the node's kernel FIB exactly as
+`model.routes` decides (blackholes for its own blocks, direct / tunl0 / VXLAN routes for
+learned ones), withdrawing when a peer withdraws or its session drops; and writing its
+observed sessions, RIB and FIB as JSON into the lab's state folder, atomically, on every change.
 
 `AgentCore` is pure (events in, commands and desired routes out) so it is unit-tested without
 ExaBGP or root; `main` is the thin runtime around it (stdin, stdout, netlink, files).
@@ -40,7 +41,7 @@ from meshemu.controlplane.events import (
 )
 from meshemu.errors import MeshemuError
 from meshemu.model.agent_config import AgentConfig
-from meshemu.model.bgp import Link, Path, accept, best_path, export, received
+from meshemu.model.bgp import Link, Path, accept, best_path, export, imported, received
 from meshemu.model.routes import FibRoute, prefix_sort_key, route_for
 
 
@@ -61,15 +62,13 @@ class AgentCore:
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
         self.me = config.speaker()
-        self.links: dict[str, Link] = {}
-        self.peers: dict[str, PeerState] = {}
-        for session in config.sessions:
-            if session.peer_node is None:
-                continue  # external peers are not emulated
-            self.links[session.peer_ip] = session.link()
-            self.peers[session.peer_ip] = PeerState(
-                session.peer_ip, session.peer_node, session.kind
-            )
+        # External peers (no `peer_node`) are not emulated: no link, no state.
+        self.links: dict[str, Link] = config.links()
+        self.peers: dict[str, PeerState] = {
+            s.peer_ip: PeerState(s.peer_ip, s.peer_node, s.kind)
+            for s in config.sessions
+            if s.peer_node is not None
+        }
         self.router_ids = config.router_ids()
         self.pools = [pool.rule() for pool in config.pools]
         self.own: dict[str, Path] = {}
@@ -228,10 +227,13 @@ class AgentCore:
         for path in event.announced:
             stored = received(path, link, router_id)
             touched.add(path.prefix)
-            if accept(stored, self.me, link):
-                rib[path.prefix] = stored
+            kept = imported(stored, link) if accept(stored, self.me, link) else None
+            if kept is not None:
+                rib[path.prefix] = kept
             else:
-                rib.pop(path.prefix, None)  # a looped route replaces nothing
+                # A looped route, or one the import filter rejects, replaces what the peer sent
+                # before and is kept itself by nothing.
+                rib.pop(path.prefix, None)
         self.peers[event.peer].received = len(rib)
         return self._exports(self._recompute(touched))
 

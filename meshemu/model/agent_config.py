@@ -1,11 +1,12 @@
 """The per-node agent configuration: the slice of the plan one node's agent needs, typed.
 
 Owns `AgentConfig` (the node's name, namespace, addresses, router ID, AS, cluster ID, its
-sessions' BGP fields, its blocks and their pools, the pools' route rules and BGP export flag,
-and the route context: its subnets and default routers, and every node's address with that
-node's router ID and VTEP), `agent_config_of(plan, node)` to cut it from a plan, and its JSON
-form (the agent's configuration file, which the lab writes and the agent reads): its fields
-under their names, through `wire.Wire`.
+sessions' BGP fields with the BGPFilters each applies, the rules of those filters, its blocks
+and their pools, the pools' route rules and BGP export flag, and the route context: its subnets
+and default routers, and every node's address with that node's router ID and VTEP),
+`agent_config_of(plan, node)` to cut it from a plan, and its JSON form (the agent's
+configuration file, which the lab writes and the agent reads): its fields under their names,
+through `wire.Wire`.
 Each agent reads only this, not the whole plan (whose size grows with the square of the node
 count), so an agent's memory stays flat as labs grow. The agent decides nothing from it that
 the planner did not decide the same way (`model.bgp`, `model.routes`).
@@ -13,10 +14,13 @@ the planner did not decide the same way (`model.bgp`, `model.routes`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from meshemu.model.bgp import Link, Speaker
+from meshemu.errors import LabError
+from meshemu.model.bgp import NORMAL_ROUTE_PRIORITY, Link, Policy, Speaker
+from meshemu.model.bgp_policy import Filter, compiled_filters
 from meshemu.model.routes import PoolRule, RouteContext, block_has_blackhole
 from meshemu.model.wire import Wire
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
     # Only the lab reads a plan to make a configuration; the agent, which imports this module,
     # must not pull in the plan's input models (pydantic: about 14 MiB more per node).
     from meshemu.model.labplan import LabPlan
+    from meshemu.model.topology import BgpSpec
 
 
 @dataclass(frozen=True)
@@ -38,8 +43,24 @@ class AgentSession(Wire):
     rr_client: bool
     keep_next_hop: bool
     allow_local_as: int | None
+    # The BGPFilters it applies, in order (`Session.import_filters`, `export_filters`), and the
+    # family's normal route priority their rules convert local preference with.
+    import_filters: tuple[str, ...] = ()
+    export_filters: tuple[str, ...] = ()
+    route_priority: int = NORMAL_ROUTE_PRIORITY
 
-    def link(self) -> Link:
+    def link(self, filters: Sequence[Filter] = ()) -> Link:
+        """The session as the BGP rules read it; `filters`: the node's (`AgentConfig.filters`),
+        which must hold every filter the session names."""
+        policy = None
+        if self.import_filters or self.export_filters:
+            family = 6 if ":" in self.peer_ip else 4
+            found = {(f.name, f.direction, f.family): f for f in filters}
+            policy = Policy(
+                tuple(found[(name, "import", family)] for name in self.import_filters),
+                tuple(found[(name, "export", family)] for name in self.export_filters),
+                self.route_priority,
+            )
         return Link(
             peer_ip=self.peer_ip,
             peer_as=self.peer_as,
@@ -47,6 +68,7 @@ class AgentSession(Wire):
             rr_client=self.rr_client,
             keep_next_hop=self.keep_next_hop,
             allow_local_as=self.allow_local_as or 0,
+            policy=policy,
         )
 
 
@@ -101,6 +123,12 @@ class AgentConfig(Wire):
     gateway4: str | None  # this node's default routers
     gateway6: str | None
     addresses: tuple[NodeAddress, ...]  # every node's addresses, this node's included
+    # The rules of every BGPFilter its sessions apply, per direction and family.
+    filters: tuple[Filter, ...] = ()
+
+    def links(self) -> dict[str, Link]:
+        """Peer address -> the link of each session to a speaker of the lab."""
+        return {s.peer_ip: s.link(self.filters) for s in self.sessions if s.peer_node is not None}
 
     def address(self, family: int) -> str | None:
         return self.ipv4 if family == 4 else self.ipv6
@@ -138,13 +166,48 @@ class AgentConfig(Wire):
 
     @classmethod
     def from_json(cls, data: object, where: str = "agent configuration") -> AgentConfig:
-        """The file `to_json` wrote; LabError names a field that is missing or mistyped."""
-        return super().from_json(data, where)
+        """The file `to_json` wrote; LabError names a field that is missing or mistyped, or a
+        BGPFilter a session applies whose rules are not in `filters`."""
+        config = super().from_json(data, where)
+        have = {(f.name, f.direction, f.family) for f in config.filters}
+        for i, s in enumerate(config.sessions):
+            family = 6 if ":" in s.peer_ip else 4
+            for direction, names in (("import", s.import_filters), ("export", s.export_filters)):
+                for name in names:
+                    if (name, direction, family) not in have:
+                        raise LabError(
+                            f"{where}.sessions[{i}].{direction}_filters: BGPFilter {name!r} has "
+                            f"no {direction} rules for IPv{family} in {where}.filters"
+                        )
+        return config
 
 
-def agent_config_of(plan: LabPlan, node: str) -> AgentConfig:
-    """The configuration of `node`'s agent in `plan` (KeyError: no such node)."""
+def agent_config_of(plan: LabPlan, node: str, *, bgp: BgpSpec | None = None) -> AgentConfig:
+    """The configuration of `node`'s agent in `plan` (KeyError: no such node).
+
+    `bgp` is the topology's `bgp` section: the BGPFilters' rules, which the plan does not
+    carry (its sessions name them). ValueError when a session of the node applies one and
+    `bgp` is not given: an agent without the rules would not do what the plan says.
+    """
     me = plan.node(node)
+    filters: list[Filter] = []
+    for s in me.sessions:
+        if not s.import_filters and not s.export_filters:
+            continue
+        if bgp is None:
+            raise ValueError(
+                f"node {node}: its session to {s.peer_ip} applies BGPFilters, whose rules the "
+                "plan does not carry: pass the topology's bgp section"
+            )
+        for direction, names in (("import", s.import_filters), ("export", s.export_filters)):
+            made = compiled_filters(bgp.filters, names, direction, s.family)
+            if tuple(f.name for f in made) != names:
+                raise ValueError(
+                    f"node {node}: its session to {s.peer_ip} applies BGPFilters "
+                    f"{', '.join(names)} on {direction}, which the bgp section given does not "
+                    "have as the plan was made with: pass the plan's own topology"
+                )
+            filters += [f for f in made if f not in filters]
     addresses = []
     for other in plan.nodes:
         vteps = {v.family: v.address for v in other.vteps}
@@ -170,6 +233,9 @@ def agent_config_of(plan: LabPlan, node: str) -> AgentConfig:
                 s.rr_client,
                 s.keep_next_hop,
                 s.allow_local_as,
+                s.import_filters,
+                s.export_filters,
+                s.route_priority,
             )
             for s in me.sessions
         ),
@@ -183,4 +249,5 @@ def agent_config_of(plan: LabPlan, node: str) -> AgentConfig:
         gateway4=me.gateway4,
         gateway6=me.gateway6,
         addresses=tuple(addresses),
+        filters=tuple(sorted(filters, key=lambda f: (f.name, f.direction, f.family))),
     )

@@ -7,6 +7,10 @@ Reflection follows RFC 4456: a reflector sends routes from clients to everyone a
 non-clients to clients only, sets ORIGINATOR_ID once, prepends its CLUSTER_ID to CLUSTER_LIST,
 and a speaker drops a route carrying its own router ID as originator or its cluster ID in the list.
 
+A session may apply Calico BGPFilters (`Link.policy`): its import filter runs on what it
+receives after the loop checks (`imported`), its export filter on what it sends after the
+reflection rules and before the attributes change (`export`), as in BIRD (`model.bgp_policy`).
+
 `propagate` runs the rules to a fixpoint the way the rounds of a synchronous simulation would
 (every speaker exports its best paths of the last round, then every speaker selects again), but
 prefix by prefix and only from speakers whose best path changed, so a full mesh costs about one
@@ -25,8 +29,12 @@ from itertools import repeat
 from typing import cast
 
 from meshemu.errors import PlanError
+from meshemu.model.bgp_policy import BIRD_INT_MAX, Filter, Route, evaluate
 
 DEFAULT_LOCAL_PREF = 100
+# Calico's normal route priority when BGPConfiguration sets none (bgp_processor.go
+# getNormalRoutePriority).
+NORMAL_ROUTE_PRIORITY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,17 @@ class Speaker:
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """The BGPFilters one session applies (Calico: its BGPPeer's `filters`, those with rules
+    for the session's family), in order, and the family's normal route priority, which
+    Calico's filters convert bgp_local_pref with."""
+
+    imports: tuple[Filter, ...] = ()
+    exports: tuple[Filter, ...] = ()
+    route_priority: int = NORMAL_ROUTE_PRIORITY
+
+
+@dataclass(frozen=True, slots=True)
 class Link:
     """One session as seen from the speaker: towards `peer_ip`."""
 
@@ -73,6 +92,9 @@ class Link:
     # single-hop BGPs on the same iface", proto/bgp/attrs.c v2.0.12).
     keep_on: str | None = None
     self_for_ebgp: bool = False  # iBGP: eBGP-learned paths go out with `local_ip` as next hop
+    # A node's session to a BGPPeer that names BGPFilters; None: it applies none (every mesh
+    # session, every router's), and the rules cost nothing.
+    policy: Policy | None = None
 
     @property
     def ebgp(self) -> bool:
@@ -117,6 +139,29 @@ def _address_family(address: str) -> int:
 @functools.lru_cache(maxsize=1 << 16)
 def _ipv4_int(text: str) -> int:
     return int(ipaddress.IPv4Address(text))
+
+
+def calico_local_pref(path: Path, route_priority: int = NORMAL_ROUTE_PRIORITY) -> int:
+    """`path`'s bgp_local_pref as Calico's BIRD holds it where a BGPFilter rule reads it
+    (`priority`), where this lab's paths keep 100.
+
+    Calico's export filter gives a route the node originates bgp_local_pref 2^31-1 minus the
+    normal route priority (bgp_processor.go buildExportFilter: `bgp_local_pref = 2147483647 -
+    krt_metric`, krt_metric defaulting to the priority), which iBGP carries along; a path
+    received over eBGP gets BIRD's default, 100 (proto/bgp/attrs.c: LOCAL_PREF is not taken
+    from an eBGP peer; "If there is no local preference, define one"), and keeps it over iBGP
+    after. The lab's speakers keep 100 for both. The two are told apart by the AS path: only a
+    path that never crossed eBGP has none (eBGP prepends an AS). A path whose local preference
+    a BGPFilter set (setPriority) holds Calico's value itself, on the wire too.
+
+    Best-path selection still compares the paths' own local preference (`best_path`): a path
+    a BGPFilter gave any priority (2^31-1 - priority, far above 100) is preferred to every
+    path no filter touched, where Calico's BIRD would prefer an unfiltered path originated in
+    the node's own AS (2^31-1 - 1024) to one given a priority above the normal one.
+    """
+    if path.local_pref != DEFAULT_LOCAL_PREF or path.as_path:
+        return path.local_pref
+    return BIRD_INT_MAX - route_priority
 
 
 def _sort_key(path: Path) -> tuple[object, ...]:
@@ -169,15 +214,25 @@ def _stays_off_ibgp(path: Path, me: Speaker) -> bool:
 
 
 def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
-    """The rest of `export`: reflection rules and attributes. It reads neither the peer's
-    address nor its `allow_local_as`, so sessions that differ only there get the same path
-    (a router's `local_ip`, `keep_on` and `self_for_ebgp` it does read)."""
+    """The rest of `export`: reflection rules, the export filter, attributes. It reads neither
+    the peer's address nor its `allow_local_as`, so sessions that differ only there get the
+    same path (a router's `local_ip`, `keep_on` and `self_for_ebgp` it does read, and the
+    session's `policy`)."""
     if not link.ebgp and path.learned_from is not None and not path.ebgp:
         # iBGP-learned towards an iBGP peer: only a reflector may, per RFC 4456.
         if _stays_off_ibgp(path, me):
             return None
         if not path.from_rr_client and not link.rr_client:
             return None
+    policy = link.policy
+    if policy is not None and policy.exports:
+        # BIRD rejects what the rules above reject before any filter runs (bgp_preexport in
+        # proto/bgp/attrs.c), and changes the attributes (next hop, own AS prepended over
+        # eBGP) after the filter accepted: the filter sees the path as this speaker holds it.
+        kept = _filtered(path, policy.exports, policy, not link.ebgp)
+        if kept is None:
+            return None
+        path = kept
     if link.ebgp:
         family = _prefix_family(path.prefix)
         next_hop = (
@@ -225,6 +280,47 @@ def _network(prefix: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(prefix)
 
 
+def imported(path: Path, link: Link) -> Path | None:
+    """The path as the session's import filter leaves it (`received` and `accept` first, as
+    BIRD checks loops before its filter runs), or None when the filter rejects it: then the
+    peer's update takes the place of what it sent before as a withdrawal would."""
+    policy = link.policy
+    if policy is None or not policy.imports:
+        return path
+    return _filtered(path, policy.imports, policy, not link.ebgp)
+
+
+def _filtered(
+    path: Path, filters: tuple[Filter, ...], policy: Policy, same_as: bool
+) -> Path | None:
+    """`path` through a session's BGPFilters (`bgp_policy.evaluate`): None when a rule rejects
+    it; else as an accepting rule's operations leave it. No rule matching is the session's
+    default, which is what the lab's speakers do without filters: import accepts, and export
+    (Calico's calico_export_to_bgp_peers) sends the pools' blocks, which are all this lab's
+    speakers hold."""
+    local_pref = calico_local_pref(path, policy.route_priority)
+    own = path.learned_from is None
+    # A node's own block is a blackhole in Calico's BIRD: no interface, `ifname` is "". The
+    # interface BIRD resolves a learned path's next hop through the lab does not name (None).
+    route = Route(path.prefix, path.as_path, local_pref, not own, ifname="" if own else None)
+    verdict = evaluate(filters, route, same_as)
+    if verdict is None:
+        return path
+    if not verdict.accept:
+        return None
+    if not verdict.prepend and verdict.set_priority is None:
+        return path
+    chosen = verdict.local_pref
+    # (Without setPriority the path keeps this lab's local preference, which the selection
+    # compares: a path that only had its AS path prepended is not preferred for it. Where it
+    # was 100 and is now prepended, a later rule's `priority` reads it as eBGP-born: 100.)
+    return replace(
+        path,
+        as_path=(*verdict.prepend, *path.as_path),
+        local_pref=path.local_pref if chosen is None else chosen,
+    )
+
+
 def received(path: Path, link: Link, peer_router_id: str) -> Path:
     """The path as the receiver stores it: stamped with where it came from."""
     return replace(
@@ -256,10 +352,12 @@ class _Fanout:
     receiver stores and whether it accepts it are decided once for all of them (except where
     `_receiver_matters`).
 
-    `_exported` reads the link's AS numbers, `rr_client`, `keep_next_hop` and a router's three
-    next-hop fields (`local_ip`, `keep_on`, `self_for_ebgp`); `received` the
+    `_exported` reads the link's AS numbers, `rr_client`, `keep_next_hop`, a router's three
+    next-hop fields (`local_ip`, `keep_on`, `self_for_ebgp`) and its `policy`; `received` the
     reverse link's peer address, AS numbers and `rr_client`; `accept` the reverse link's AS
-    numbers and `allow_local_as`. Sessions equal in all of those form one fanout.
+    numbers and `allow_local_as`; `imported` the reverse link's AS numbers and `policy`.
+    Sessions equal in all of those form one fanout (so sessions that apply different
+    BGPFilters never share one).
     """
 
     link: Link  # any of the fanout's links (they differ only where `_exported` does not read)
@@ -403,7 +501,13 @@ class Propagation:
             for_all = stored is not None and not _receiver_matters(stored)
             if for_all and stored is not None and not accept(stored, me, fanout.reverse):
                 stored, for_all = None, False  # (`me` is not read: see `_receiver_matters`)
-            any_stored = self._deliver(name, path, stored, for_all, fanout, state)
+            kept = stored
+            if stored is not None and fanout.reverse.policy is not None:
+                # The receivers' import filter: it reads their link back, alike for them all.
+                kept = imported(stored, fanout.reverse)
+                if kept is None:
+                    stored, for_all = None, False
+            any_stored = self._deliver(name, path, stored, kept, for_all, fanout, state)
             if any_stored:
                 state.holding.add(held)
                 state.holding.add(key)
@@ -415,12 +519,14 @@ class Propagation:
         name: str,
         path: Path | None,
         stored: Path | None,
+        kept: Path | None,
         for_all: bool,
         fanout: _Fanout,
         state: _RunState,
     ) -> bool:
-        """Put `stored` (None: nothing) into each receiver's Adj-RIB-In under the sender's
-        address as the receiver knows it; whether any receiver holds it now."""
+        """Put `kept` (`stored` as the import filter left it; None with it: nothing) into each
+        receiver's Adj-RIB-In under the sender's address as the receiver knows it, where
+        `accept` of `stored` lets it; whether any receiver holds it now."""
         key = fanout.reverse.peer_ip
         sender = path.learned_from if path is not None else None
         # A receiver that holds nothing yet, originates nothing and keeps what it learns over
@@ -430,10 +536,10 @@ class Propagation:
         any_stored = False
         adj_in, touched, origin, best = state.adj_in, state.touched, state.origin, state.best
         for receiver, address in zip(fanout.receivers, fanout.addresses, strict=True):
-            wanted = stored
-            if wanted is not None and (
+            wanted = kept
+            if stored is not None and (
                 (sender is not None and address == sender)  # never back to the sender
-                or not (for_all or accept(wanted, self.speakers[receiver], fanout.reverse))
+                or not (for_all or accept(stored, self.speakers[receiver], fanout.reverse))
             ):
                 wanted = None
             table = adj_in.get(receiver)
@@ -519,12 +625,13 @@ class _LinkKinds:
                 link.local_ip,
                 link.keep_on,
                 link.self_for_ebgp,
+                link.policy,
             )
         )
         return out
 
     def _in_kind(self, reverse: Link) -> int:
-        """What `received` and `accept` read of the receiver's link back."""
+        """What `received`, `accept` and `imported` read of the receiver's link back."""
         back = self.in_kind[id(reverse)] = self._number(
             (
                 "in",
@@ -533,6 +640,7 @@ class _LinkKinds:
                 reverse.local_as,
                 reverse.rr_client,
                 reverse.allow_local_as,
+                reverse.policy,
             )
         )
         return back

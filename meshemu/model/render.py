@@ -9,8 +9,9 @@ answers there and the lab must not send packets towards addresses it does not ow
 Calico's `ttlSecurity` (BIRD `ttl security on; multihop N;`: send with TTL 255, accept only
 TTL >= 256 - N) becomes ExaBGP's `incoming-ttl 256-N` (IP_MINTTL, and TTL 255 on what it
 sends). The session options ExaBGP has no setting for (keepalive time, graceful restart time,
-BGPFilters, reachableBy) are written as comments in the neighbor block, so
-the configuration says what the speaker does not do.
+reachableBy) are written as comments in the neighbor block, so the configuration says what the
+speaker does not do. (A session's BGPFilters are the agent's: it applies them to what it
+receives and sends, see `model.bgp`.)
 """
 
 from __future__ import annotations
@@ -83,14 +84,9 @@ def not_emulated(session: Session) -> list[str]:
         out.append(f"keepalive time {session.keepalive_time} (ExaBGP: a third of the hold time)")
     if session.graceful_restart_time is not None:
         out.append(f"graceful restart time {session.graceful_restart_time}")
-    # Next hop self/keep are the agent's (AgentConfig.keep_next_hop; model.bgp sets the next
-    # hop to the node itself unless it keeps it), so they are not listed.
-    for direction, names in (
-        ("import", session.import_filters),
-        ("export", session.export_filters),
-    ):
-        if names:
-            out.append(f"BGPFilter {', '.join(names)} on {direction}")
+    # Next hop self/keep and BGPFilters are the agent's (AgentConfig; model.bgp sets the next
+    # hop to the node itself unless it keeps it, and runs the session's filters), so they are
+    # not listed.
     if session.reachable_by is not None:
         out.append(f"static route to {session.peer_ip} via {session.reachable_by}")
     return out

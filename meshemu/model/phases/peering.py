@@ -4,22 +4,24 @@ Owns feeding the nodes' addresses to `model.sessions` (Calico's session rules), 
 durations its rules read first (so a bad one is a located problem, not an exception), and
 deciding which sessions establish: both ends configured, AS numbers and passwords agreeing,
 and an active side that connects to the port the other listens on. Those become the links
-(`model.bgp.LinkTable`) BGP runs over in pass 6.
+(`model.bgp.LinkTable`) BGP runs over in pass 6, each with the BGPFilters its session applies
+(`model.bgp.Policy`), a node's sessions to the lab's routers included.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from meshemu.errors import Problem
-from meshemu.model.bgp import Link, LinkTable
+from meshemu.model.bgp import Link, LinkTable, Policy
+from meshemu.model.bgp_policy import compiled_filters
 from meshemu.model.labplan import RouterPlan, RouterSession
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.phases.fabric import plan_router_sessions, router_links, session_routers
 from meshemu.model.sessions import Session, SessionNode, plan_sessions
-from meshemu.model.topology import Topology
+from meshemu.model.topology import FilterSpec, Topology
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,55 @@ def plan_peering(
     nodes = session_nodes(topo, addresses)
     bgp_routers = session_routers(topo, routers, addresses)
     sessions = plan_sessions(list(nodes.values()), topo.bgp, bgp_routers)
-    links, up = _established(sessions, nodes)
+    policies = _Policies(topo.bgp.filters)
+    links, up = _established(sessions, nodes, policies)
     if not any(topo.routers[r.name].bgp for r in routers):
         return Peering(nodes, sessions, links, up, {}, {}), []
     router_sessions = plan_router_sessions(topo, routers, sessions)
     fabric = router_links(topo, routers, router_sessions, sessions, nodes)
+    towards_router = _towards_router(sessions)
     for (family, speaker, peer), link in fabric.links.items():
+        mine = towards_router.get((speaker, link.peer_ip)) if speaker in nodes else None
+        policy = policies.of(mine) if mine is not None else None
+        if policy is not None:
+            link = replace(link, policy=policy)
         links[family].setdefault(speaker, {})[peer] = link
     for node, router_ips in fabric.node_up.items():
         up[node] = tuple(sorted((*up.get(node, ()), *router_ips)))
     return Peering(nodes, sessions, links, up, router_sessions, fabric.up), []
+
+
+class _Policies:
+    """The `Policy` of each session that names BGPFilters (sessions alike share one)."""
+
+    def __init__(self, filters: Mapping[str, FilterSpec]) -> None:
+        self.filters = filters
+        self.made: dict[tuple[object, ...], Policy] = {}
+
+    def of(self, session: Session) -> Policy | None:
+        if not session.import_filters and not session.export_filters:
+            return None
+        key = (
+            session.import_filters,
+            session.export_filters,
+            session.family,
+            session.route_priority,
+        )
+        policy = self.made.get(key)
+        if policy is None:
+            family = session.family
+            policy = self.made[key] = Policy(
+                compiled_filters(self.filters, session.import_filters, "import", family),
+                compiled_filters(self.filters, session.export_filters, "export", family),
+                session.route_priority,
+            )
+        return policy
+
+
+def _towards_router(sessions: Mapping[str, tuple[Session, ...]]) -> dict[tuple[str, str], Session]:
+    """(node, router address) -> the node's session to a lab router there: the one
+    `fabric.router_links` makes the node's link of (the last, as its lookup keeps it)."""
+    return {(node, s.peer_ip): s for node, mine in sessions.items() for s in mine if s.peer_router}
 
 
 def session_can_establish(
@@ -156,12 +197,15 @@ class _Ends:
 
 
 def _established(
-    sessions: Mapping[str, tuple[Session, ...]], nodes: Mapping[str, SessionNode]
+    sessions: Mapping[str, tuple[Session, ...]],
+    nodes: Mapping[str, SessionNode],
+    policies: _Policies,
 ) -> tuple[dict[int, dict[str, dict[str, Link]]], dict[str, tuple[str, ...]]]:
     """The sessions that come up: as BGP links, and per node the peer addresses (sorted)."""
     ends = _Ends(sessions, nodes)
     # A mesh has a session per pair and family, but as many distinct links as nodes: share them.
-    shared: dict[tuple[object, ...], Link] = {}
+    shared: dict[tuple[str, int, int, bool, bool, int], Link] = {}
+    filtered: dict[tuple[object, Policy | None], Link] = {}  # ... and those that apply BGPFilters
     links: dict[int, dict[str, dict[str, Link]]] = {4: {}, 6: {}}
     up: dict[str, tuple[str, ...]] = {}
     # (Two million sessions in a 1,000-node mesh: `_Ends.back` and `_Ends.meets` inline.)
@@ -192,9 +236,15 @@ def _established(
                 session.keep_next_hop,
                 session.allow_local_as or 0,
             )
-            link = shared.get(key)
-            if link is None:
-                link = shared[key] = Link(*key)
+            if session.import_filters or session.export_filters:
+                policy = policies.of(session)
+                link = filtered.get((key, policy))
+                if link is None:
+                    link = filtered[(key, policy)] = Link(*key, policy=policy)
+            else:
+                link = shared.get(key)
+                if link is None:
+                    link = shared[key] = Link(*key)
             # Several sessions of one family to one peer (two ports): the last one counts.
             of_family[session.family][peer] = link
             peer_ips.append(peer_ip)
