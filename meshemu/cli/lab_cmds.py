@@ -20,6 +20,7 @@ from meshemu.report.lab_text import render_observed_matrix, render_routes, rende
 from meshemu.report.plan_text import plan_summary
 from meshemu.report.terminal import render_report
 from meshemu.state import LabState, check_lab_name, list_labs
+from meshemu.verify.observe import node_state
 from meshemu.verify.routes import route_rows
 from meshemu.verify.run import verify_lab
 
@@ -82,7 +83,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     state = resolve_lab(args.lab)
     plan = state.plan()
     node = node_of(plan, args.node)
-    rows = route_rows(plan, node, state.agent_state(node.name), read_fib(node.netns))
+    rows = route_rows(plan, node, node_state(state, node), read_fib(node.netns))
     if args.json:
         data = {"lab": state.name, "node": node.name, "routes": [r.to_json() for r in rows]}
         print(json.dumps(data, indent=2))

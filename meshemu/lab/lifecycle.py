@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshemu import process
-from meshemu.controlplane.bird_tools import bird_binary
+from meshemu.controlplane.bird_tools import bird1_binaries, bird_binary
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import LabError
@@ -70,6 +70,9 @@ def up(
         bird_binary()  # exit 3 with the setup command when BIRD 2 is missing
         routers.check_user_configs(plan)
         routers.check_socket_room(state, plan)
+    if any(n.speaker == "bird" for n in plan.nodes):
+        bird1_binaries()  # exit 3 with the setup command when BIRD 1.6 is missing
+        supervise.check_bird_socket_room(state, plan)
     state.create()
     # Recorded so that a `down` arriving while this `up` still builds stops it first.
     me = os.getpid()
@@ -173,7 +176,10 @@ def _start_processes(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -
     supervise.start_speakers(plan, state, list(plan.nodes))
     supervise.wait_listening(state, list(plan.nodes), 30 + 0.5 * len(plan.nodes))
     supervise.open_gate(state)
-    clock.phase("speakers", f"{len(plan.nodes)} ExaBGP speakers listening; start gate opened")
+    birds = sum(1 for n in plan.nodes if n.speaker == "bird")
+    kinds = f"{len(plan.nodes) - birds} ExaBGP speakers"
+    kinds += f", {birds} BIRD nodes" if birds else ""
+    clock.phase("speakers", f"{kinds} listening; start gate opened")
 
 
 def down(name: str, progress: Progress) -> DownResult:

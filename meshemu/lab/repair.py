@@ -79,7 +79,7 @@ def _stop_node_processes(state: LabState, node: NodePlan) -> None:
     """A node whose namespace was deleted lives on while its processes run in it."""
     pids = {
         r.pid
-        for name in (f"speaker:{node.name}", f"tunnel:{node.name}")
+        for name in (f"speaker:{node.name}", f"speaker6:{node.name}", f"tunnel:{node.name}")
         if (r := state.process(name)) is not None
         and process.same_process(r.pid, r.start_time)
         and r.pid is not None
@@ -139,6 +139,13 @@ def _restart_processes(
     restart = []
     for node in plan.nodes:
         speaker = supervise.speaker_running(state, node.name)
+        if node.speaker == "bird":
+            # No agent: BIRD's kernel protocol programs the FIB, and puts back a route deleted
+            # by hand at its next scan (`scan time 2`). Only a dead daemon needs a restart
+            # (the node's other one is stopped and both start again).
+            if not speaker:
+                restart.append(node)
+            continue
         if speaker and state.agent_pid(node.name) is None:
             supervise.stop_speaker(state, node.name)  # its agent is gone for good
             speaker = False

@@ -14,7 +14,7 @@ from typing import Any
 from meshemu.model.plan import NodePlan, RouterPlan
 from meshemu.state import LabState
 from meshemu.verify.observation import NodeHealth, RouterObservation, reported_sessions
-from meshemu.verify.observe import observe_health, observe_router
+from meshemu.verify.observe import node_state, observe_health, observe_router
 
 RUNNING, DEAD, NONE = "running", "dead", "none"
 
@@ -160,7 +160,8 @@ def _word(alive: bool) -> str:
 
 
 def node_status(state: LabState, node: NodePlan, health: NodeHealth) -> NodeStatus:
-    agent = state.agent_state(node.name)
+    # An ExaBGP node's agent file, or what a BIRD node's BIRD says now (same shape).
+    agent = node_state(state, node)
     reported = reported_sessions(agent)
     sessions = []
     for s in node.sessions:

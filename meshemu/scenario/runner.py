@@ -33,7 +33,7 @@ from meshemu.scenario.model import Expectation, Scenario, Step, output_path
 from meshemu.state import LabState
 from meshemu.verify.checks import check_dataplane
 from meshemu.verify.observation import Cell, expected_path, observed_path
-from meshemu.verify.observe import observe_dataplane, take_snapshot
+from meshemu.verify.observe import node_state, observe_dataplane, take_snapshot
 from meshemu.verify.probe import capture, in_child, ping_all
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult, Report
 from meshemu.verify.snapshot import diff_snapshots, read_snapshot, write_snapshot
@@ -161,7 +161,7 @@ class Runner:
             peer_ip = self.plan.node(peer_ip).address(family) or peer_ip
         elif peer_ip in {r.name for r in self.plan.routers}:
             peer_ip = router_peer_address(self.plan, session.node, peer_ip, family) or peer_ip
-        agent = self.state.agent_state(session.node) or {}
+        agent = node_state(self.state, self.plan.node(session.node)) or {}
         speaker_alive = self.state.running(f"speaker:{session.node}")
         seen = next((s for s in agent.get("sessions", []) if s["peer_ip"] == peer_ip), None)
         state = seen["state"] if seen and speaker_alive else "down"

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import pytest
 
+from meshemu.controlplane.bird_tools import bird1_binaries
+from meshemu.errors import EnvironmentProblem
 from meshemu.model.calico_bird import FILES, render_node_bird
 from meshemu.model.labplan import Block, LabPlan
 from meshemu.model.load import load_topology
@@ -53,7 +55,18 @@ ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("MESHEMU_CONFORMANCE", ROOT.parent / "shared" / "calico-conformance"))
 OWN = Path(__file__).resolve().parent / "cases"
 DEFAULT_NODE = "kube-master"  # the node confd's test harness renders (helpers_test.go)
-BIRD1 = os.environ.get("MESHEMU_BIRD1")
+
+
+def _bird1() -> str | None:
+    """BIRD 1.6's `bird`: `$MESHEMU_BIRD1`, else the one `scripts/setup.sh` unpacks into the
+    virtual environment (`controlplane.bird_tools.bird1_binaries`); None without either."""
+    try:
+        return bird1_binaries().bird
+    except EnvironmentProblem:
+        return None
+
+
+BIRD1 = _bird1()
 
 
 def _cases(folder: Path, prefix: str) -> list[str]:
@@ -318,7 +331,10 @@ def test_the_comparison_sees_a_changed_option() -> None:
     ]
 
 
-@pytest.mark.skipif(not BIRD1, reason="MESHEMU_BIRD1 (a BIRD 1.6 `bird` binary) is not set")
+@pytest.mark.skipif(
+    not BIRD1,
+    reason="BIRD 1.6 not found: run scripts/setup.sh or set MESHEMU_BIRD1",
+)
 @pytest.mark.parametrize("case", GOLDEN + COUNTED)
 def test_bird16_parses_the_rendered_files(case: str, tmp_path: Path) -> None:
     assert BIRD1 is not None
