@@ -149,7 +149,10 @@ def write_node_configs(
     if speaker_changed:
         config.write_text(text)
     agent_file = node_dir / AGENT_CONFIG
-    wanted = agent_config_of(plan, node.name).to_json()
+    # The BGPFilter rules its sessions apply come from the topology (the plan names them).
+    if bgp is None and any(s.import_filters or s.export_filters for s in node.sessions):
+        bgp = state.topology().bgp
+    wanted = agent_config_of(plan, node.name, bgp=bgp).to_json()
     try:
         current = json.loads(agent_file.read_text())
     except (OSError, ValueError):
