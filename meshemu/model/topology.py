@@ -432,7 +432,9 @@ class BgpSpec(InputModel):
     node_mesh_max_restart_time: Duration | None = Field(
         default=None, alias="nodeMeshMaxRestartTime"
     )
-    hold_time: Int = Field(default=9, ge=3, le=65535, alias="holdTime")
+    # Calico renders no hold time, so BIRD's default applies: 240 s (keepalive a third of it).
+    # `holdTime` is meshemu's lab-level setting for fast failure detection in scenarios.
+    hold_time: Int = Field(default=240, ge=3, le=65535, alias="holdTime")
     ipv4_normal_route_priority: Priority = Field(default=1024, alias="ipv4NormalRoutePriority")
     ipv6_normal_route_priority: Priority = Field(default=1024, alias="ipv6NormalRoutePriority")
     communities: list[CommunitySpec] = Field(default_factory=list)

@@ -99,8 +99,8 @@ class Known:
 
 
 _HOLD = (
-    "The lab's hold time (plan.hold_time, 9 s unless the topology says otherwise) is in the BGP "
-    "template; confd leaves BIRD's default of 240 s. The lab's ExaBGP speakers use the same "
+    "A lab hold time (bgp.holdTime, meshemu's lab-level setting) other than BIRD's 240 s is in "
+    "the BGP template; confd leaves BIRD's default. The lab's ExaBGP speakers use the same "
     "hold time and its scenarios time session failures by it."
 )
 _DEBUG = (
@@ -115,8 +115,9 @@ _BIND = (
 
 
 def _always(file: str, blocks: dict[str, str], hold_time: int) -> list[Known]:
-    """Differences of every case: the hold time, wherever a BGP template is rendered."""
-    if "template bgp bgp_template" not in blocks:
+    """Differences of every case: a lab hold time other than BIRD's 240 s, wherever a BGP
+    template is rendered (no case sets one: the topology's default is Calico's)."""
+    if "template bgp bgp_template" not in blocks or hold_time == 240:
         return []
     last = "error wait time 5,30;"
     return [Known(file, "template bgp bgp_template", last, f"{last} hold time {hold_time};", _HOLD)]
