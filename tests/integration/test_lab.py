@@ -321,9 +321,7 @@ def test_md5_password_sessions(lab_env: Path, tmp_path: Path) -> None:
     text = (
         (TOPOLOGIES / "mesh.yaml")
         .read_text()
-        .replace(
-            "bgp:\n  asNumber: 64512", "bgp:\n  asNumber: 64512\n  nodeMeshPassword: s3cret-key"
-        )
+        .replace("\n  asNumber: 64512\n", "\n  asNumber: 64512\n  nodeMeshPassword: s3cret-key\n")
     )
     assert "nodeMeshPassword" in text
     topo = tmp_path / "md5.yaml"
