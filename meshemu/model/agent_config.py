@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meshemu.errors import LabError
-from meshemu.model.bgp import NORMAL_ROUTE_PRIORITY, Link, Policy, Speaker
+from meshemu.model.bgp import NORMAL_ROUTE_PRIORITY, Link, Policy, Speaker, session_link
 from meshemu.model.bgp_policy import Filter, compiled_filters
 from meshemu.model.routes import PoolRule, RouteContext, block_has_blackhole
 from meshemu.model.wire import Wire
@@ -61,15 +61,7 @@ class AgentSession(Wire):
                 tuple(found[(name, "export", family)] for name in self.export_filters),
                 self.route_priority,
             )
-        return Link(
-            peer_ip=self.peer_ip,
-            peer_as=self.peer_as,
-            local_as=self.local_as,
-            rr_client=self.rr_client,
-            keep_next_hop=self.keep_next_hop,
-            allow_local_as=self.allow_local_as or 0,
-            policy=policy,
-        )
+        return session_link(self, policy)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from itertools import repeat
-from typing import cast
+from typing import Protocol, cast
 
 from meshemu.errors import PlanError
 from meshemu.model.bgp_policy import BIRD_INT_MAX, Filter, Route, evaluate
@@ -99,6 +99,36 @@ class Link:
     @property
     def ebgp(self) -> bool:
         return self.peer_as != self.local_as
+
+
+class SessionFields(Protocol):
+    """What a link reads of a node's session: a planned `Session` or an agent's copy."""
+
+    @property
+    def peer_ip(self) -> str: ...
+    @property
+    def peer_as(self) -> int: ...
+    @property
+    def local_as(self) -> int: ...
+    @property
+    def rr_client(self) -> bool: ...
+    @property
+    def keep_next_hop(self) -> bool: ...
+    @property
+    def allow_local_as(self) -> int | None: ...
+
+
+def session_link(session: SessionFields, policy: Policy | None = None) -> Link:
+    """A node's session as BGP sees it (the planner's and the agent's: one construction)."""
+    return Link(
+        peer_ip=session.peer_ip,
+        peer_as=session.peer_as,
+        local_as=session.local_as,
+        rr_client=session.rr_client,
+        keep_next_hop=session.keep_next_hop,
+        allow_local_as=session.allow_local_as or 0,
+        policy=policy,
+    )
 
 
 def router_id_for(ipv4: str | None, name: str) -> str:

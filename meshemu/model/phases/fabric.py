@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from meshemu.model.bgp import Link, Path, Speaker, router_id_for
+from meshemu.model.bgp import Link, Path, Speaker, router_id_for, session_link
 from meshemu.model.labplan import RouterBgp, RouterPlan, RouterRoute, RouterSession
 from meshemu.model.phases.addresses import FAMILIES, NodeAddresses
 from meshemu.model.sessions import DEFAULT_BGP_PORT, Session, SessionNode, SessionRouter
@@ -272,7 +272,7 @@ def router_links(
                 theirs_node = node_side.get((s.peer_name, s.local_ip, s.peer_ip))
                 if theirs_node is None or not _node_meets(s, theirs_node, nodes[s.peer_name]):
                     continue
-                links[(s.family, s.peer_name, router)] = _node_link(theirs_node)
+                links[(s.family, s.peer_name, router)] = session_link(theirs_node)
                 node_up.setdefault(s.peer_name, []).append(s.local_ip)
             else:
                 theirs = router_side.get((s.peer_name, s.peer_ip, s.local_ip))
@@ -309,17 +309,6 @@ def _routers_meet(mine: RouterSession, theirs: RouterSession) -> bool:
         mine.peer_as == theirs.local_as
         and theirs.peer_as == mine.local_as
         and (mine.password or None) == (theirs.password or None)
-    )
-
-
-def _node_link(session: Session) -> Link:
-    return Link(
-        peer_ip=session.peer_ip,
-        peer_as=session.peer_as,
-        local_as=session.local_as,
-        rr_client=session.rr_client,
-        keep_next_hop=session.keep_next_hop,
-        allow_local_as=session.allow_local_as or 0,
     )
 
 
