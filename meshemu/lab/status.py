@@ -9,6 +9,7 @@ what is dead; it changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from meshemu.model.plan import NodePlan, RouterPlan
@@ -99,6 +100,7 @@ class RouterStatus:
     netns: str
     bird: str  # running | dead
     config: str  # "rendered by meshemu" or the user's file
+    socket: str  # its control socket: `birdc -s <socket> show route` reads it
     sessions: tuple[SessionStatus, ...]
     error: str | None  # why BIRD could not be read while running
 
@@ -113,6 +115,7 @@ class RouterStatus:
             "netns": self.netns,
             "bird": self.bird,
             "config": self.config,
+            "socket": self.socket,
             "sessions": [s.to_json() for s in self.sessions],
             "error": self.error,
         }
@@ -216,14 +219,14 @@ def lab_status(state: LabState) -> LabStatus:
         fibd=_word(state.running("fibd")),
         nodes=tuple(node_status(state, n, health[n.name]) for n in plan.nodes),
         routers=tuple(
-            router_status(router, observe_router(state, index, router))
+            router_status(router, observe_router(state, index, router), state.bird_socket(index))
             for index, router in enumerate(plan.routers)
             if router.bgp is not None
         ),
     )
 
 
-def router_status(router: RouterPlan, seen: RouterObservation) -> RouterStatus:
+def router_status(router: RouterPlan, seen: RouterObservation, socket: Path) -> RouterStatus:
     """A router's BIRD and each planned session as BIRD reports it (by neighbor address)."""
     assert router.bgp is not None
     by_neighbor = {p.neighbor_address: p for p in seen.protocols if p.proto == "BGP"}
@@ -245,6 +248,7 @@ def router_status(router: RouterPlan, seen: RouterObservation) -> RouterStatus:
         netns=router.netns,
         bird=_word(seen.running),
         config=router.bgp.config_file or "rendered by meshemu",
+        socket=str(socket),
         sessions=tuple(sessions),
         error=seen.error,
     )

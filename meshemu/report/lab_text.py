@@ -76,7 +76,11 @@ def _node_lines(node: NodeStatus) -> tuple[list[str], int, int]:
 
 def _router_lines(router: RouterStatus) -> tuple[list[str], int, int]:
     """A BGP router: its BIRD and each of its sessions as BIRD reports it."""
-    lines = ["", f"router {router.name} ({router.netns}): BIRD {router.bird}; {router.config}"]
+    lines = [
+        "",
+        f"router {router.name} ({router.netns}): BIRD {router.bird}; {router.config}; "
+        f"`birdc -s {router.socket}` talks to it",
+    ]
     rows = [
         [
             s.peer_ip,
