@@ -5,8 +5,31 @@ peer; best-path selection, route reflection and the sessions' BGPFilters (the ru
 `model.bgp`, shared with the planner: a session's import filter on what its peer sends, its
 export filter on what goes to the peer); programming the node's kernel FIB exactly as
 `model.routes` decides (blackholes for its own blocks, direct / tunl0 / VXLAN routes for
-learned ones), withdrawing when a peer withdraws or its session drops; and writing its
+learned ones), withdrawing when a peer withdraws or its session drops; graceful restart
+(RFC 4724, as BIRD with Calico's `graceful restart;` does it, see below); and writing its
 observed sessions, RIB and FIB as JSON into the lab's state folder, atomically, on every change.
+
+Graceful restart. Every session advertises the capability (`model.render`), with the
+Forwarding State bit: the node keeps forwarding while its speaker restarts.
+- This node's speaker stops (SIGTERM: ExaBGP reports every session down "shutting down", then
+  ends the agent; or it dies): the agent leaves its kernel routes as they are, and the next
+  agent, under the new speaker, takes over the learned routes as stale. Each peer's stale
+  routes go once that peer's session is back and it has sent End-of-RIB (those it did not
+  send again), or when this node's restart time passes without it.
+- A peer's session ends without a NOTIFICATION (its speaker restarting; BIRD does the same,
+  `bgp_handle_graceful_restart` in proto/bgp/bgp.c of BIRD 2.0.12) and its OPEN listed the
+  family: its routes stay, stale, for the restart time its OPEN gave; when it comes back
+  without the Forwarding State bit they go at once, else at its End-of-RIB (those it did not
+  send again). A NOTIFICATION, a hold timer expiry or a peer without the capability ends the
+  session as before: its routes are withdrawn at once.
+- A stop for a configuration change is no restart (Calico's BIRD reconfigures with a Cease):
+  `supervise.withdraw_first` asks the agent first (SIGUSR2), which withdraws everything it
+  announced and forgets what it learned before ExaBGP closes the sessions (ExaBGP 5.0 closes
+  a session that negotiated graceful restart without a NOTIFICATION whatever the reason, so
+  the withdrawals are what tell the peers).
+- ExaBGP sends no End-of-RIB of its own (`manual-eor`): the agent sends it when a session
+  comes up, after what it announced, so a peer never takes the node's routes for all it has
+  because the new agent was still starting.
 
 `AgentCore` is pure (events in, commands and desired routes out) so it is unit-tested without
 ExaBGP or root; `main` is the thin runtime around it (stdin, stdout, netlink, files).
@@ -29,11 +52,15 @@ from pathlib import Path as FsPath
 from typing import Any
 
 from meshemu.controlplane.events import (
+    GracefulRestart,
+    OpenEvent,
     OtherEvent,
     RecordedPath,
     StateEvent,
     UpdateEvent,
     announce_command,
+    down_kind,
+    end_of_rib_command,
     parse_message,
     path_from_json,
     path_to_json,
@@ -43,6 +70,11 @@ from meshemu.errors import MeshemuError
 from meshemu.model.agent_config import AgentConfig
 from meshemu.model.bgp import Link, Path, accept, best_path, export, imported, received
 from meshemu.model.routes import FibRoute, prefix_sort_key, route_for
+
+# BIRD's restart time when none is configured (`gr_time = 120`, proto/bgp/config.Y), which
+# Calico's `graceful restart;` keeps: what a restarted agent waits for when its predecessor
+# recorded no OPEN of the session.
+DEFAULT_RESTART_TIME = 120
 
 
 @dataclass
@@ -54,6 +86,36 @@ class PeerState:
     since: float = field(default_factory=time.time)
     reason: str = ""
     received: int = 0
+    # The graceful restart capability of the established session's OPENs: the peer's
+    # (`theirs`) and this node's (`ours`; `ours_known` False: no OPEN of ours seen yet, so the
+    # rendered configuration's, which always advertises one but for a restart time of 0).
+    theirs: GracefulRestart | None = None
+    ours: GracefulRestart | None = None
+    ours_known: bool = False
+    # The OPENs of the session being set up, by direction, until it is established.
+    opening: dict[str, GracefulRestart | None] = field(default_factory=dict)
+
+    @property
+    def family(self) -> int:
+        return 6 if ":" in self.peer_ip else 4
+
+    def our_restart_time(self) -> int | None:
+        """How long this node's peers keep its routes when its speaker restarts; None: they
+        do not (it advertised no graceful restart)."""
+        if not self.ours_known:
+            return DEFAULT_RESTART_TIME
+        return self.ours.time if self.ours is not None else None
+
+
+@dataclass(frozen=True)
+class Stale:
+    """A peer's routes kept from an earlier session (RFC 4724): until the peer sends them again,
+    until its End-of-RIB, or until `until` (Unix time). `peer_restarted`: the peer's speaker
+    restarted (this node is the Receiving Speaker); False: this node's did."""
+
+    prefixes: frozenset[str]
+    until: float
+    peer_restarted: bool
 
 
 class AgentCore:
@@ -82,6 +144,10 @@ class AgentCore:
         self.best: dict[str, Path] = dict(self.own)
         # Prefixes whose kernel route may need changing since the runtime last looked.
         self.dirty: set[str] = set(self.blackholes) | set(self.own)
+        self.stale: dict[str, Stale] = {}
+        # The speaker is stopping for a configuration change (`cease`): nothing more is
+        # learned or sent.
+        self.ceased = False
 
     # -- decisions -------------------------------------------------------------------------
     def _recompute(self, prefixes: Iterable[str]) -> set[str]:
@@ -119,21 +185,36 @@ class AgentCore:
                     self.adj_out[peer][prefix] = wanted
         return commands
 
-    def restore(self, previous: object) -> None:
-        """Take over what a previous agent of this node recorded (it was restarted): the
-        Adj-RIB-In, what it sent each peer, and the sessions' states.
+    def restore(
+        self, previous: object, speaker_restarted: bool = False, now: float | None = None
+    ) -> None:
+        """Take over what a previous agent of this node recorded: the Adj-RIB-In, what it sent
+        each peer, the sessions' states and graceful restart capabilities, and its stale routes.
 
-        ExaBGP restarts a dead API process but replays nothing to it; the sessions stayed up,
-        so what the last agent learned is still what the peers advertise. A route refresh
-        asked of every peer afterwards (see `refresh_commands`) corrects anything missed.
+        The agent alone restarted (`speaker_restarted` False): ExaBGP restarts a dead API
+        process but replays nothing to it; the sessions stayed up, so what the last agent
+        learned is still what the peers advertise. A route refresh asked of every peer
+        afterwards (see `refresh_commands`) corrects anything missed.
+        The speaker restarted too (a new ExaBGP): its sessions are new, and what the last agent
+        learned is kept as stale (RFC 4724's Restarting Speaker: the forwarding state was
+        preserved), for the restart time this node advertised, counted from when the last agent
+        stopped (its record's `updated`), or until each peer's End-of-RIB; routes of a session
+        that advertised no graceful restart go at once.
         What it sent is kept as `RecordedPath`s, so `start` withdraws what this agent no longer
         wants and announces the rest again. The record is `snapshot`'s form; anything else in
         it (another version, a cut file, a hand edit) is ignored, entry by entry, never raised.
         """
+        now = time.time() if now is None else now
         state = previous if isinstance(previous, dict) else {}
         self._restore_rib(state.get("rib"))
         self._restore_adj_out(state.get("adj_out"))
         self._restore_sessions(state.get("sessions"))
+        self._restore_stale(state.get("stale"))
+        if speaker_restarted:
+            stopped = state.get("updated")
+            if isinstance(stopped, bool) or not isinstance(stopped, int | float):
+                stopped = now
+            self._speaker_restarted(min(max(float(stopped), 0.0), now), now)
         self._recompute({p for rib in self.adj_in.values() for p in rib})
 
     def _restore_rib(self, entries: object) -> None:
@@ -159,6 +240,46 @@ class AgentCore:
                 if path is not None:
                     self.adj_out[peer_ip][path.prefix] = RecordedPath.of(path)
 
+    def _restore_stale(self, entries: object) -> None:
+        for peer_ip, entry in (entries if isinstance(entries, dict) else {}).items():
+            rib = self.adj_in.get(peer_ip) if isinstance(peer_ip, str) else None
+            if rib is None or not isinstance(entry, dict):
+                continue
+            prefixes, until = entry.get("prefixes"), entry.get("until")
+            peer_restarted = entry.get("peer_restarted")
+            if (
+                not isinstance(prefixes, list)
+                or isinstance(until, bool)
+                or not isinstance(until, int | float)
+                or not 0 <= until < 1e12
+                or not isinstance(peer_restarted, bool)
+            ):
+                continue
+            kept = frozenset(p for p in prefixes if isinstance(p, str) and p in rib)
+            if kept:
+                self.stale[peer_ip] = Stale(kept, float(until), peer_restarted)
+
+    def _speaker_restarted(self, stopped: float, now: float) -> None:
+        """The sessions are gone with the old speaker; every learned route is stale."""
+        for peer_ip, peer in self.peers.items():
+            peer.state, peer.since, peer.reason = "idle", now, ""
+            rib = self.adj_in.get(peer_ip)
+            if not rib:
+                continue
+            restart_time = peer.our_restart_time()
+            if restart_time is None:
+                # No graceful restart advertised: the peers dropped this node's routes at
+                # once, and this node keeps none of theirs.
+                self.adj_in[peer_ip] = {}
+                self.stale.pop(peer_ip, None)
+            else:
+                until = stopped + restart_time
+                earlier = self.stale.get(peer_ip)
+                if earlier is not None:
+                    until = min(until, earlier.until)
+                self.stale[peer_ip] = Stale(frozenset(rib), until, peer_restarted=False)
+            peer.received = len(self.adj_in[peer_ip])
+
     def _restore_sessions(self, sessions: object) -> None:
         # The states `snapshot` writes (ExaBGP reports connected, up and down; up is written
         # as established).
@@ -183,6 +304,18 @@ class AgentCore:
             peer.state = "up" if state == "established" else state
             peer.since, peer.reason = float(since), info
             peer.received = len(self.adj_in.get(peer.peer_ip, {}))
+            self._restore_capabilities(peer, session.get("graceful_restart"))
+
+    @staticmethod
+    def _restore_capabilities(peer: PeerState, recorded: object) -> None:
+        if not isinstance(recorded, dict):
+            return
+        peer.theirs = GracefulRestart.from_json(recorded.get("received"))
+        if "sent" in recorded:
+            sent = recorded["sent"]
+            ours = GracefulRestart.from_json(sent)
+            if sent is None or ours is not None:
+                peer.ours, peer.ours_known = ours, True
 
     def refresh_commands(self) -> list[str]:
         """Ask every established peer to send its routes again (BGP route refresh)."""
@@ -193,6 +326,11 @@ class AgentCore:
                 out.append(f"neighbor {peer_ip} announce route-refresh {family} unicast")
         return out
 
+    def end_of_rib_commands(self) -> list[str]:
+        """End-of-RIB to every established peer (after a takeover: the predecessor may have
+        died before it sent one; a second one changes nothing)."""
+        return [end_of_rib_command(ip) for ip, peer in self.peers.items() if peer.state == "up"]
+
     def start(self) -> list[str]:
         """Announce the node's own blocks to every peer (ExaBGP sends them once established).
 
@@ -202,22 +340,156 @@ class AgentCore:
         announced = {prefix for paths in self.adj_out.values() for prefix in paths}
         return self._exports(set(self.own) | announced | set(self.best))
 
-    def on_state(self, event: StateEvent) -> list[str]:
+    def on_open(self, event: OpenEvent) -> None:
+        """An OPEN of a session being set up: its capabilities count once it is established."""
         peer = self.peers.get(event.peer)
-        if peer is None:
+        if peer is not None and event.direction in ("receive", "send"):
+            peer.opening[event.direction] = event.graceful_restart
+
+    def on_state(self, event: StateEvent, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        peer = self.peers.get(event.peer)
+        if peer is None or self.ceased:
             return []
+        was_up = peer.state == "up"
         if event.state != peer.state:
-            peer.state, peer.since, peer.reason = event.state, time.time(), event.reason
-        if event.state == "down" and self.adj_in.get(event.peer):
-            lost = list(self.adj_in[event.peer])
-            self.adj_in[event.peer] = {}
-            return self._exports(self._recompute(lost))
+            peer.state, peer.since, peer.reason = event.state, now, event.reason
+        if event.state == "up":
+            return self._session_up(peer, now)
+        if event.state == "down" and was_up:
+            # (A connection that never got established brought nothing to take away: what is
+            # in the Adj-RIB-In then is an earlier session's, stale, with its own deadline.)
+            return self._session_down(peer, event.reason, now)
         return []
 
-    def on_update(self, event: UpdateEvent) -> list[str]:
-        link = self.links.get(event.peer)
-        if link is None or event.end_of_rib:
+    def _session_up(self, peer: PeerState, now: float) -> list[str]:
+        opening, peer.opening = peer.opening, {}
+        if "receive" in opening:
+            peer.theirs = opening["receive"]
+        if "send" in opening:
+            peer.ours, peer.ours_known = opening["send"], True
+        commands = []
+        stale = self.stale.get(peer.peer_ip)
+        if stale is not None:
+            if stale.peer_restarted and not (
+                peer.theirs is not None and peer.theirs.forwarding(peer.family)
+            ):
+                # The peer did not keep forwarding while it restarted: what it sent before is
+                # no path any more (BIRD: "Channels where regular graceful restart failed",
+                # bgp_conn_enter_established_state).
+                commands += self._drop_stale(peer.peer_ip)
+            else:
+                # Until its End-of-RIB; BIRD 2.0.12 waits for it with no timer, this agent
+                # gives it the restart time again (RFC 4724's optional stale path timer), so
+                # that nothing is kept for ever from a peer that never sends one.
+                wait = self._restart_time(peer, stale.peer_restarted)
+                self.stale[peer.peer_ip] = replace(stale, until=now + (wait or 0))
+        return commands
+
+    @staticmethod
+    def _restart_time(peer: PeerState, peer_restarted: bool) -> int | None:
+        if peer_restarted:
+            return peer.theirs.time if peer.theirs is not None else None
+        return peer.our_restart_time()
+
+    def _session_down(self, peer: PeerState, reason: str, now: float) -> list[str]:
+        ip, kind = peer.peer_ip, down_kind(reason)
+        if kind == "shutdown":
+            # This node's speaker is stopping: its routes stay (the forwarding state is kept
+            # for the next agent, see `restore`), unless it advertised no graceful restart.
+            restart_time = peer.our_restart_time()
+            if restart_time:
+                return self._keep_stale(ip, now + restart_time, peer_restarted=False)
+        elif kind == "silent":
+            # The peer went without a NOTIFICATION: a restart, if both sides advertised the
+            # capability and the peer's listed the family (BIRD: gr_ready = local gr_aware &&
+            # remote gr_able, bgp_conn_enter_established_state).
+            theirs = peer.theirs
+            if (
+                theirs is not None
+                and theirs.lists(peer.family)
+                and theirs.time > 0
+                and peer.our_restart_time() is not None
+            ):
+                return self._keep_stale(ip, now + theirs.time, peer_restarted=True)
+        return self._flush(ip)
+
+    def _keep_stale(self, peer_ip: str, until: float, peer_restarted: bool) -> list[str]:
+        commands = []
+        earlier = self.stale.get(peer_ip)
+        if earlier is not None and earlier.peer_restarted and peer_restarted:
+            # A restart before this one was not over: what it left stale and the peer did not
+            # send again goes, the rest is stale now (BIRD's BGP_GRS_ACTIVE case of
+            # bgp_handle_graceful_restart: rt_refresh_end, then rt_refresh_begin).
+            commands = self._drop_stale(peer_ip)
+        rib = self.adj_in.get(peer_ip, {})
+        if rib:
+            self.stale[peer_ip] = Stale(frozenset(rib), until, peer_restarted)
+        return commands
+
+    def _flush(self, peer_ip: str) -> list[str]:
+        """Everything the peer sent goes (its session ended for good)."""
+        self.stale.pop(peer_ip, None)
+        if not self.adj_in.get(peer_ip):
             return []
+        lost = list(self.adj_in[peer_ip])
+        self.adj_in[peer_ip] = {}
+        self.peers[peer_ip].received = 0
+        return self._exports(self._recompute(lost))
+
+    def _drop_stale(self, peer_ip: str) -> list[str]:
+        """The peer's routes still stale go (it has sent everything, or its time is up)."""
+        stale = self.stale.pop(peer_ip, None)
+        if stale is None:
+            return []
+        rib = self.adj_in[peer_ip]
+        lost = [prefix for prefix in sorted(stale.prefixes) if rib.pop(prefix, None) is not None]
+        self.peers[peer_ip].received = len(rib)
+        return self._exports(self._recompute(lost))
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """The stale routes whose time is up go."""
+        now = time.time() if now is None else now
+        commands = []
+        for peer_ip, stale in sorted(self.stale.items()):
+            if stale.until <= now:
+                commands += self._drop_stale(peer_ip)
+        return commands
+
+    def next_expiry(self) -> float | None:
+        """When `expire` next has something to do (Unix time), or None."""
+        return min((s.until for s in self.stale.values()), default=None)
+
+    def cease(self) -> list[str]:
+        """The speaker is about to stop for a configuration change, which is no restart: every
+        peer is told to forget what it was sent, and what was learned is forgotten (its kernel
+        routes go), as when BIRD ends a session with a Cease. Nothing is learned or sent
+        afterwards: the next agent starts from an empty Adj-RIB-In."""
+        self.ceased = True
+        commands = []
+        for peer_ip, sent in sorted(self.adj_out.items()):
+            commands += [withdraw_command(peer_ip, path) for _, path in sorted(sent.items())]
+            sent.clear()
+        learned = {prefix for rib in self.adj_in.values() for prefix in rib}
+        for peer_ip in self.adj_in:
+            self.adj_in[peer_ip] = {}
+            self.peers[peer_ip].received = 0
+        self.stale.clear()
+        self._recompute(learned)  # (what it changes was withdrawn above)
+        return commands
+
+    def on_update(self, event: UpdateEvent, now: float | None = None) -> list[str]:
+        link = self.links.get(event.peer)
+        if link is None or self.ceased:
+            return []
+        peer = self.peers[event.peer]
+        if peer.state != "up":
+            # ExaBGP passes on updates of established sessions only (an `up` this agent did
+            # not see: it started after it).
+            peer.state, peer.since, peer.reason = "up", time.time() if now is None else now, ""
+        if event.end_of_rib:
+            # Everything the peer has is sent: what it did not send again is gone (RFC 4724).
+            return self._drop_stale(event.peer)
         rib = self.adj_in[event.peer]
         touched = set()
         for prefix in event.withdrawn:
@@ -234,7 +506,15 @@ class AgentCore:
                 # A looped route, or one the import filter rejects, replaces what the peer sent
                 # before and is kept itself by nothing.
                 rib.pop(path.prefix, None)
-        self.peers[event.peer].received = len(rib)
+        stale = self.stale.get(event.peer)
+        if stale is not None:
+            # Sent again (or withdrawn): no longer stale.
+            left = stale.prefixes - touched - set(event.withdrawn)
+            if left:
+                self.stale[event.peer] = replace(stale, prefixes=frozenset(left))
+            else:
+                del self.stale[event.peer]
+        peer.received = len(rib)
         return self._exports(self._recompute(touched))
 
     def route(self, prefix: str) -> FibRoute | None:
@@ -249,10 +529,15 @@ class AgentCore:
     def snapshot(self) -> dict[str, Any]:
         rib = []
         for peer, paths in sorted(self.adj_in.items()):
+            stale = self.stale.get(peer)
             for prefix, path in sorted(paths.items()):
-                rib.append(_path_json(path, self.best.get(prefix) == path, peer))
+                entry = _path_json(path, self.best.get(prefix) == path, peer)
+                entry["stale"] = stale is not None and prefix in stale.prefixes
+                rib.append(entry)
         for prefix, path in sorted(self.own.items()):
-            rib.append(_path_json(path, self.best.get(prefix) == path, None))
+            entry = _path_json(path, self.best.get(prefix) == path, None)
+            entry["stale"] = False
+            rib.append(entry)
         return {
             "sessions": [
                 {
@@ -263,10 +548,21 @@ class AgentCore:
                     "since": p.since,
                     "info": p.reason,
                     "prefixes_received": p.received,
+                    "graceful_restart": _capabilities_json(p),
                 }
                 for p in self.peers.values()
             ],
             "rib": rib,
+            # Routes kept from an earlier session (`restore` reads it back).
+            "stale": {
+                peer: {
+                    "prefixes": sorted(s.prefixes),
+                    "until": s.until,
+                    "peer_restarted": s.peer_restarted,
+                }
+                for peer, s in sorted(self.stale.items())
+            },
+            "ceased": self.ceased,
             # What was sent each peer, with the attributes a withdrawal or a comparison needs
             # (`restore` reads it back).
             "adj_out": {
@@ -277,6 +573,15 @@ class AgentCore:
 
 
 AGENT_CONFIG = "agent-config.json"  # in the node's state folder: `AgentConfig.to_json()`
+
+
+def _capabilities_json(peer: PeerState) -> dict[str, Any]:
+    """The graceful restart capabilities of the peer's last established session (`sent`
+    absent: none of this node's OPENs seen)."""
+    out: dict[str, Any] = {"received": peer.theirs.to_json() if peer.theirs else None}
+    if peer.ours_known:
+        out["sent"] = peer.ours.to_json() if peer.ours else None
+    return out
 
 
 def _path_json(path: Path, best: bool, peer: str | None) -> dict[str, Any]:
@@ -307,6 +612,11 @@ class Runtime:
         path = state_dir / "nodes" / node / AGENT_CONFIG
         self.core = AgentCore(AgentConfig.from_json(json.loads(path.read_text()), str(path)))
         self.restarted = False
+        self.speaker_restarted = False
+        # A stop for a configuration change (SIGUSR2, see `cease`): None, "withdrawing" while
+        # ExaBGP has not acknowledged every withdrawal, then "withdrawn".
+        self.stopping: str | None = None
+        self.acks_awaited = 0
         self.netns = self.core.config.netns
         self.out_file = state_dir / "nodes" / node / "agent.json"
         self.fibd_path = state_dir / "fib.sock"
@@ -330,7 +640,12 @@ class Runtime:
         if not isinstance(previous, dict) or previous.get("pid") == os.getpid():
             return
         self.restarted = True
-        self.core.restore(previous)
+        # ExaBGP is the agent's parent: another one means the speaker restarted as well.
+        speaker = previous.get("speaker_pid")
+        self.speaker_restarted = (
+            isinstance(speaker, int) and not isinstance(speaker, bool) and speaker != os.getppid()
+        )
+        self.core.restore(previous, speaker_restarted=self.speaker_restarted)
         fib = previous.get("fib")
         for entry in fib if isinstance(fib, list) else []:
             try:
@@ -346,7 +661,12 @@ class Runtime:
         errors = previous.get("errors")
         self.errors = [
             *[e for e in (errors if isinstance(errors, list) else []) if isinstance(e, str)][-10:],
-            f"{time.strftime('%H:%M:%S')} agent restarted (previous pid {previous.get('pid')})",
+            f"{time.strftime('%H:%M:%S')} agent restarted (previous pid {previous.get('pid')})"
+            + (
+                ", under a new speaker: the routes it learned are kept as stale"
+                if self.speaker_restarted
+                else ""
+            ),
         ]
 
     def send(self, commands: list[str]) -> None:
@@ -464,6 +784,8 @@ class Runtime:
                     )
                 ],
                 "errors": self.errors,
+                "speaker_pid": os.getppid(),
+                "stopping": self.stopping,
             }
         )
         write_json_atomic(self.out_file, data)
@@ -472,16 +794,61 @@ class Runtime:
     def on_signals(self, wakeup: socket.socket) -> None:
         """SIGUSR1: write the state now (`verify` asks before it reads, so it never reads a
         state older than the last update); SIGHUP: program the whole FIB again (`repair`: a
-        route deleted by hand comes back)."""
+        route deleted by hand comes back); SIGUSR2: the speaker is about to stop for a
+        configuration change (`cease`)."""
         try:
             received = wakeup.recv(64)
         except BlockingIOError:
             return
+        if signal.SIGUSR2 in received:
+            self.cease()
         if signal.SIGHUP in received:
             self.reprogram = set(self.programmed) | set(self.core.best) | set(self.core.blackholes)
             self.core.dirty |= self.reprogram
             self.sync_fib()
         self.write_state(force=True)
+
+    def cease(self) -> None:
+        """Withdraw everything from every peer and forget what was learned (`AgentCore.cease`),
+        then say so in the state file once ExaBGP has taken every withdrawal (`stopping`:
+        "withdrawn"), which `supervise.withdraw_first` waits for before ExaBGP is stopped: ExaBGP
+        would otherwise close the sessions without a NOTIFICATION, which its peers take for a
+        restart. ExaBGP answers each command after it is processed once `enable-ack` is sent
+        (the lab runs it with acknowledgements off), in order."""
+        if self.core.ceased:
+            return
+        commands = self.core.cease()
+        self.stopping, self.acks_awaited = "withdrawing", 1 + len(commands)
+        self.send(["enable-ack", *commands])
+        self.sync_fib()
+        self.write_state(force=True)
+
+    def on_answer(self, line: str) -> None:
+        """A line that is no JSON message: ExaBGP's `done` or `error` after a command, while
+        `cease` waits for them (none come otherwise)."""
+        if self.acks_awaited and line.strip() in ("done", "error"):
+            self.acks_awaited -= 1
+            if not self.acks_awaited:
+                self.stopping = "withdrawn"
+                self.write_state(force=True)
+
+    def expire(self) -> None:
+        """Stale routes whose time is up go (see `AgentCore.expire`)."""
+        expiry = self.core.next_expiry()
+        if expiry is not None and expiry <= time.time():
+            self.send(self.core.expire())
+            self.sync_fib()
+            self.state_pending = True
+
+    def _timeout(self) -> float | None:
+        # Wake up to retry failed routes (tunl0 restarting), to flush a pending state, and when
+        # stale routes are due.
+        timeout = 1.0 if self.core.dirty else self.STATE_INTERVAL if self.state_pending else None
+        expiry = self.core.next_expiry()
+        if expiry is not None:
+            due = max(0.0, expiry - time.time()) + 0.01
+            timeout = due if timeout is None else min(timeout, due)
+        return timeout
 
     def _signal_socket(self) -> socket.socket:
         reader, writer = socket.socketpair()
@@ -489,14 +856,14 @@ class Runtime:
         writer.setblocking(False)
         self._wakeup_writer = writer  # kept open for the life of the agent
         signal.set_wakeup_fd(writer.fileno())
-        for signum in (signal.SIGUSR1, signal.SIGHUP):
+        for signum in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2):
             signal.signal(signum, lambda *_: None)  # the wake-up byte is the message
         return reader
 
     def run(self) -> int:
         self.send(self.core.start())
-        if self.restarted:
-            self.send(self.core.refresh_commands())
+        if self.restarted and not self.speaker_restarted:
+            self.send(self.core.refresh_commands() + self.core.end_of_rib_commands())
         self.sync_fib()
         self.write_state(force=True)
         selector = selectors.DefaultSelector()
@@ -507,11 +874,8 @@ class Runtime:
         selector.register(wakeup, selectors.EVENT_READ)
         pending = b""
         while True:
-            # Wake up to retry failed routes (tunl0 restarting) and to flush a pending state.
-            timeout = (
-                1.0 if self.core.dirty else self.STATE_INTERVAL if self.state_pending else None
-            )
-            ready = selector.select(timeout)
+            self.expire()
+            ready = selector.select(self._timeout())
             if not ready:
                 self.sync_fib()
                 self.write_state(force=True)
@@ -531,9 +895,18 @@ class Runtime:
             *lines, pending = pending.split(b"\n")
             commands: list[str] = []
             for raw in lines:
-                event = parse_message(raw.decode(errors="replace"))
-                if isinstance(event, StateEvent):
+                line = raw.decode(errors="replace")
+                event = parse_message(line)
+                if event is None:
+                    self.on_answer(line)
+                elif isinstance(event, OpenEvent):
+                    self.core.on_open(event)
+                elif isinstance(event, StateEvent):
                     commands += self.core.on_state(event)
+                    if event.state == "up" and event.peer in self.core.peers:
+                        # ExaBGP sends no End-of-RIB by itself (`manual-eor`): everything this
+                        # agent announced to the peer was written before, so it goes first.
+                        commands.append(end_of_rib_command(event.peer))
                     self.state_pending = True
                 elif isinstance(event, UpdateEvent):
                     commands += self.core.on_update(event)

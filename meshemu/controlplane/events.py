@@ -1,11 +1,14 @@
 """ExaBGP's JSON API messages -> meshemu events, and meshemu paths -> ExaBGP API commands.
 
 Owns the wire format between ExaBGP 5.0 and the agent (pure, unit-testable): `state` messages
-(connected / up / down with a reason), `update` messages (announce per family and next hop with
-the path attributes, withdraw, end-of-RIB), and the text commands the agent writes back
-(`neighbor <peer> announce route ... originator-id ... cluster-list [...]`, `... withdraw route`),
-and the JSON form in which the agent records the paths it sent (`path_to_json`,
-`path_from_json`: a restarted agent reads them back from its state file).
+(connected / up / down with a reason, and what the reason says about how the session ended:
+`down_kind`), `update` messages (announce per family and next hop with the path attributes,
+withdraw, end-of-RIB), `open` messages (the graceful restart capability, RFC 4724 section 3,
+each side sent: `GracefulRestart`), and the text commands the agent writes back
+(`neighbor <peer> announce route ... originator-id ... cluster-list [...]`, `... withdraw route`,
+`... announce eor`), and the JSON form in which the agent records the paths it sent
+(`path_to_json`, `path_from_json`: a restarted agent reads them back from its state file) and
+the capabilities it saw (`GracefulRestart.to_json`, `from_json`).
 
 `parse_message` is called on every line ExaBGP writes and the agent has no handler around it,
 so it never raises: a line that is not a JSON object is None, and a JSON object of a shape
@@ -15,7 +18,9 @@ shapes follow ExaBGP 5.0's encoder: `reactor/api/response/json.py` (`JSON._updat
 {family: {next-hop: [nlri, ...]}}, withdraw is {family: [nlri, ...]}), `nlri/inet.py`
 (`{"nlri": "<prefix>"}`, or the bare prefix with `exabgp.api.compact`),
 `attribute/aspath.py` ({"<position>": {"element": ..., "value": [asn, ...]}}),
-`attribute/clusterlist.py` (a list of IPv4 texts) and `attribute/originatorid.py`.
+`attribute/clusterlist.py` (a list of IPv4 texts) and `attribute/originatorid.py`; an OPEN's
+capabilities are `reactor/api/response/json.py` (`JSON.open`) with
+`bgp/message/open/capability/graceful.py` (`Graceful.json`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import TypeVar
 from meshemu.model.bgp import DEFAULT_LOCAL_PREF, Path
 
 U32_MAX = 2**32 - 1  # AS numbers and LOCAL_PREF are four-octet unsigned fields
+GR_TIME_MAX = 0x0FFF  # the graceful restart time's 12 bits (RFC 4724 section 3)
 
 T = TypeVar("T")
 
@@ -60,7 +66,96 @@ class OtherEvent:
     problem: str = ""
 
 
-Event = StateEvent | UpdateEvent | OtherEvent
+@dataclass(frozen=True)
+class GracefulRestart:
+    """A graceful restart capability as an OPEN carried it (RFC 4724 section 3).
+
+    `time`: the restart time, seconds (12 bits on the wire); `restarting`: the Restart State
+    bit (the sender has just restarted); `families`: (IP version, Forwarding State bit) of each
+    unicast family listed, in order. A family not listed is one the sender keeps no routes of
+    across a restart; a listed family with its Forwarding State bit clear is one whose routes
+    it did not keep forwarding while it restarted.
+    """
+
+    time: int
+    restarting: bool = False
+    families: tuple[tuple[int, bool], ...] = ()
+
+    def lists(self, family: int) -> bool:
+        return any(f == family for f, _ in self.families)
+
+    def forwarding(self, family: int) -> bool:
+        return any(f == family and kept for f, kept in self.families)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "time": self.time,
+            "restarting": self.restarting,
+            "families": [[f, kept] for f, kept in self.families],
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> GracefulRestart | None:
+        """`to_json`'s form back; None for anything of another shape (never raises)."""
+        if not isinstance(data, dict):
+            return None
+        time, restarting, families = data.get("time"), data.get("restarting"), data.get("families")
+        if (
+            isinstance(time, bool)
+            or not isinstance(time, int)
+            or not 0 <= time <= GR_TIME_MAX
+            or not isinstance(restarting, bool)
+            or not isinstance(families, list)
+        ):
+            return None
+        out = []
+        for entry in families:
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or entry[0] not in (4, 6)
+                or isinstance(entry[0], bool)
+                or not isinstance(entry[1], bool)
+            ):
+                return None
+            out.append((int(entry[0]), entry[1]))
+        return cls(time, restarting, tuple(out))
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    """An OPEN message of a session: the one the peer sent (`direction` receive) or the one
+    this node's speaker sent (send); `graceful_restart` None: no such capability in it."""
+
+    peer: str
+    local: str
+    direction: str  # receive | send
+    graceful_restart: GracefulRestart | None
+
+
+Event = StateEvent | UpdateEvent | OpenEvent | OtherEvent
+
+# How a session ended, from the reason ExaBGP 5.0 gives in its `down` message
+# (reactor/peer.py): `Peer.shutdown` closes every session with `_stop('shutting down')`, which
+# reports "stop, message [shutting down]": this node's own speaker is stopping (SIGTERM, or
+# the `shutdown` command), and it closes without a NOTIFICATION. A read or write that fails
+# (the peer closed the TCP session, or reset it) is a `NetworkError`, reported by
+# `_reset('closing connection', ...)`: the session ended without a NOTIFICATION either way,
+# what BIRD takes for the peer restarting (bgp_sock_err -> bgp_handle_graceful_restart,
+# proto/bgp/bgp.c of BIRD 2.0.12). Everything else (a NOTIFICATION sent or received, the hold
+# timer, an internal error) ends the session for good.
+LOCAL_SHUTDOWN = "stop, message [shutting down]"
+SILENT_CLOSE = "closing connection"
+
+
+def down_kind(reason: str) -> str:
+    """`shutdown` (this node's speaker stops), `silent` (the peer went without a NOTIFICATION)
+    or `final` (any other end of a session)."""
+    if reason == LOCAL_SHUTDOWN:
+        return "shutdown"
+    if reason == SILENT_CLOSE:
+        return "silent"
+    return "final"
 
 
 class _Malformed(ValueError):
@@ -234,10 +329,41 @@ def _withdrawn(update: dict[str, object]) -> list[str]:
     return prefixes
 
 
+def _graceful_restart(capabilities: dict[str, object]) -> GracefulRestart | None:
+    """The graceful restart capability (code 64) as `Graceful.json` writes it. ExaBGP's labels
+    are crossed: a family's list holds "restart" when that family's Forwarding State bit (0x80)
+    is set, and "restart-flags" holds "forwarding" when the Restart State bit is
+    (`Graceful.json`, checked against `Graceful.set` in tests); the bits are read by what they
+    are."""
+    # An OPEN ExaBGP parsed (received) has its capabilities under their codes, one it built
+    # (sent) under their names (`Capabilities` keys of either kind, `JSON._json_kv`).
+    key = next((k for k in ("64", "graceful-restart") if k in capabilities), None)
+    if key is None:
+        return None
+    capability = _obj(capabilities, key)
+    time = capability.get("time")
+    if isinstance(time, bool) or not isinstance(time, int) or not 0 <= time <= GR_TIME_MAX:
+        raise _Malformed("graceful restart 'time' is not a number from 0 to 4095")
+    flags = _list(capability.get("restart-flags", []), "'restart-flags'")
+    families = []
+    for name, family_flags in _obj(capability, "address-family-flags").items():
+        bits = _list(family_flags, f"address family {name!r} flags")
+        version = {"ipv4/unicast": 4, "ipv6/unicast": 6}.get(name)
+        if version is not None:  # (other families are no session's of the lab)
+            families.append((version, "restart" in bits))
+    return GracefulRestart(time, "forwarding" in flags, tuple(families))
+
+
 def _event(kind: str, data: dict[str, object]) -> Event:
     neighbor = _obj(data, "neighbor")
     address = _obj(neighbor, "address")
     peer, local = _text(address, "peer", ""), _text(address, "local", "")
+    if kind == "open":
+        direction = _text(neighbor, "direction")
+        if direction not in ("receive", "send"):
+            raise _Malformed(f"'direction' {direction!r} is neither receive nor send")
+        capabilities = _obj(_obj(neighbor, "open"), "capabilities")
+        return OpenEvent(peer, local, direction, _graceful_restart(capabilities))
     if kind == "state":
         return StateEvent(peer, local, _text(neighbor, "state"), _text(neighbor, "reason", ""))
     message = _obj(neighbor, "message")
@@ -269,7 +395,7 @@ def parse_message(line: str) -> Event | None:
     if data is None:
         return None
     kind = data.get("type")
-    if kind not in ("state", "update"):
+    if kind not in ("state", "update", "open"):
         return OtherEvent(kind if isinstance(kind, str) else "", data)
     try:
         return _event(kind, data)
@@ -291,6 +417,12 @@ def announce_command(peer: str, path: Path) -> str:
 
 def withdraw_command(peer: str, path: Path) -> str:
     return f"neighbor {peer} withdraw route {path.prefix} next-hop {path.next_hop}"
+
+
+def end_of_rib_command(peer: str) -> str:
+    """End-of-RIB of the session's family (the lab's sessions carry one unicast family each):
+    everything this node has to say was sent before it (RFC 4724 section 2)."""
+    return f"neighbor {peer} announce eor {'ipv6' if ':' in peer else 'ipv4'} unicast"
 
 
 # -- the agent's record of the paths it sent (agent.json's adj_out) ----------------------------

@@ -228,13 +228,18 @@ def _reconfigure(
         _config, speaker_changed, agent_changed = supervise.write_node_configs(plan, state, node)
         if speaker_changed:
             # A changed neighbour list: restart the speaker, as Calico reloads BIRD.
-            supervise.stop_speaker(state, node.name)
             restart.append(node)
             summary.restarted_speakers.append(node.name)
         elif agent_changed and state.agent_pid(node.name) is not None:
             # Pools, blocks or VTEPs changed: a new agent takes over with the new rules.
             kill_agent(state, node.name)
             summary.restarted_agents.append(node.name)
+    # Not a graceful restart: BIRD ends the sessions it reconfigures with a Cease, so the peers
+    # forget the node's routes at once rather than keep them for the restart time. The agents
+    # withdraw them (all at once) before their speakers close the sessions.
+    supervise.withdraw_first(state, [n.name for n in restart])
+    for node in restart:
+        supervise.stop_speaker(state, node.name)
     return restart
 
 

@@ -244,9 +244,17 @@ def speaker_running(state: LabState, node: str) -> bool:
     return bool(records) and all(process.same_process(r.pid, r.start_time) for r in records)
 
 
-def stop_speaker(state: LabState, node: str, graceful: bool = True) -> bool:
-    """Stop a node's speaker, both BIRD daemons of a dual-stack BIRD node (SIGTERM: it tells
-    its peers; SIGKILL: it just vanishes). False when none was running."""
+def stop_speaker(state: LabState, node: str, graceful: bool = True, withdraw: bool = False) -> bool:
+    """Stop a node's speaker, both BIRD daemons of a dual-stack BIRD node. False when none was
+    running.
+
+    `graceful`: SIGTERM, else SIGKILL (it just vanishes). ExaBGP closes its sessions on SIGTERM
+    without a NOTIFICATION, which its peers take for a graceful restart (RFC 4724: they keep
+    its routes for its restart time) and its agent keeps the node's routes for the next one
+    (see `controlplane.agent`); BIRD sends a Cease.
+    `withdraw`: the stop is no restart (a configuration change, which Calico's BIRD makes with
+    a Cease): `withdraw_first` before ExaBGP is stopped.
+    """
     import signal
 
     pids = {
@@ -256,6 +264,8 @@ def stop_speaker(state: LabState, node: str, graceful: bool = True) -> bool:
     }
     if not pids:
         return False
+    if withdraw:
+        withdraw_first(state, [node])
     for pid in pids:
         process.send(pid, signal.SIGTERM if graceful else signal.SIGKILL)
     left = process.wait_gone(pids, 5)
@@ -263,6 +273,49 @@ def stop_speaker(state: LabState, node: str, graceful: bool = True) -> bool:
         process.send(pid, signal.SIGKILL)
     process.wait_gone(left, 2)
     return True
+
+
+CEASE_WAIT = 5.0  # seconds the agents get to have their withdrawals taken by ExaBGP
+# After ExaBGP has acknowledged the withdrawals they are in its Adj-RIB-Out; the peers'
+# next turn of its reactor sends them (milliseconds), and SIGTERM is handled at the start of a
+# turn, before the peers' (exabgp/reactor/loop.py `run`): this lets that turn come first.
+CEASE_FLUSH = 0.3
+
+
+def withdraw_first(state: LabState, nodes: list[str]) -> None:
+    """Ask the agents of these nodes (SIGUSR2, all at once) to withdraw every route from every
+    peer and forget what they learned (`Runtime.cease`), and wait until each one's state file
+    says ExaBGP has acknowledged every withdrawal, or `CEASE_WAIT` seconds (an agent dead or
+    stuck: its stop is then a plain one). ExaBGP 5.0 closes a session that negotiated graceful
+    restart without a NOTIFICATION whatever the reason (`Peer._main`; `Peer.shutdown` never
+    sends one), so the withdrawals are what tell the peers. A BIRD node has no agent: BIRD
+    sends a Cease itself."""
+    import signal
+
+    waiting = {}
+    for node in nodes:
+        agent = state.agent_pid(node)
+        if agent is not None:
+            process.send(agent, signal.SIGUSR2)
+            waiting[node] = agent
+    if not waiting:
+        return
+    deadline = time.monotonic() + CEASE_WAIT
+    while waiting and time.monotonic() < deadline:
+        for node, agent in list(waiting.items()):
+            try:
+                data = json.loads((state.node_dir(node) / "agent.json").read_text())
+            except (OSError, ValueError):
+                data = None
+            done = isinstance(data, dict) and (data.get("pid"), data.get("stopping")) == (
+                agent,
+                "withdrawn",
+            )
+            if done or not process.exists(agent):
+                del waiting[node]
+        if waiting:
+            time.sleep(0.02)
+    time.sleep(CEASE_FLUSH)
 
 
 # -- BIRD nodes ------------------------------------------------------------------------------

@@ -8,10 +8,17 @@ Sessions to peers outside the lab (external BGPPeers) get no neighbor block: not
 answers there and the lab must not send packets towards addresses it does not own.
 Calico's `ttlSecurity` (BIRD `ttl security on; multihop N;`: send with TTL 255, accept only
 TTL >= 256 - N) becomes ExaBGP's `incoming-ttl 256-N` (IP_MINTTL, and TTL 255 on what it
-sends). The session options ExaBGP has no setting for (keepalive time, graceful restart time,
-reachableBy) are written as comments in the neighbor block, so the configuration says what the
-speaker does not do. (A session's BGPFilters are the agent's: it applies them to what it
-receives and sends, see `model.bgp`.)
+sends). Calico renders `graceful restart;` on every session (confd's bird.cfg templates; BIRD's
+restart time is 120 s unless `maxRestartTime` on a BGPPeer or `nodeMeshMaxRestartTime` sets
+`graceful restart time`): each neighbor advertises the capability with the session's restart
+time (`graceful-restart N`; ExaBGP sets the Forwarding State bit of the family, and the
+agent keeps the node's routes while its speaker restarts), and sends no End-of-RIB of its own
+(`manual-eor`): the agent sends it once it has announced what it has (see
+`controlplane.agent`). The API gives the agent the OPENs both ways, whose capabilities it acts
+on. The session options ExaBGP has no setting for (keepalive time, reachableBy) are written as
+comments in the neighbor block, so the configuration says what the speaker does not do. (A
+session's BGPFilters are the agent's: it applies them to what it receives and sends, see
+`model.bgp`.)
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ import base64
 import shlex
 
 from meshemu.model.plan import LabPlan, NodePlan
-from meshemu.model.rules import password_problem
+from meshemu.model.rules import MAX_RESTART_SECONDS, password_problem
 from meshemu.model.sessions import Session
 
 AGENT_PROCESS = "agent"
+# BIRD's graceful restart time when none is set (`gr_time = 120`, proto/bgp/config.Y of BIRD
+# 2.0.12 and 1.6.8), which Calico's `graceful restart;` keeps.
+DEFAULT_RESTART_TIME = 120
 
 
 # Printable ASCII but the quotes: what a quoted `md5-password` carries as written. ExaBGP 5.0
@@ -77,13 +87,38 @@ def gtsm_minimum_ttl(hops: int) -> int:
     return 256 - hops
 
 
+def restart_time(session: Session) -> int:
+    """The restart time the session advertises: its own, else BIRD's default.
+
+    ValueError above 4095 s, which the capability's 12 bits cannot carry (`rules` refuses it
+    where it is written; ExaBGP would send it cut to 12 bits, and BIRD would spill it into the
+    flags, `bgp_write_capabilities` in proto/bgp/packets.c)."""
+    time = session.graceful_restart_time
+    time = DEFAULT_RESTART_TIME if time is None else time
+    if not 0 <= time <= MAX_RESTART_SECONDS:
+        raise ValueError(
+            f"session to {session.peer_ip}: graceful restart time {time} s: BGP carries "
+            f"0-{MAX_RESTART_SECONDS} s"
+        )
+    return time
+
+
+def _capability(session: Session) -> str:
+    """The neighbor's capabilities: route refresh (lets a restarted agent ask its peers to send
+    their routes again) and graceful restart.
+
+    A restart time of 0 is `disable`: ExaBGP reads `graceful-restart 0` as "the hold time"
+    (`Neighbor.infer`), and BIRD's peers of a restart time of 0 keep nothing anyway (their
+    restart timer fires at once, `bgp_handle_graceful_restart`)."""
+    time = restart_time(session)
+    return f"    capability {{ route-refresh; graceful-restart {time or 'disable'}; }}"
+
+
 def not_emulated(session: Session) -> list[str]:
     """The session options of the plan (as Calico renders them) that ExaBGP does not apply."""
     out = []
     if session.keepalive_time is not None:
         out.append(f"keepalive time {session.keepalive_time} (ExaBGP: a third of the hold time)")
-    if session.graceful_restart_time is not None:
-        out.append(f"graceful restart time {session.graceful_restart_time}")
     # Next hop self/keep and BGPFilters are the agent's (AgentConfig; model.bgp sets the next
     # hop to the node itself unless it keeps it, and runs the session's filters), so they are
     # not listed.
@@ -124,11 +159,12 @@ def render_exabgp(plan: LabPlan, node: NodePlan, agent_command: list[str]) -> st
             lines.append(f"    incoming-ttl {gtsm_minimum_ttl(session.ttl_security)};")
         lines += [f"    # not emulated by ExaBGP: {what}" for what in not_emulated(session)]
         lines += [
-            # Lets a restarted agent ask its peers to send their routes again.
-            "    capability { route-refresh; }",
+            _capability(session),
+            # The agent sends End-of-RIB after what it announced (see the module docstring).
+            "    manual-eor true;",
             f"    family {{ {family}; }}",
             f"    api {{ processes [ {AGENT_PROCESS} ]; neighbor-changes; "
-            "receive { parsed; update; } }",
+            "receive { parsed; update; open; } send { parsed; open; } }",
             "}",
             "",
         ]

@@ -22,7 +22,7 @@ from meshemu.model.addressing import (
     special_range,
 )
 from meshemu.model.selector import SelectorError, parse_selector
-from meshemu.model.topology import DNS_LABEL, DNS_SUBDOMAIN, Topology, loc_part
+from meshemu.model.topology import DNS_LABEL, DNS_SUBDOMAIN, Topology, loc_part, parse_duration
 
 IPV4_BLOCK_RANGE = (20, 32)
 IPV6_BLOCK_RANGE = (116, 128)
@@ -38,6 +38,10 @@ FAMILIES = {"ipv4": 4, "ipv6": 6}
 # TCP_MD5SIG_MAXKEYLEN bytes (include/uapi/linux/tcp.h), and ExaBGP refuses a longer one too
 # (configuration/neighbor/__init__.py, MAX_MD5_PASSWORD_LENGTH).
 MD5_KEY_MAX_BYTES = 80
+# The graceful restart capability carries the restart time in 12 bits (RFC 4724 section 3):
+# ExaBGP would send a longer one cut, and BIRD spills it into the capability's flags
+# (`bgp_write_capabilities`, proto/bgp/packets.c), so that 4096 s reads as a restart.
+MAX_RESTART_SECONDS = 0x0FFF
 
 
 def block_size_of(cidr: IPNetwork, block_size: int | None) -> int:
@@ -57,6 +61,7 @@ def check_topology(topo: Topology) -> list[Problem]:
     problems += _check_pools(topo)
     problems += _check_peers(topo)
     problems += _check_passwords(topo)
+    problems += _check_restart_times(topo)
     problems += _check_bird_nodes(topo)
     return problems
 
@@ -771,6 +776,26 @@ def _check_passwords(topo: Topology) -> list[Problem]:
         if peer.password is not None:
             found.append(password_problem(peer.password, f"bgp.peers.{loc_part(name)}.password"))
     return [problem for problem in found if problem is not None]
+
+
+def _check_restart_times(topo: Topology) -> list[Problem]:
+    """Every graceful restart time the sessions advertise: the mesh's and each BGPPeer's."""
+    found = [("bgp.nodeMeshMaxRestartTime", topo.bgp.node_mesh_max_restart_time)]
+    for name, peer in topo.bgp.peers.items():
+        found.append((f"bgp.peers.{loc_part(name)}.maxRestartTime", peer.max_restart_time))
+    problems = []
+    for where, text in found:
+        seconds = parse_duration(text)
+        if seconds is not None and seconds > MAX_RESTART_SECONDS:
+            problems.append(
+                Problem(
+                    where,
+                    f"{text} is more than the {MAX_RESTART_SECONDS} s BGP's graceful restart "
+                    "capability can carry",
+                    f"use at most {MAX_RESTART_SECONDS}s (68 minutes)",
+                )
+            )
+    return problems
 
 
 def _check_bird_nodes(topo: Topology) -> list[Problem]:

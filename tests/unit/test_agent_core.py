@@ -5,12 +5,18 @@ back as the updates its peers would receive. Covered: the node's own blocks, ses
 and down, learning and withdrawing, route reflection as RFC 4456 says (ORIGINATOR_ID,
 CLUSTER_LIST, loop drops, client and non-client rules), eBGP export, a restarted agent taking
 over its predecessor's state, and, for every shipped topology, that the routes the agents
-program once BGP has converged are exactly the plan's expected FIB.
+program once BGP has converged are exactly the plan's expected FIB. Graceful restart (RFC 4724):
+a peer gone without a NOTIFICATION keeps its routes, stale, for its restart time, until it
+sends them again and End-of-RIB; this node's speaker stopping keeps its routes for the agent
+under the next speaker, which takes them over as stale; a stop for a configuration change
+withdraws everything first (the runtime waits for ExaBGP's answers).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections import deque
 from pathlib import Path as FsPath
 from typing import Any
@@ -19,8 +25,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshemu.controlplane.agent import AgentCore
-from meshemu.controlplane.events import StateEvent, UpdateEvent
+from meshemu.controlplane.agent import AGENT_CONFIG, AgentCore, Runtime
+from meshemu.controlplane.events import (
+    LOCAL_SHUTDOWN,
+    SILENT_CLOSE,
+    GracefulRestart,
+    OpenEvent,
+    StateEvent,
+    UpdateEvent,
+)
 from meshemu.model.agent_config import AgentConfig, agent_config_of
 from meshemu.model.bgp import Link, Path, Speaker, export
 from meshemu.model.load import load_topology, load_topology_text
@@ -845,3 +858,428 @@ def test_a_converged_lab_of_cores_holds_the_plans_rib(plan: LabPlan) -> None:
         for r in rib:
             candidates[r["prefix"]] = candidates.get(r["prefix"], 0) + 1
         assert candidates == {e.prefix: e.paths for e in node.rib}, node.name
+
+
+# --- graceful restart (RFC 4724) -----------------------------------------------------------------
+
+GR_V4 = GracefulRestart(120, False, ((4, True),))
+OTHER = "10.99.1.0/26"  # a second prefix nobody owns
+
+
+def _opened(
+    core: AgentCore,
+    peer: str,
+    theirs: GracefulRestart | None = GR_V4,
+    ours: GracefulRestart | None = GR_V4,
+    now: float = 1000.0,
+) -> list[str]:
+    """The session comes up with these OPENs (what ExaBGP reports: the OPENs, then `up`)."""
+    core.on_open(OpenEvent(peer, "", "send", ours))
+    core.on_open(OpenEvent(peer, "", "receive", theirs))
+    return core.on_state(StateEvent(peer, "", "up"), now=now)
+
+
+def _learned(
+    reflectors: LabPlan,
+    theirs: GracefulRestart | None = GR_V4,
+    ours: GracefulRestart | None = GR_V4,
+) -> AgentCore:
+    """c1 with every session up, FOREIGN and OTHER learned from RR1 only."""
+    core = make_core(reflectors, "c1")
+    core.start()
+    for peer in (RR2, RR3):
+        _opened(core, peer)
+    _opened(core, RR1, theirs, ours)
+    announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    announce(core, RR1, Path(OTHER, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    return core
+
+
+def _down(core: AgentCore, peer: str, reason: str, now: float = 1000.0) -> list[str]:
+    return core.on_state(StateEvent(peer, "", "down", reason), now=now)
+
+
+def _stale(core: AgentCore) -> dict[str, set[str]]:
+    return {
+        peer: set(entry["prefixes"])
+        for peer, entry in json.loads(json.dumps(core.snapshot()))["stale"].items()
+    }
+
+
+def test_a_peer_gone_without_notification_keeps_its_routes_for_its_restart_time(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors, theirs=GracefulRestart(30, False, ((4, True),)))
+    commands = _down(core, RR1, SILENT_CLOSE, now=1000.0)
+    assert commands == []  # nothing withdrawn from anyone
+    assert core.route(FOREIGN) is not None and core.route(OTHER) is not None
+    assert _stale(core) == {RR1: {FOREIGN, OTHER}}
+    entries = [e for e in core.snapshot()["rib"] if e["learned_from"] == RR1]
+    assert entries and all(e["stale"] for e in entries)
+    assert core.next_expiry() == 1030.0  # the peer's restart time, from its OPEN
+    assert core.expire(1029.9) == [] and core.route(FOREIGN) is not None
+    core.expire(1030.0)
+    assert core.route(FOREIGN) is None and core.route(OTHER) is None
+    assert _stale(core) == {} and core.next_expiry() is None
+
+
+def test_a_restarted_peer_replaces_what_it_sends_again_and_the_rest_goes_at_its_end_of_rib(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors)
+    _down(core, RR1, SILENT_CLOSE)
+    _opened(core, RR1, theirs=GracefulRestart(120, True, ((4, True),)), now=1005.0)
+    assert core.route(FOREIGN) is not None and core.route(OTHER) is not None
+    announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    assert _stale(core) == {RR1: {OTHER}}
+    core.on_update(UpdateEvent(RR1, C1, end_of_rib=True))
+    assert core.route(FOREIGN) is not None
+    assert core.route(OTHER) is None
+    assert _stale(core) == {}
+
+
+def test_stale_routes_of_a_peer_that_never_sends_end_of_rib_go_after_the_restart_time(
+    reflectors: LabPlan,
+) -> None:
+    """BIRD 2.0.12 waits for End-of-RIB without a timer; the agent gives it the restart time
+    again once the session is back (RFC 4724's optional stale path timer)."""
+    core = _learned(reflectors)
+    _down(core, RR1, SILENT_CLOSE, now=1000.0)
+    _opened(core, RR1, now=1100.0)
+    assert core.expire(1219.0) == [] and core.route(OTHER) is not None
+    core.expire(1220.0)
+    assert core.route(OTHER) is None
+
+
+def test_a_peer_back_without_its_forwarding_state_loses_its_stale_routes_at_once(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors)
+    _down(core, RR1, SILENT_CLOSE)
+    _opened(core, RR1, theirs=GracefulRestart(120, True, ((4, False),)))
+    assert core.route(FOREIGN) is None and _stale(core) == {}
+
+
+@pytest.mark.parametrize(
+    ("theirs", "ours", "reason"),
+    [
+        (GR_V4, GR_V4, "notification received (6,2)"),
+        (GR_V4, GR_V4, "notification sent (4,0)"),  # the hold timer
+        (None, GR_V4, SILENT_CLOSE),  # the peer advertised no graceful restart
+        (GracefulRestart(120, False, ((6, True),)), GR_V4, SILENT_CLOSE),  # not for IPv4
+        (GracefulRestart(120, False, ()), GR_V4, SILENT_CLOSE),  # BIRD's `aware`: no family
+        (GracefulRestart(0, False, ((4, True),)), GR_V4, SILENT_CLOSE),  # restart time 0
+        (GR_V4, None, SILENT_CLOSE),  # this node advertised none
+    ],
+    ids=["cease", "hold-timer", "no-capability", "other-family", "aware", "zero", "not-ours"],
+)
+def test_any_other_end_of_a_session_withdraws_its_routes_at_once(
+    reflectors: LabPlan, theirs: GracefulRestart | None, ours: GracefulRestart | None, reason: str
+) -> None:
+    core = _learned(reflectors, theirs, ours)
+    commands = _down(core, RR1, reason)
+    assert core.route(FOREIGN) is None and core.route(OTHER) is None
+    assert _stale(core) == {}
+    assert commands == []  # (a plain client passes on no iBGP route: nothing to withdraw)
+
+
+def test_a_reflector_keeps_reflecting_a_restarting_clients_routes(reflectors: LabPlan) -> None:
+    core = make_core(reflectors, "rr1")
+    core.start()
+    for peer in (C1, C2, RR2, RR3):
+        _opened(core, peer)
+    announce(core, C1, Path(FOREIGN, C1))
+    assert _down(core, C1, SILENT_CLOSE) == []  # C2 keeps hearing of it
+    commands = core.on_update(UpdateEvent(C1, RR1, end_of_rib=True))
+    assert withdrawn_from(commands, C2) == {FOREIGN}
+
+
+def test_a_second_silent_end_before_end_of_rib_drops_what_the_first_left_stale(
+    reflectors: LabPlan,
+) -> None:
+    """BIRD's BGP_GRS_ACTIVE case of bgp_handle_graceful_restart."""
+    core = _learned(reflectors)
+    _down(core, RR1, SILENT_CLOSE, now=1000.0)
+    _opened(core, RR1, now=1001.0)
+    announce(core, RR1, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    _down(core, RR1, SILENT_CLOSE, now=1002.0)
+    assert core.route(OTHER) is None  # stale since the first restart, not sent again
+    assert core.route(FOREIGN) is not None and _stale(core) == {RR1: {FOREIGN}}
+    assert core.next_expiry() == 1122.0
+
+
+def test_a_connection_that_never_came_up_takes_no_stale_route_away(reflectors: LabPlan) -> None:
+    core = _learned(reflectors)
+    _down(core, RR1, SILENT_CLOSE)
+    core.on_state(StateEvent(RR1, C1, "connected"))
+    _down(core, RR1, "notification sent (6,7)")  # a collision, say, before it was established
+    assert core.route(FOREIGN) is not None and _stale(core) == {RR1: {FOREIGN, OTHER}}
+
+
+def test_this_nodes_speaker_stopping_keeps_its_routes_and_records_them_stale(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors, ours=GracefulRestart(45, True, ((4, True),)))
+    assert _down(core, RR1, LOCAL_SHUTDOWN, now=1000.0) == []
+    assert core.route(FOREIGN) is not None
+    assert _stale(core) == {RR1: {FOREIGN, OTHER}}
+    assert core.next_expiry() == 1045.0  # this node's restart time, not the peer's
+
+
+def test_this_nodes_speaker_stopping_without_graceful_restart_drops_its_routes(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors, ours=None)
+    _down(core, RR1, LOCAL_SHUTDOWN)
+    assert core.route(FOREIGN) is None
+
+
+def _speaker_restart(
+    reflectors: LabPlan, old: AgentCore, stopped: float = 1000.0, now: float = 1002.0
+) -> AgentCore:
+    """What `Runtime._take_over` does under a new ExaBGP."""
+    state = json.loads(json.dumps(old.snapshot()))
+    state["updated"] = stopped  # (Runtime.write_state's last write)
+    new = make_core(reflectors, "c1")
+    new.restore(state, speaker_restarted=True, now=now)
+    return new
+
+
+def test_a_new_speakers_agent_takes_over_the_routes_as_stale_until_each_end_of_rib(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors, ours=GracefulRestart(45, True, ((4, True),)))
+    announce(core, RR2, Path(FOREIGN, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    for peer in (RR1, RR2, RR3):
+        _down(core, peer, LOCAL_SHUTDOWN)
+    new = _speaker_restart(reflectors, core)
+    prefixes = {FOREIGN, OTHER, *(b.cidr for b in reflectors.node("c1").blocks)}
+    assert _all_routes(new, prefixes) == _all_routes(core, prefixes)
+    assert {s["peer_ip"]: s["state"] for s in new.snapshot()["sessions"]} == {
+        RR1: "idle",
+        RR2: "idle",
+        RR3: "idle",
+    }
+    assert _stale(new) == {RR1: {FOREIGN, OTHER}, RR2: {FOREIGN}}
+    assert new.refresh_commands() == []  # new sessions: the peers send everything anyway
+    # RR2 comes back first: nothing to send again, End-of-RIB. RR1 still has FOREIGN.
+    _opened(new, RR2, now=1003.0)
+    new.on_update(UpdateEvent(RR2, C1, end_of_rib=True))
+    assert new.route(FOREIGN) is not None and _stale(new) == {RR1: {FOREIGN, OTHER}}
+    _opened(new, RR1, now=1004.0)
+    announce(new, RR1, Path(OTHER, C2, originator_id=C2, cluster_list=(CLUSTER,)))
+    new.on_update(UpdateEvent(RR1, C1, end_of_rib=True))
+    assert new.route(FOREIGN) is None and new.route(OTHER) is not None
+    assert _stale(new) == {}
+
+
+def test_a_new_speakers_agent_drops_the_routes_of_peers_not_back_in_its_restart_time(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors, ours=GracefulRestart(45, True, ((4, True),)))
+    _down(core, RR1, LOCAL_SHUTDOWN)
+    new = _speaker_restart(reflectors, core, stopped=1000.0, now=1010.0)
+    # Counted from when the last agent stopped, not from the takeover.
+    assert new.next_expiry() == 1045.0
+    new.expire(1045.0)
+    assert new.route(FOREIGN) is None
+
+
+def test_a_new_speakers_agent_keeps_nothing_of_a_session_without_graceful_restart(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors, ours=None)
+    new = _speaker_restart(reflectors, core)  # (the old speaker was killed: no `down` seen)
+    assert new.route(FOREIGN) is None and _stale(new) == {}
+
+
+def test_a_new_speakers_agent_waits_bird_s_default_when_no_open_was_recorded(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors)
+    state = json.loads(json.dumps(core.snapshot()))
+    for session in state["sessions"]:
+        del session["graceful_restart"]  # an agent of an earlier version
+    state["updated"] = 1000.0
+    new = make_core(reflectors, "c1")
+    new.restore(state, speaker_restarted=True, now=1001.0)
+    assert new.next_expiry() == 1000.0 + 120
+
+
+def test_an_agent_restarted_alone_keeps_the_stale_routes_and_their_time(
+    reflectors: LabPlan,
+) -> None:
+    core = _learned(reflectors)
+    _down(core, RR1, SILENT_CLOSE, now=1000.0)
+    new = _restarted(reflectors, "c1", core)
+    assert _stale(new) == {RR1: {FOREIGN, OTHER}} and new.next_expiry() == 1120.0
+    assert {s["peer_ip"]: s["state"] for s in new.snapshot()["sessions"]}[RR2] == "established"
+    _opened(new, RR1, theirs=GracefulRestart(120, True, ((4, False),)))
+    assert new.route(FOREIGN) is None  # the restored capability rules still apply
+
+
+def test_end_of_rib_after_a_takeover_goes_to_established_peers_only(reflectors: LabPlan) -> None:
+    core = _learned(reflectors)
+    _down(core, RR3, "notification received (6,2)")
+    assert sorted(_restarted(reflectors, "c1", core).end_of_rib_commands()) == [
+        f"neighbor {RR1} announce eor ipv4 unicast",
+        f"neighbor {RR2} announce eor ipv4 unicast",
+    ]
+
+
+def test_cease_withdraws_everything_sent_and_forgets_what_was_learned(reflectors: LabPlan) -> None:
+    core = make_core(reflectors, "rr1")
+    core.start()
+    for peer in (C1, C2, RR2, RR3):
+        _opened(core, peer)
+    announce(core, C1, Path(FOREIGN, C1))
+    announce(core, RR2, Path(OTHER, RR2))
+    sent = core.snapshot()["adj_out"]
+    commands = core.cease()
+    for peer, paths in sent.items():
+        assert withdrawn_from(commands, peer) == {p["prefix"] for p in paths}, peer
+    assert core.snapshot()["adj_out"] == {peer: [] for peer in sent}
+    assert core.route(FOREIGN) is None and core.route(OTHER) is None
+    (block,) = [b.cidr for b in reflectors.node("rr1").blocks]
+    assert core.route(block) == FibRoute(block, "blackhole")
+    assert {FOREIGN, OTHER} <= core.dirty  # their kernel routes go
+    # ExaBGP's last messages change nothing: the peers were told to forget this node.
+    assert announce(core, C1, Path(OTHER, C1)) == []
+    assert _down(core, C2, LOCAL_SHUTDOWN) == [] and core.route(OTHER) is None
+    assert core.snapshot()["ceased"] is True
+
+
+BAD_CAPABILITIES: list[object] = [
+    5,
+    [],
+    {"time": 5000},
+    {"time": 5, "restarting": 1, "families": []},
+]
+STALE_RECORDS: dict[str, object] = {
+    "stale is a list": {"stale": [RR1]},
+    "stale of every wrong kind": {
+        "stale": {
+            RR1: {"prefixes": FOREIGN, "until": 5.0, "peer_restarted": True},
+            RR2: {"prefixes": [FOREIGN], "until": "soon", "peer_restarted": True},
+            RR3: {"prefixes": [FOREIGN], "until": 5.0, "peer_restarted": "yes"},
+            "10.9.9.9": {"prefixes": [FOREIGN], "until": 5.0, "peer_restarted": True},
+        }
+    },
+    **{
+        f"stale time {name}": {
+            "stale": {RR1: {"prefixes": [FOREIGN], "until": u, "peer_restarted": True}}
+        }
+        for name, u in (
+            ("true", True),
+            ("nan", float("nan")),
+            ("inf", float("inf")),
+            ("negative", -1),
+            ("huge", 10**400),
+        )
+    },
+    "capabilities of every wrong kind": {
+        "sessions": [
+            {
+                "peer_ip": RR1,
+                "state": "established",
+                "since": 1.0,
+                "info": "",
+                "graceful_restart": {"received": bad, "sent": bad},
+            }
+            for bad in BAD_CAPABILITIES
+        ]
+    },
+    "families of every wrong kind": {
+        "sessions": [
+            {
+                "peer_ip": RR1,
+                "state": "established",
+                "since": 1.0,
+                "info": "",
+                "graceful_restart": {"received": {"time": 5, "restarting": False, "families": f}},
+            }
+            for f in ([[5, True]], [[4]], [[True, True]], [[4, 1]], "ipv4")
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize("state", list(STALE_RECORDS.values()), ids=list(STALE_RECORDS))
+@pytest.mark.parametrize("speaker_restarted", [False, True])
+def test_restore_ignores_graceful_restart_records_of_another_shape(
+    reflectors: LabPlan, state: dict[str, object], speaker_restarted: bool
+) -> None:
+    new = make_core(reflectors, "c1")
+    new.restore({**state, "rib": [_GOOD_RIB]}, speaker_restarted=speaker_restarted, now=50.0)
+    session = next(s for s in new.snapshot()["sessions"] if s["peer_ip"] == RR1)
+    assert session["graceful_restart"] == {"received": None}  # none of them was read
+    if not speaker_restarted:
+        assert _stale(new) == {}  # no valid stale record: nothing stale
+    else:
+        assert new.next_expiry() == 50.0 + 120  # ("updated" missing: from now)
+    json.dumps(new.snapshot())
+
+
+# --- the runtime: a new speaker or the agent alone; a stop for a configuration change ------------
+
+
+def _runtime(
+    tmp_path: FsPath, plan: LabPlan, node: str, previous: dict[str, Any] | None
+) -> Runtime:
+    node_dir = tmp_path / "nodes" / node
+    node_dir.mkdir(parents=True)
+    (node_dir / AGENT_CONFIG).write_text(json.dumps(agent_config_of(plan, node).to_json()))
+    if previous is not None:
+        (node_dir / "agent.json").write_text(json.dumps(previous))
+    return Runtime(tmp_path, node)
+
+
+@pytest.mark.parametrize(
+    ("speaker_pid", "speaker_restarted"),
+    [("parent", False), ("other", True), (None, False)],
+    ids=["same-exabgp", "new-exabgp", "no-record"],
+)
+def test_the_runtime_takes_over_as_stale_only_under_a_new_speaker(
+    reflectors: LabPlan, tmp_path: FsPath, speaker_pid: str | None, speaker_restarted: bool
+) -> None:
+    core = _learned(reflectors)
+    previous = {**core.snapshot(), "pid": 1, "updated": time.time()}
+    if speaker_pid is not None:
+        # ExaBGP is the agent's parent: the predecessor recorded its own.
+        previous["speaker_pid"] = os.getppid() + (0 if speaker_pid == "parent" else 1)
+    runtime = _runtime(tmp_path, reflectors, "c1", previous)
+    assert runtime.restarted and runtime.speaker_restarted is speaker_restarted
+    assert runtime.core.route(FOREIGN) is not None  # kept either way
+    assert bool(_stale(runtime.core)) is speaker_restarted
+    states = {s["state"] for s in runtime.core.snapshot()["sessions"]}
+    assert states == ({"idle"} if speaker_restarted else {"established"})
+
+
+def test_the_runtime_says_when_exabgp_has_taken_every_withdrawal(
+    reflectors: LabPlan, tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = _runtime(tmp_path, reflectors, "rr1", None)
+    sent: list[str] = []
+    monkeypatch.setattr(runtime, "send", sent.extend)
+    runtime.send(runtime.core.start())
+    for peer in (C1, C2, RR2, RR3):
+        _opened(runtime.core, peer)
+    announce(runtime.core, C1, Path(FOREIGN, C1))
+    sent.clear()
+    runtime.cease()
+    assert sent[0] == "enable-ack"  # ExaBGP answers every command from here on
+    withdrawals = sent[1:]
+    assert withdrawals and all(" withdraw route " in c for c in withdrawals)
+
+    def stopping() -> object:
+        return json.loads((tmp_path / "nodes" / "rr1" / "agent.json").read_text())["stopping"]
+
+    assert stopping() == "withdrawing"
+    runtime.on_answer('{ "exabgp": "5.0" }')  # (no answer)
+    for _ in withdrawals:
+        runtime.on_answer("done")
+    assert stopping() == "withdrawing"  # one answer short: enable-ack's own
+    runtime.on_answer("error\n")  # (a refused withdrawal is an answer too)
+    assert stopping() == "withdrawn"
+    runtime.cease()  # asked twice: nothing more to say
+    assert len(sent) == 1 + len(withdrawals)

@@ -528,3 +528,125 @@ def test_every_comment_stays_on_one_line() -> None:
         for line in render_exabgp(plan, node, AGENT).splitlines():
             if line.lstrip().startswith("#"):
                 assert line.startswith("# "), line
+
+
+# --- graceful restart (Calico renders `graceful restart;` on every session) ----------------------
+
+RESTART_TIMES = """
+name: gr
+subnets: {s: {ipv4: 10.3.0.0/24, ipv6: "fd00:3::/64"}}
+nodes:
+  a: {subnet: s, ipv4: 10.3.0.1, ipv6: "fd00:3::1"}
+  b: {subnet: s, ipv4: 10.3.0.2, ipv6: "fd00:3::2"}
+bgp:
+  nodeMeshMaxRestartTime: MESH
+"""
+PEER_RESTART_TIME = """
+name: grpeer
+subnets: {s: {ipv4: 10.3.0.0/24}}
+nodes:
+  a: {subnet: s, ipv4: 10.3.0.1}
+  c: {subnet: s, ipv4: 10.3.0.3, asNumber: 65030}
+bgp:
+  nodeToNodeMeshEnabled: false
+  peers:
+    a-c: {node: a, peerIP: 10.3.0.3, asNumber: 65030, maxRestartTime: PEER}
+    c-a: {node: c, peerIP: 10.3.0.1, asNumber: 64512}
+"""
+
+
+def _mesh_plan(mesh: str = "1m30s") -> LabPlan:
+    return _plan_text(RESTART_TIMES.replace("MESH", mesh))
+
+
+def _peer_plan(peer: str = "10s") -> LabPlan:
+    return _plan_text(PEER_RESTART_TIME.replace("PEER", peer))
+
+
+def _sent_graceful_restart(neighbor: Any) -> Any:
+    """The graceful restart capability of the OPEN ExaBGP builds for the neighbor (None: none);
+    `restarted`: its first OPEN (exabgp/reactor/peer.py FORCE_GRACEFUL)."""
+    from exabgp.bgp.message.open.capability.capabilities import Capabilities
+    from exabgp.bgp.message.open.capability.capability import Capability
+
+    capabilities = Capabilities().new(neighbor, True)
+    return capabilities.get(Capability.CODE.GRACEFUL_RESTART)
+
+
+def test_every_neighbor_advertises_graceful_restart_with_its_sessions_restart_time() -> None:
+    _, neighbors = _rendered(_mesh_plan(), "a")
+    times = {ip: n["capability"]["graceful-restart"] for ip, n in neighbors.items()}
+    assert times == {"10.3.0.2": 90, "fd00:3::2": 90}  # the mesh's, on both families
+    peers = _peer_plan()
+    _, neighbors = _rendered(peers, "a")
+    assert neighbors["10.3.0.3"]["capability"]["graceful-restart"] == 10  # the BGPPeer's
+    # The session back has no time of its own: BIRD's 120 s.
+    _, neighbors = _rendered(peers, "c")
+    assert neighbors["10.3.0.1"]["capability"]["graceful-restart"] == 120
+
+
+@pytest.mark.parametrize(("plan", "node"), CASES, ids=IDS)
+def test_the_opens_carry_the_restart_time_and_keep_forwarding(
+    plan: LabPlan, node: NodePlan
+) -> None:
+    """What goes on the wire: the restart time, the Restart State bit on the first OPEN, and the
+    Forwarding State bit on the session's family (the agent keeps the node's routes)."""
+    neighbors = _neighbors(_parse(render_exabgp(plan, node, [*AGENT, node.name])))
+    for session in _lab_sessions(node):
+        sent = _sent_graceful_restart(neighbors[session.peer_ip])
+        wanted = 120 if session.graceful_restart_time is None else session.graceful_restart_time
+        assert sent is not None and sent.restart_time == wanted, session.peer_ip
+        assert sent.restart_flag == sent.RESTART_STATE
+        assert [(str(afi), str(safi), flag) for (afi, safi), flag in sent.items()] == [
+            ("ipv4" if session.family == 4 else "ipv6", "unicast", sent.FORWARDING_STATE)
+        ]
+
+
+@pytest.mark.parametrize(("plan", "node"), CASES, ids=IDS)
+def test_the_agent_sends_end_of_rib_and_sees_the_opens(plan: LabPlan, node: NodePlan) -> None:
+    configuration = _parse(render_exabgp(plan, node, [*AGENT, node.name]))
+    sessions = len(_lab_sessions(node))
+    for neighbor in configuration.neighbors.values():
+        assert neighbor["manual-eor"] is True
+    process = configuration.processes[AGENT_PROCESS]
+    assert len(process.get("receive-open", [])) == sessions
+    assert len(process.get("send-open", [])) == sessions
+    assert len(process.get("send-update", [])) == 0  # (what it sends, it knows)
+
+
+def test_graceful_restart_is_no_longer_listed_as_not_emulated() -> None:
+    for plan in (_mesh_plan(), _peer_plan()):
+        for node in plan.nodes:
+            text = render_exabgp(plan, node, AGENT)
+            assert "graceful restart" not in text.lower(), node.name
+
+
+def test_a_restart_time_of_zero_advertises_no_graceful_restart() -> None:
+    """ExaBGP would read `graceful-restart 0` as the hold time; BIRD's peers of a restart time
+    of 0 keep nothing anyway."""
+    _, neighbors = _rendered(_peer_plan("0s"), "a")
+    assert neighbors["10.3.0.3"]["capability"]["graceful-restart"] is False
+    assert _sent_graceful_restart(neighbors["10.3.0.3"]) is None
+
+
+def test_the_largest_restart_time_is_carried_and_a_larger_one_refused() -> None:
+    _, neighbors = _rendered(_peer_plan("4095s"), "a")
+    assert _sent_graceful_restart(neighbors["10.3.0.3"]).restart_time == 4095
+    node = MIXED_PLAN.node("leaf1")
+    session = replace(node.sessions[0], graceful_restart_time=4096)
+    with pytest.raises(ValueError, match="4096"):
+        render_exabgp(MIXED_PLAN, replace(node, sessions=(session,)), AGENT)
+
+
+@pytest.mark.parametrize(
+    ("text", "location"),
+    [
+        (PEER_RESTART_TIME.replace("PEER", "4096s"), "bgp.peers.a-c.maxRestartTime"),
+        (RESTART_TIMES.replace("MESH", "2h"), "bgp.nodeMeshMaxRestartTime"),
+    ],
+)
+def test_a_restart_time_beyond_12_bits_is_a_located_config_error(text: str, location: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _plan_text(text)
+    assert [p.location for p in caught.value.problems] == [location]
+    assert all("4095" in p.message and p.hint for p in caught.value.problems)
