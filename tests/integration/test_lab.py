@@ -21,6 +21,7 @@ from meshemu.lab.converge import fib_diffs as check_convergence
 from meshemu.lab.status import NodeStatus
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
+from meshemu.model.topology import Topology
 from meshemu.state import LabState
 from meshemu.verify.observation import Frame
 from meshemu.verify.probe import capture, reachability_matrix
@@ -30,13 +31,30 @@ from .conftest import TOPOLOGIES, lab_leftovers
 pytestmark = pytest.mark.integration
 
 
-def plan_for(topology: str, name: str) -> LabPlan:
-    return build_plan(load_topology(TOPOLOGIES / topology, name=name))
+# Calico renders `graceful restart` on every session (BIRD's 120 s): a killed speaker's peers keep
+# its routes that long. Tests of what happens after a kill give the lab a short restart time.
+RESTART = "3s"
 
 
-def bring_up(plan: LabPlan, topology: str) -> None:
+def _topology(topology: str, name: str, restart: str | None) -> Topology:
+    topo = load_topology(TOPOLOGIES / topology, name=name)
+    if restart is None:
+        return topo
+    peers = {
+        peer: spec.model_copy(update={"max_restart_time": restart})
+        for peer, spec in topo.bgp.peers.items()
+    }
+    bgp = topo.bgp.model_copy(update={"node_mesh_max_restart_time": restart, "peers": peers})
+    return topo.model_copy(update={"bgp": bgp})
+
+
+def plan_for(topology: str, name: str, restart: str | None = None) -> LabPlan:
+    return build_plan(_topology(topology, name, restart))
+
+
+def bring_up(plan: LabPlan, topology: str, restart: str | None = None) -> None:
     path = TOPOLOGIES / topology
-    topo = load_topology(path, name=plan.name)
+    topo = _topology(topology, plan.name, restart)
     result = up(plan, topo, path, progress=print, timeout=float(os.environ.get("IT_TIMEOUT", 60)))
     if not result.converged:
         state = LabState(plan.name)
@@ -138,8 +156,8 @@ def test_flagship_dual_stack_converges_and_every_pod_reaches_every_pod(lab_env: 
 
 
 def test_route_reflectors_converge_and_survive_losing_one_reflector(lab_env: Path) -> None:
-    plan = plan_for("route-reflectors.yaml", "it-rr")
-    bring_up(plan, "route-reflectors.yaml")
+    plan = plan_for("route-reflectors.yaml", "it-rr", RESTART)
+    bring_up(plan, "route-reflectors.yaml", RESTART)
     assert all(not bad for bad in established(plan).values())
     assert all(c.ok for c in reachability_matrix(plan))
 
@@ -166,14 +184,21 @@ def test_route_reflectors_converge_and_survive_losing_one_reflector(lab_env: Pat
 
     wait_for(clients_keep_routes, 15, "client FIBs to keep every client route via rr2")
     assert all(c.ok for c in reachability_matrix(plan))
-    node1 = json.loads((LabState(plan.name).dir / "nodes" / "node1" / "agent.json").read_text())
     rr1_ip = plan.node("rr1").ipv4
-    assert all(r["learned_from"] != rr1_ip for r in node1["rib"])
+
+    def nothing_from_rr1() -> bool:
+        node1 = json.loads((LabState(plan.name).dir / "nodes" / "node1" / "agent.json").read_text())
+        return all(r["learned_from"] != rr1_ip for r in node1["rib"])
+
+    # rr1's paths stay stale for its restart time (graceful restart), then go.
+    wait_for(nothing_from_rr1, 15, "node1 to drop what rr1 sent once its restart time passed")
 
 
 def test_killing_a_speaker_withdraws_its_blocks_everywhere(lab_env: Path) -> None:
-    plan = plan_for("mesh.yaml", "it-kill")
-    bring_up(plan, "mesh.yaml")
+    """Its peers keep its blocks for the restart time (graceful restart, as Calico's BIRD),
+    then withdraw them everywhere."""
+    plan = plan_for("mesh.yaml", "it-kill", RESTART)
+    bring_up(plan, "mesh.yaml", RESTART)
     victim = plan.node("node2")
     os.kill(speaker_pid(plan, "node2"), signal.SIGKILL)
 
@@ -188,6 +213,7 @@ def test_killing_a_speaker_withdraws_its_blocks_everywhere(lab_env: Path) -> Non
 
     seconds = wait_for(withdrawn, 15, "node2's blocks to leave every other FIB")
     print(f"withdrawn everywhere after {seconds:.2f}s")
+    assert seconds >= 2.0, "kept for the restart time (3 s), not dropped at once"
     assert node_status(plan, "node2").speaker == "dead"
 
 
@@ -338,8 +364,8 @@ def test_md5_password_sessions(lab_env: Path, tmp_path: Path) -> None:
 
 
 def test_killed_agent_is_restarted_and_keeps_the_fib(lab_env: Path) -> None:
-    plan = plan_for("mesh.yaml", "it-agent")
-    bring_up(plan, "mesh.yaml")
+    plan = plan_for("mesh.yaml", "it-agent", RESTART)
+    bring_up(plan, "mesh.yaml", RESTART)
     node_dir = LabState(plan.name).dir / "nodes" / "node1"
     old_pid = int((node_dir / "agent.pid").read_text())
     os.kill(old_pid, signal.SIGKILL)
