@@ -30,12 +30,9 @@ _PEER_NOT_EMULATED = {
 # BGPPeer fields the plan carries (as Calico's confd renders them) that the lab's ExaBGP
 # speakers do not act on: listed so that nothing is silently ignored.
 _PEER_PLAN_ONLY = {
-    "numAllowedLocalASNumbers": "kept in the plan, not enforced by the speakers",
     "keepaliveTime": "kept in the plan; ExaBGP sends keepalives at a third of the hold time",
-    "nextHopMode": "kept in the plan; the speakers keep their own next-hop handling",
+    "nextHopMode": "Keep is applied; Self on an iBGP session is kept in the plan only",
     "reachableBy": "kept in the plan (a static route to the peer); not installed in the lab",
-    "filters": "BGPFilters are in the plan as Calico renders them; the ExaBGP speakers do not "
-    "apply them",
 }
 # BGPConfiguration fields the lab accepts and does not emulate, each with the reason.
 _CONFIG_NOT_EMULATED = {
@@ -147,7 +144,8 @@ def _filters(found: Resources, origins: dict[str, str]) -> dict[str, Any]:
         found.unsupported.append(
             (
                 "BGPFilter",
-                "in the plan as Calico renders them; the ExaBGP speakers do not apply them",
+                "applied by the planner and the agents (Accept/Reject, prependASPath, "
+                "setPriority); addCommunity and community matches are not emulated",
             )
         )
     return out
