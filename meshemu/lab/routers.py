@@ -20,7 +20,7 @@ from meshemu import process
 from meshemu.controlplane.bird_tools import bird_binary, check_config
 from meshemu.controlplane.birdc import MAX_SOCKET_PATH, BirdControl
 from meshemu.errors import ConfigError, EnvironmentProblem, Problem, SpeakerError
-from meshemu.lab.supervise import spawn
+from meshemu.lab.supervise import StartedBird, spawn, wait_bird_sockets
 from meshemu.model.bird_router import render_router_config
 from meshemu.model.plan import LabPlan, RouterPlan
 from meshemu.state import LabState, write_text_atomic
@@ -116,19 +116,16 @@ def restart_dead(state: LabState, plan: LabPlan, seconds: float = 20.0) -> list[
 
 
 def _wait_sockets(state: LabState, sockets: list[tuple[RouterPlan, Path]], seconds: float) -> None:
-    """Wait until each started BIRD opened its control socket; SpeakerError names one that
-    exited or did not in time."""
-    deadline = time.monotonic() + seconds
-    for router, sock in sockets:
-        while not sock.exists():
-            if not state.running(process_name(router.name)):
-                raise SpeakerError(
-                    f"BIRD of router {router.name} exited at start: see "
-                    f"{router_dir(state, router.name) / 'bird.log'}"
-                )
-            if time.monotonic() > deadline:
-                raise SpeakerError(f"BIRD of router {router.name} did not open {sock} in time")
-            time.sleep(0.02)
+    started = [
+        StartedBird(
+            f"router {router.name}",
+            process_name(router.name),
+            sock,
+            router_dir(state, router.name) / "bird.log",
+        )
+        for router, sock in sockets
+    ]
+    wait_bird_sockets(state, started, time.monotonic() + seconds)
 
 
 def start_router(state: LabState, plan: LabPlan, router: RouterPlan, bird: str) -> Path:

@@ -20,6 +20,8 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from meshemu import process
@@ -401,18 +403,9 @@ def start_bird_nodes(
             argv += ["-P", str(pidfile)]
             name = bird_process_name(node, family)
             spawn(state, name, "speaker", argv, log, netns=node.netns)
-            started.append((node, family, name, sock, log))
+            started.append(StartedBird(f"node {node.name} (IPv{family})", name, sock, log))
     deadline = time.monotonic() + seconds
-    for node, family, name, sock, log in started:
-        while not sock.exists():
-            if not state.running(name):
-                raise SpeakerError(
-                    f"BIRD of node {node.name} (IPv{family}) exited at start: "
-                    f"{_log_tail(log)} (see {log})"
-                )
-            if time.monotonic() > deadline:
-                raise SpeakerError(f"BIRD of node {node.name} did not open {sock} in time")
-            time.sleep(0.02)
+    wait_bird_sockets(state, started, deadline)
     left = _wait_listening(nodes, max(0.0, deadline - time.monotonic()))
     if left:
         raise SpeakerError(
@@ -420,6 +413,30 @@ def start_bird_nodes(
             + ", ".join(n.name for n in left)
             + f" (see {state.dir}/nodes/<node>/bird.log)"
         )
+
+
+@dataclass(frozen=True)
+class StartedBird:
+    """A BIRD just started (a router's, or a node's for one family): what waits for it."""
+
+    what: str  # "router tor1", "node node1 (IPv4)"
+    process: str  # its name in the state folder
+    socket: Path  # its control socket, which it opens once its configuration is read
+    log: Path
+
+
+def wait_bird_sockets(state: LabState, started: Sequence[StartedBird], deadline: float) -> None:
+    """Wait until each started BIRD opened its control socket; SpeakerError names one that
+    exited (with the last line it logged) or did not in time."""
+    for bird in started:
+        while not bird.socket.exists():
+            if not state.running(bird.process):
+                raise SpeakerError(
+                    f"BIRD of {bird.what} exited at start: {_log_tail(bird.log)} (see {bird.log})"
+                )
+            if time.monotonic() > deadline:
+                raise SpeakerError(f"BIRD of {bird.what} did not open {bird.socket} in time")
+            time.sleep(0.02)
 
 
 def _log_tail(log: Path) -> str:
