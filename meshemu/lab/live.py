@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from meshemu import process
-from meshemu.dataplane import build
+from meshemu.dataplane import build, nat
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import ConfigError, LabError, Problem
 from meshemu.lab import routers, supervise
 from meshemu.lab.lifecycle import record_netns
 from meshemu.lab.running import node_of
 from meshemu.model.changes import IPIP_ADDED, address_collisions, uses_ipip
+from meshemu.model.nat import OUTSIDE_FIXED, has_nat
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan, build_plan
 from meshemu.model.topology import Topology
 from meshemu.state import LabState
@@ -147,6 +148,8 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
         topo = topo.model_copy(update={"name": state.name})
     new = build_plan(topo, previous=old)
     _refuse_impossible(old, new, state.summary().ipip)
+    if old.outside != new.outside:  # (its namespace and link were built at `up`)
+        raise ConfigError([Problem("outside", *OUTSIDE_FIXED)])
     ipip = state.summary().ipip
     summary = ChangeSummary()
     old_nodes = {n.name: n for n in old.nodes}
@@ -169,6 +172,10 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     summary.reconfigured_routers = routers.reconfigure(state, new)
     if restart or added:
         supervise.start_speakers(new, state, restart + added)
+    # natOutgoing as Felix refreshes it when pools change: each node's rules replaced whole;
+    # `force` clears them when the last natOutgoing pool is gone. Labs that never NAT: nothing.
+    if has_nat(old.pools) or has_nat(new.pools):
+        nat.apply_nat(new, force=True)
     return new, summary
 
 

@@ -335,6 +335,28 @@ class PoolPlan(Wire):
 
 
 @dataclass(frozen=True)
+class OutsidePlan(Wire):
+    """The lab's outside host (a stand-in for the Internet): its namespace on a subnet's
+    bridge, its addresses, its default router, and the UDP port of its echo."""
+
+    netns: str
+    subnet: str
+    ifname: str
+    fabric_ifname: str
+    mac: str
+    ipv4: str | None
+    ipv6: str | None
+    prefix4: str | None
+    prefix6: str | None
+    gateway4: str | None
+    gateway6: str | None
+    port: int
+
+    def address(self, family: int) -> str | None:
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+@dataclass(frozen=True)
 class LabPlan:
     name: str
     description: str
@@ -348,6 +370,7 @@ class LabPlan:
     hold_time: int
     unsupported: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
+    outside: OutsidePlan | None = None
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -374,6 +397,7 @@ class LabPlan:
             "nodes": [n.to_json(secrets) for n in self.nodes],
             "unsupported": [{"location": loc, "reason": why} for loc, why in self.unsupported],
             "notes": list(self.notes),
+            "outside": None if self.outside is None else self.outside.to_json(),
         }
 
     @classmethod
@@ -395,6 +419,12 @@ class LabPlan:
                 (u.text("location"), u.text("reason")) for u in f.objects("unsupported")
             ),
             notes=f.texts("notes"),
+            # (Plans written before the outside host existed have no key: no outside host.)
+            outside=(
+                OutsidePlan.from_json(f.data["outside"], f"{where}.outside")
+                if f.has("outside") and f.data["outside"] is not None
+                else None
+            ),
         )
 
 

@@ -16,11 +16,12 @@ import gc
 from collections.abc import Iterator, Mapping
 
 from meshemu.errors import ConfigError, Problem
-from meshemu.model import names
+from meshemu.model import names, nat
 from meshemu.model.labplan import (
     Block,
     LabPlan,
     NodePlan,
+    OutsidePlan,
     PodPlan,
     PoolPlan,
     RibEntry,
@@ -53,6 +54,7 @@ __all__ = [
     "Block",
     "LabPlan",
     "NodePlan",
+    "OutsidePlan",
     "PodPlan",
     "PoolPlan",
     "RibEntry",
@@ -105,14 +107,14 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         sticky = Sticky.of(previous)
     # Pass 0: the input's own rules. `load_topology` checked them already; a topology built
     # in code (a scenario's changed topology) is checked here, so no pass meets bad input.
-    _gate(check_topology(topo))
+    _gate(check_topology(topo) + nat.check_outside(topo))
     subnets = plan_subnets(topo)
     kept = kept_addresses(topo, subnets, sticky)
     routers, problems = plan_routers(topo, subnets, kept)
     # (Nodes take what routers left: one gate after both reports a full subnet once, for
     # every router and node it leaves without an address.)
     addresses, more = plan_node_addresses(topo, subnets, routers, kept)
-    _gate(problems + more)
+    _gate(problems + more + nat.address_clash(topo, routers))
     pools = plan_pools(topo)
     ipam, problems = plan_ipam(topo, pools, addresses, sticky)
     _gate(problems)
@@ -146,6 +148,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         hold_time=topo.bgp.hold_time,
         unsupported=tuple(topo.unsupported),
         notes=plan_notes(topo, nodes, installed_routes(routers)),
+        outside=nat.plan_outside(topo, routers),
     )
 
 

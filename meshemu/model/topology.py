@@ -454,6 +454,16 @@ class BgpSpec(InputModel):
         return self.ipv4_normal_route_priority if family == 4 else self.ipv6_normal_route_priority
 
 
+class OutsideSpec(InputModel):
+    """meshemu's stand-in for the Internet (not a Calico resource): one host on a subnet of its
+    own behind a router, at an address outside every pool. Pods reach it through their node,
+    NATed when their pool has natOutgoing (`model.nat`)."""
+
+    subnet: Text
+    ipv4: IPv4Addr | None = None
+    ipv6: IPv6Addr | None = None
+
+
 class Topology(InputModel):
     """A whole lab: what `meshemu validate`, `plan` and `up` take."""
 
@@ -467,6 +477,8 @@ class Topology(InputModel):
     # Every node's BGP daemon unless the node names its own (`nodes.<n>.speaker`): "exabgp"
     # (meshemu's speaker and agent) or "bird" (BIRD 1.6 running Calico's rendered configuration).
     speaker: Speaker = "exabgp"
+    # An optional host outside the cluster (see `OutsideSpec`).
+    outside: OutsideSpec | None = None
     # Fields the input carried that meshemu reads but does not emulate: (location, explanation).
     # Filled by the Calico converter; shown by `plan` so nothing is silently ignored.
     unsupported: list[tuple[Text, Text]] = Field(default_factory=list)

@@ -23,6 +23,7 @@ from meshemu.verify.observation import (
     reported_best_paths,
     reported_sessions,
 )
+from meshemu.verify.outside import check_outside
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult
 from meshemu.verify.router_checks import check_routers
 
@@ -335,4 +336,5 @@ def verify_results(plan: LabPlan, observation: Observation) -> list[CheckResult]
         + check_fib(plan, observation.fibs)
         + routers["fib"]
         + check_dataplane(observation.matrix)
+        + check_outside(plan, observation.outside)
     )

@@ -16,6 +16,7 @@ from typing import Any
 from meshemu.model.plan import LabPlan, NodePlan, PodPlan
 from meshemu.model.routes import FibRoute
 from meshemu.verify.bird_output import BirdProtocol, BirdRoute
+from meshemu.verify.outside import OutsideSeen
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,7 @@ class Observation:
     health: dict[str, NodeHealth] = field(default_factory=dict)
     fibd: bool = True  # the lab's route programmer runs
     routers: dict[str, RouterObservation] = field(default_factory=dict)
+    outside: tuple[OutsideSeen, ...] = ()  # probes to the lab's outside host, if it has one
 
 
 def pods_of(plan: LabPlan) -> list[tuple[NodePlan, PodPlan]]:

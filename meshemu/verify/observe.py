@@ -44,6 +44,7 @@ from meshemu.verify.observation import (
     pods_of,
     targets_of,
 )
+from meshemu.verify.outside_probe import probe_outside
 from meshemu.verify.probe import capture, in_child, reachability_matrix
 
 TCP_PORT = 7077
@@ -350,7 +351,8 @@ def observe(state: LabState, plan: LabPlan, dataplane: bool = True) -> Observati
     fibs = observe_fibs(plan, health)
     routers = observe_routers(state, plan)
     matrix = observe_dataplane(plan) if dataplane else []
-    return Observation(agents, fibs, matrix, health, state.running("fibd"), routers)
+    outside = probe_outside(plan) if dataplane else ()
+    return Observation(agents, fibs, matrix, health, state.running("fibd"), routers, outside)
 
 
 def take_snapshot(state: LabState, plan: LabPlan) -> dict[str, Any]:
