@@ -148,7 +148,8 @@ spec:
     assert session.reachable_by == "10.0.0.254" and session.keepalive_time == 90
     # Only the filter that exists and has rules for the direction and family applies.
     assert session.export_filters == ("f",) and session.import_filters == ()
-    assert any(where.endswith(".filters") for where, _ in plan.unsupported)  # listed
+    # Applied by the planner and the agents now: not listed as read but not emulated.
+    assert not any(where.endswith(".filters") for where, _ in plan.unsupported)
 
 
 def test_a_calico_enterprise_peer_field_is_unknown() -> None:
