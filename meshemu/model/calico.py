@@ -95,6 +95,13 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: Res
         "bgp": bgp,
         "unsupported": found.unsupported,
     }
+    if found.ipam_config is not None:
+        iloc, ispec = found.ipam_config
+        conv.origins["ipam"] = iloc
+        conv.data["ipam"] = {
+            "strictAffinity": bool(ispec.strictAffinity),
+            "maxBlocksPerHost": ispec.maxBlocksPerHost or 0,
+        }
 
 
 def _router_name(nodes: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from meshemu.model.calico_resources import (
     BGPConfigurationSpec,
     BGPPeerSpec,
     InstallationSpec,
+    IPAMConfigurationSpec,
     IPPoolResourceSpec,
     Metadata,
     NodeResourceSpec,
@@ -217,7 +218,8 @@ def _read_resource(doc: Doc, found: Resources, problems: list[Problem]) -> None:
                 f"{doc.where}.kind",
                 f"unsupported kind {kind!r} (apiVersion {api!r})",
                 "a bundle holds projectcalico.org/v3 Node, IPPool, BGPConfiguration, "
-                "BGPPeer, an operator Installation, or v1 Secrets for BGP passwords",
+                "BGPPeer, BGPFilter, IPAMConfiguration, an operator Installation, or v1 "
+                "Secrets for BGP passwords",
             )
         )
         return
@@ -273,6 +275,35 @@ def _read_calico_resource(doc: Doc, kind: str, found: Resources, problems: list[
                     f"BGPConfiguration {meta.name!r} is neither 'default' nor 'node.<node>'",
                     "",
                 )
+            )
+    elif isinstance(spec, IPAMConfigurationSpec):
+        _read_ipam_config(loc, meta.name, spec, found, problems)
+
+
+def _read_ipam_config(
+    loc: str, name: str, spec: IPAMConfigurationSpec, found: Resources, problems: list[Problem]
+) -> None:
+    """Calico accepts only the one named `default` (libcalico-go/lib/clientv3/ipamconfig.go:
+    29, 47-52); strictAffinity and maxBlocksPerHost are emulated, the rest listed."""
+    if name != "default":
+        problems.append(
+            Problem(
+                f"{loc}.metadata.name",
+                'Cannot create an IPAMConfiguration resource with a name other than "default"',
+                "name it default",
+            )
+        )
+        return
+    found.ipam_config = (loc + ".spec", spec)
+    not_emulated = {
+        "autoAllocateBlocks": spec.autoAllocateBlocks is False,
+        "ipCooldownSeconds": bool(spec.ipCooldownSeconds),
+        "kubeVirtVMAddressPersistence": spec.kubeVirtVMAddressPersistence is not None,
+    }
+    for fname, present in not_emulated.items():
+        if present:
+            found.unsupported.append(
+                (f"{loc}.spec.{fname}", "read, not emulated: meshemu's IPAM ignores it")
             )
 
 

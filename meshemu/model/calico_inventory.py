@@ -18,6 +18,7 @@ from meshemu.model.calico_resources import (
     BGPConfigurationSpec,
     BGPPeerSpec,
     InstallationSpec,
+    IPAMConfigurationSpec,
     Metadata,
     NodeResourceSpec,
 )
@@ -59,6 +60,7 @@ class Resources:
     peers: dict[str, tuple[str, BGPPeerSpec]] = field(default_factory=dict)
     bgp_default: tuple[str, BGPConfigurationSpec] | None = None
     per_node_bgp: dict[str, tuple[str, BGPConfigurationSpec]] = field(default_factory=dict)
+    ipam_config: tuple[str, IPAMConfigurationSpec] | None = None
     # (namespace, name, key) -> value
     secrets: dict[tuple[str, str, str], SecretValue] = field(default_factory=dict)
     installations: list[tuple[str, InstallationSpec]] = field(default_factory=list)

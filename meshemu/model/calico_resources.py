@@ -246,6 +246,18 @@ class InstallationSpec(InputModel):
     fipsMode: Text | None = None
 
 
+class IPAMConfigurationSpec(InputModel):
+    """Every field of Calico's IPAMConfigurationSpec (api/pkg/apis/projectcalico/v3/
+    ipamconfig.go:63-101). strictAffinity and maxBlocksPerHost are emulated (model/ipam.py);
+    the others are listed as read but not emulated (calico_bundle)."""
+
+    strictAffinity: Bool | None = None
+    maxBlocksPerHost: Int | None = Field(default=None, ge=0, le=1000000)
+    autoAllocateBlocks: Bool | None = None
+    kubeVirtVMAddressPersistence: Literal["Enabled", "Disabled"] | None = None
+    ipCooldownSeconds: Int | None = Field(default=None, ge=0, le=1200)
+
+
 # The projectcalico.org/v3 kinds a bundle may hold, by kind, with the model of their spec.
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "Node": NodeResourceSpec,
@@ -253,4 +265,5 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "BGPConfiguration": BGPConfigurationSpec,
     "BGPPeer": BGPPeerSpec,
     "BGPFilter": BGPFilterSpec,
+    "IPAMConfiguration": IPAMConfigurationSpec,
 }

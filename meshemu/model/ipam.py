@@ -1,14 +1,44 @@
-"""Calico-style IPAM, decided without the kernel: blocks by affinity, pod and tunnel addresses.
+"""Calico IPAM, decided without the kernel: blocks by affinity, tunnel and pod addresses.
 
-Owns cutting each IPPool into blocks (`blockSize`), giving each node the blocks it needs (a node
-may need several), and handing out addresses from them: first the node's tunnel addresses
-(the IPIP `tunl0` address and the VXLAN VTEP address, as Calico's IPAM does), then pods.
-Pods take addresses round-robin over the pools of their family that select the node.
-Offset 0 of a block is left unused so no pod gets a network-looking address, except in a
-one-address block (/32, /128), whose only address is the pod's: Calico reserves nothing in a
-block (projectcalico/calico libcalico-go/lib/ipam/ipam_block.go, `newBlock`).
-Addresses are handed out lazily from the blocks, so memory grows with nodes and pods, not with
-block sizes. Problems (a pool too small for its nodes) are returned, not raised.
+Owns the sequence of single allocations Calico's IPAM makes for a lab, following
+projectcalico/calico (commit 87c15906, = release-v3.33; docs/research/felix/ipam.md):
+
+- Pools are tried in **name order**: `GetEnabledPools` lists them as the datastore does, by key
+  (libcalico-go/lib/ipam/ipam.go:263, libcalico-go/lib/clientv3/client.go:221-271). There is no
+  round robin: a pod's address comes from the node's affine blocks of any candidate pool first,
+  then from a new block of the first pool (by name) that has one (`autoAssign`,
+  ipam.go:692-958; `findOrClaimBlock`, ipam.go:513-561; `findUsableBlock`,
+  ipam_block_reader_writer.go:119-249).
+- Tunnel addresses come first, for every node, pods or not, before any pod (calico-node's
+  allocateip runs before the node is Ready): IPIP (IPv4 pools with ipipMode), then VXLAN v4,
+  then VXLAN v6, each requesting exactly the pools of that kind that select the node
+  (node/pkg/allocateip/allocateip.go:255, 467-520, `determineEnabledPoolCIDRs` 669-759).
+- Inside a block, ordinals are handed out from the head of the free list, **ordinal 0 first**:
+  Calico reserves nothing in a block (libcalico-go/lib/ipam/ipam_block.go:55-103 `newBlock`,
+  105-157 `autoAssign`). So an IPIP node's tunl0 gets the first address of its first block.
+  Released ordinals go to the end of the free list (ipam_block.go:662-690), so a live change
+  reuses them last.
+- One-address blocks (/32, /128) work as any other: each allocation claims a block.
+- A node holds at most `maxBlocksPerHost` affine blocks per family in the candidate pools, 20
+  when unset (ipam.go:733-752, 776-779): beyond that the allocation fails with Calico's
+  message.
+- No free block anywhere: an empty block affine to another node is taken over (Calico waits for
+  `EmptyBlockMinReclaimAge`, ipam_block_reader_writer.go:38-42, 194-245; a planned lab's empty
+  blocks are old enough). Then `strictAffinity: true` fails the allocation (ipam.go:784-786,
+  876); with `strictAffinity: false` Calico borrows from another node's block (ipam.go:876-950),
+  which meshemu does not emulate yet: the allocation fails and says so.
+
+A pod whose address cannot be allocated is not created (the CNI plugin's
+`PartialFulfillmentError`, cni-plugin/pkg/ipamplugin/ipam_plugin.go:658-674); the reason is
+returned per pod.
+
+Deviation (documented, deliberate): Calico walks a pool's blocks from a start index seeded by
+the FNV-1 hash of the hostname (`randomBlockGenerator`, ipam_block_reader_writer.go:611-707,
+which needs Go's math/rand to reproduce). meshemu walks them from the pool's start, so blocks
+are readable and deterministic; `_block_order` is the one place to replace. Affine blocks are
+tried in the order they were claimed (Calico: by BlockAffinity name, a string order).
+
+Addresses are handed out lazily, so memory grows with nodes and pods, not with block sizes.
 """
 
 from __future__ import annotations
@@ -17,11 +47,14 @@ import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from meshemu.errors import Problem
 from meshemu.model.addressing import IPAddress, IPNetwork
 from meshemu.model.selector import parse_selector
 
 TUNNEL_KINDS = ("ipip", "vxlan")
+
+# `autoAssign`'s safeguard when neither the request nor IPAMConfiguration sets a limit
+# (libcalico-go/lib/ipam/ipam.go:750-752).
+DEFAULT_BLOCK_LIMIT = 20
 
 
 @dataclass(frozen=True)
@@ -38,11 +71,6 @@ class PoolInput:
         return self.ipip if kind == "ipip" else self.vxlan
 
     @property
-    def usable_per_block(self) -> int:
-        size: int = 2 ** (self.cidr.max_prefixlen - self.block_size)
-        return 1 if size == 1 else size - 1
-
-    @property
     def block_count(self) -> int:
         count: int = 2 ** (self.block_size - self.cidr.prefixlen)
         return count
@@ -57,194 +85,180 @@ class NodeInput:
 
 
 @dataclass(frozen=True)
+class IpamConfig:
+    """Calico's IPAMConfiguration fields that change allocation
+    (api/pkg/apis/projectcalico/v3/ipamconfig.go:63-101)."""
+
+    strict_affinity: bool = False
+    max_blocks_per_host: int = 0  # 0: Calico's safeguard limit, DEFAULT_BLOCK_LIMIT
+
+    @property
+    def block_limit(self) -> int:
+        return self.max_blocks_per_host or DEFAULT_BLOCK_LIMIT
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A pod that is not created: no address for it, with Calico's reason.
+
+    `kind`: "strict" (strictAffinity and no free block), "limit" (maxBlocksPerHost) or
+    "borrow" (Calico would borrow from another node's block; not emulated)."""
+
+    pod: int  # index among the node's pods
+    family: int
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
 class NodeAllocation:
     blocks: tuple[tuple[str, IPNetwork], ...] = ()  # (pool, block)
     pod_addresses: tuple[Mapping[int, tuple[str, IPAddress]], ...] = ()  # family -> (pool, ip)
     ipip_tunnel: IPAddress | None = None
     vxlan_tunnel: Mapping[int, IPAddress] = field(default_factory=dict)  # family -> VTEP address
+    refused: tuple[Refusal, ...] = ()
 
 
-def usable_addresses(block: IPNetwork) -> Iterator[IPAddress]:
-    """The addresses of a block IPAM hands out, in order (see the module docstring)."""
-    base = int(block.network_address)
-    first = base if block.num_addresses == 1 else base + 1
-    make = ipaddress.IPv4Address if block.version == 4 else ipaddress.IPv6Address
-    for value in range(first, base + block.num_addresses):
-        yield make(value)
+class _Block:
+    """One claimed block: its affine node and its free ordinals, head first."""
 
+    def __init__(self, cidr: IPNetwork, pool: str, node: str) -> None:
+        self.cidr = cidr
+        self.pool = pool
+        self.node = node
+        self.used: set[int] = set()
+        self._released: list[int] = []  # ordinals freed by a change: handed out last
+        self._next = 0  # ordinals below it were used or released once
 
-class _Free:
-    """The free addresses of one node in one pool: its blocks' usable addresses, in order."""
+    def take(self, ordinal: int) -> None:
+        self.used.add(ordinal)
 
-    def __init__(self, blocks: Sequence[IPNetwork]) -> None:
-        self.blocks = blocks
-        self.used: set[IPAddress] = set()
-        self._cursor: Iterator[IPAddress] | None = None
+    def release_later(self, ordinal: int) -> None:
+        if ordinal not in self.used and ordinal not in self._released:
+            self._released.append(ordinal)
 
-    def __contains__(self, address: IPAddress) -> bool:
-        return address not in self.used and any(
-            address in block and (block.num_addresses == 1 or address != block.network_address)
-            for block in self.blocks
-        )
+    def first_free(self) -> int | None:
+        """The head of Calico's `Unallocated` list: never-used ordinals in order, then the
+        released ones in the order they were released (ipam_block.go:105-157, 683)."""
+        size = self.cidr.num_addresses
+        while self._next < size and (self._next in self.used or self._next in self._released):
+            self._next += 1
+        if self._next < size:
+            return self._next
+        return next((o for o in self._released if o not in self.used), None)
 
-    def take(self, address: IPAddress) -> None:
-        self.used.add(address)
+    def allocate(self) -> IPAddress | None:
+        ordinal = self.first_free()
+        if ordinal is None:
+            return None
+        self.used.add(ordinal)
+        if ordinal in self._released:
+            self._released.remove(ordinal)
+        return self.address(ordinal)
 
-    def first(self, avoid: set[IPAddress] | frozenset[IPAddress] = frozenset()) -> IPAddress:
-        """The first free address not in `avoid`. Callers that avoid the same set throughout
-        may walk on from where the last call stopped (`restart` starts over)."""
-        if self._cursor is None:
-            self._cursor = (a for block in self.blocks for a in usable_addresses(block))
-        for address in self._cursor:
-            if address not in self.used and address not in avoid:
-                self.used.add(address)
-                return address
-        raise LookupError("no free address")  # callers size blocks so this cannot happen
+    def address(self, ordinal: int) -> IPAddress:
+        return self.cidr[ordinal]
 
-    def restart(self) -> None:
-        self._cursor = None
+    def ordinal(self, address: IPAddress) -> int:
+        return int(address) - int(self.cidr.network_address)
 
 
 @dataclass(frozen=True)
-class _Demand:
-    """What one node asks of IPAM: per pod its pool per family, and its tunnels' pools."""
-
-    pods: tuple[Mapping[int, str], ...]  # family -> pool
-    tunnels: Mapping[tuple[str, int], str]  # (kind, family) -> pool
-    count: Mapping[str, int]  # pool -> addresses needed
+class _Failure:
+    kind: str
+    message: str
 
 
-def _demand(
-    node: NodeInput,
-    pools: Sequence[PoolInput],
-    matches: Mapping[str, bool],
-    before: Sequence[Mapping[int, tuple[str, str]]],
-) -> _Demand:
-    per_family: dict[int, list[PoolInput]] = {}
-    for pool in pools:
-        if not pool.disabled and pool.cidr.version in node.families and matches[pool.name]:
-            per_family.setdefault(pool.cidr.version, []).append(pool)
-    count: dict[str, int] = {}
-    # No pool gives this node an address: Calico's CNI could start no pod there, so the
-    # node gets none (the planner notes it) rather than pods without addresses.
-    pods = []
-    for index in range(node.pods if per_family else 0):
-        assignment = {}
-        for family, candidates in per_family.items():
-            chosen = candidates[index % len(candidates)]
-            if index < len(before) and family in before[index]:
-                kept_pool = before[index][family][0]
-                chosen = next((c for c in candidates if c.name == kept_pool), chosen)
-            assignment[family] = chosen.name
-            count[chosen.name] = count.get(chosen.name, 0) + 1
-        pods.append(assignment)
-    # Like calico-node, every node an encapsulating pool selects gets a tunnel address
-    # from it (tunl0 for IPIP, the VTEP for VXLAN), pods or not: a route reflector
-    # without pods still needs its VTEP to reach the pods of others. A pool the pods use
-    # already is preferred.
-    tunnels: dict[tuple[str, int], str] = {}
-    for family, candidates in per_family.items():
-        used = [c for c in candidates if count.get(c.name, 0) > 0]
-        ordered = used + [c for c in candidates if count.get(c.name, 0) == 0]
-        for kind in TUNNEL_KINDS:
-            tunnel_pool = next((c for c in ordered if c.encapsulates(kind)), None)
-            if tunnel_pool is not None:
-                count[tunnel_pool.name] = count.get(tunnel_pool.name, 0) + 1
-                tunnels[(kind, family)] = tunnel_pool.name
-    return _Demand(tuple(pods), tunnels, count)
+def _block_order(pool: PoolInput) -> Iterator[IPNetwork]:
+    """The blocks of a pool in the order a node tries them (see the module docstring)."""
+    return pool.cidr.subnets(new_prefix=pool.block_size)
 
 
-def _kept_blocks(pool: PoolInput, affinity: Sequence[tuple[str, str]]) -> list[IPNetwork]:
-    """A node's blocks of `pool` from before that still are blocks of it (the pool may have
-    changed since)."""
-    out = []
-    for pool_name, text in affinity:
-        if pool_name != pool.name:
-            continue
-        try:
-            block = ipaddress.ip_network(text)
-        except ValueError:
-            continue
-        if (
-            block.version == pool.cidr.version
-            and block.prefixlen == pool.block_size
-            and block.subnet_of(pool.cidr)  # type: ignore[arg-type]
-        ):
-            out.append(block)
-    return out
+class _State:
+    def __init__(self, pools: Sequence[PoolInput], config: IpamConfig) -> None:
+        self.pools = {p.name: p for p in pools}
+        self.config = config
+        self.blocks: dict[IPNetwork, _Block] = {}
+        self.affine: dict[str, list[_Block]] = {}
+        self._walk: dict[str, Iterator[IPNetwork]] = {}
 
+    def claim(self, cidr: IPNetwork, pool: str, node: str) -> _Block:
+        block = self.blocks[cidr] = _Block(cidr, pool, node)
+        self.affine.setdefault(node, []).append(block)
+        return block
 
-def _claim_blocks(
-    pool: PoolInput,
-    nodes: Sequence[NodeInput],
-    demand: Mapping[str, _Demand],
-    affinity: Mapping[str, Sequence[tuple[str, str]]],
-) -> tuple[dict[str, list[IPNetwork]], Problem | None]:
-    """Each node's blocks of `pool`, nodes in order; kept blocks first (Calico's affinity)."""
-    kept = {node.name: _kept_blocks(pool, affinity.get(node.name, ())) for node in nodes}
-    taken = {block for blocks in kept.values() for block in blocks}
-    fresh = (b for b in pool.cidr.subnets(new_prefix=pool.block_size) if b not in taken)
-    claimed: dict[str, list[IPNetwork]] = {}
-    needed_total = 0
-    for node in nodes:
-        count = demand[node.name].count.get(pool.name, 0)
-        if count == 0:
-            continue
-        n_blocks = -(-count // pool.usable_per_block)
-        needed_total += n_blocks
-        reuse = kept[node.name][:n_blocks]
-        blocks = claimed[node.name] = list(reuse)
-        while len(blocks) < n_blocks:
-            block = next(fresh, None)
-            if block is None:
-                break
-            blocks.append(block)
-    if needed_total <= pool.block_count:
-        return claimed, None
-    return claimed, Problem(
-        f"pools.{pool.name}",
-        f"pool {pool.cidr} is too small for its nodes: they need {needed_total} "
-        f"blocks of /{pool.block_size} and it holds {pool.block_count}",
-        "use a larger cidr, a smaller blockSize (longer prefix) or fewer pods",
-    )
+    def _new_block(self, pool: PoolInput) -> IPNetwork | None:
+        # Blocks are never unclaimed during one allocation run, so one walk per pool suffices.
+        walk = self._walk.setdefault(pool.name, _block_order(pool))
+        for cidr in walk:
+            if cidr not in self.blocks:
+                return cidr
+        return None
 
-
-def _addresses(
-    demand: _Demand,
-    free: Mapping[str, _Free],
-    before: Sequence[Mapping[int, tuple[str, str]]],
-) -> tuple[dict[tuple[str, int], IPAddress], list[dict[int, tuple[str, IPAddress]]]]:
-    """One node's tunnel addresses, then its pods' (a pod keeps its address where it can)."""
-    tunnels = {
-        (kind, family): free[demand.tunnels[(kind, family)]].first()
-        for kind in TUNNEL_KINDS
-        for family in (4, 6)
-        if (kind, family) in demand.tunnels
-    }
-    for addresses in free.values():
-        addresses.restart()
-    # Addresses of existing pods are not handed to new pods, even where their pod moves.
-    reserved: dict[str, set[IPAddress]] = {}
-    for previous in before[: len(demand.pods)]:
-        for pool_name, text in previous.values():
-            address = _address(text)
+    def assign(
+        self, node: str, family: int, candidates: Sequence[PoolInput]
+    ) -> tuple[str, IPAddress] | _Failure:
+        """One address for `node` from `candidates` (name order): (pool, address), or why not."""
+        names = {p.name for p in candidates}
+        mine = [b for b in self.affine.get(node, ()) if b.pool in names]
+        for block in mine:
+            address = block.allocate()
             if address is not None:
-                reserved.setdefault(pool_name, set()).add(address)
-    pods = []
-    for index, assignment in enumerate(demand.pods):
-        pod: dict[int, tuple[str, IPAddress]] = {}
-        for family, pool_name in assignment.items():
-            addresses = free[pool_name]
-            old = before[index].get(family) if index < len(before) else None
-            if old is not None and old[0] == pool_name:
-                keep = _address(old[1])
-                if keep is not None and keep in addresses:
-                    addresses.take(keep)
-                    pod[family] = (pool_name, keep)
-                    continue
-            pod[family] = (pool_name, addresses.first(reserved.get(pool_name, set())))
-        pods.append(pod)
-    return tunnels, pods
+                return block.pool, address
+        limit = self.config.block_limit
+        if len(mine) >= limit:
+            return _Failure(
+                "limit",
+                "Need to allocate an IPAM block but could not - limit of "
+                f"{limit} blocks reached for this node",
+            )
+        for pool in candidates:
+            cidr = self._new_block(pool)
+            if cidr is not None:
+                address = self.claim(cidr, pool.name, node).allocate()
+                assert address is not None  # a fresh block has ordinal 0 free
+                return pool.name, address
+        for block in list(self.blocks.values()):
+            if block.pool in names and block.node != node and not block.used:
+                self.affine[block.node].remove(block)
+                block.node = node
+                self.affine.setdefault(node, []).append(block)
+                address = block.allocate()
+                if address is not None:
+                    return block.pool, address
+        pool_names = [p.name for p in candidates]
+        if self.config.strict_affinity:
+            return _Failure(
+                "strict",
+                f"Assigned 0 out of 1 requested IPv{family} addresses; "
+                "No more free affine blocks and strict affinity enabled",
+            )
+        return _Failure(
+            "borrow",
+            f"no free block in pools {pool_names}: Calico would borrow an address from another "
+            "node's block (strictAffinity false), which meshemu does not emulate yet",
+        )
+
+    def release(self, address: IPAddress) -> None:
+        for block in self.affine_blocks_holding(address):
+            block.used.discard(block.ordinal(address))
+            block.release_later(block.ordinal(address))
+
+    def affine_blocks_holding(self, address: IPAddress) -> list[_Block]:
+        return [b for b in self.blocks.values() if address in b.cidr]
+
+
+def _candidates(
+    node: NodeInput, pools: Sequence[PoolInput], matches: Mapping[str, bool], family: int
+) -> list[PoolInput]:
+    return [
+        p
+        for p in pools
+        if not p.disabled
+        and p.cidr.version == family
+        and family in node.families
+        and matches[p.name]
+    ]
 
 
 def _address(text: str) -> IPAddress | None:
@@ -255,52 +269,138 @@ def _address(text: str) -> IPAddress | None:
         return None
 
 
+def _load_kept(
+    state: _State,
+    nodes: Sequence[NodeInput],
+    affinity: Mapping[str, Sequence[tuple[str, str]]],
+    pods_before: Mapping[str, Sequence[Mapping[int, tuple[str, str]]]],
+    candidates: Mapping[tuple[str, int], Sequence[PoolInput]],
+) -> dict[tuple[str, int, int], tuple[str, IPAddress]]:
+    """A running lab's affinities and pod addresses, still valid for the new input.
+
+    Returns (node, pod index, family) -> (pool, address) of the pods that keep their address;
+    the addresses of removed pods are released to the end of their block's free list."""
+    names = {n.name for n in nodes}
+    for holder, blocks in affinity.items():
+        if holder not in names:
+            continue
+        for pool_name, text in blocks:
+            pool = state.pools.get(pool_name)
+            try:
+                cidr = ipaddress.ip_network(text)
+            except ValueError:
+                continue
+            if (
+                pool is not None
+                and cidr.version == pool.cidr.version
+                and cidr.prefixlen == pool.block_size
+                and cidr.subnet_of(pool.cidr)  # type: ignore[arg-type]
+                and cidr not in state.blocks
+            ):
+                state.claim(cidr, pool_name, holder)
+    kept: dict[tuple[str, int, int], tuple[str, IPAddress]] = {}
+    released: list[IPAddress] = []
+    for node in nodes:
+        for index, pod in enumerate(pods_before.get(node.name, ())):
+            for family, (pool_name, text) in pod.items():
+                address = _address(text)
+                if address is None:
+                    continue
+                allowed = {p.name for p in candidates.get((node.name, family), ())}
+                block = next(
+                    (
+                        b
+                        for b in state.affine.get(node.name, ())
+                        if address in b.cidr and b.pool == pool_name
+                    ),
+                    None,
+                )
+                if index < node.pods and pool_name in allowed and block is not None:
+                    block.take(block.ordinal(address))
+                    kept[(node.name, index, family)] = (pool_name, address)
+                elif block is not None:
+                    released.append(address)
+    for address in released:
+        for block in state.affine_blocks_holding(address):
+            block.release_later(block.ordinal(address))
+    return kept
+
+
 def allocate(
     pools: Sequence[PoolInput],
     nodes: Sequence[NodeInput],
     affinity: Mapping[str, Sequence[tuple[str, str]]] | None = None,
     pods_before: Mapping[str, Sequence[Mapping[int, tuple[str, str]]]] | None = None,
-) -> tuple[dict[str, NodeAllocation], list[Problem]]:
-    """Blocks and addresses for every node, in input order (deterministic).
+    config: IpamConfig | None = None,
+) -> dict[str, NodeAllocation]:
+    """Blocks and addresses for every node: tunnels of every node first, then the pods, nodes
+    in input order (one valid interleaving of Calico's event-driven order; deterministic).
 
     `affinity` (node -> [(pool, block)]) is what a running lab already has: like Calico's block
-    affinities, a node keeps its blocks across changes, and only new demand takes free blocks.
+    affinities, a node keeps its blocks across changes and fills them before claiming new ones.
     `pods_before` (node -> per pod: family -> (pool, address)): pods that exist already keep
-    their pool and address (Calico never renumbers a pod).
+    their address where their pool still gives this node addresses (Calico never renumbers a
+    pod); addresses of pods that are gone are reused last.
     """
-    affinity = affinity or {}
-    pods_before = pods_before or {}
-    selectors = {p.name: parse_selector(p.node_selector) for p in pools}
-    demand = {
-        node.name: _demand(
-            node,
-            pools,
-            {name: selector.matches(node.labels) for name, selector in selectors.items()},
-            pods_before.get(node.name, ()),
-        )
-        for node in nodes
-    }
-    problems: list[Problem] = []
-    blocks: dict[str, list[tuple[str, IPNetwork]]] = {node.name: [] for node in nodes}
-    free: dict[str, dict[str, _Free]] = {node.name: {} for node in nodes}
-    for pool in pools:
-        claimed, problem = _claim_blocks(pool, nodes, demand, affinity)
-        if problem is not None:
-            problems.append(problem)
-        for name, node_blocks in claimed.items():
-            blocks[name] += [(pool.name, b) for b in node_blocks]
-            free[name][pool.name] = _Free(node_blocks)
-    if problems:
-        return {n.name: NodeAllocation(tuple(blocks[n.name])) for n in nodes}, problems
+    config = config or IpamConfig()
+    ordered = sorted(pools, key=lambda p: p.name)  # Calico's list order: by name
+    state = _State(ordered, config)
+    selectors = {p.name: parse_selector(p.node_selector) for p in ordered}
+    candidates: dict[tuple[str, int], list[PoolInput]] = {}
+    for node in nodes:
+        matches = {name: s.matches(node.labels) for name, s in selectors.items()}
+        for family in (4, 6):
+            candidates[(node.name, family)] = _candidates(node, ordered, matches, family)
+    kept = _load_kept(state, nodes, affinity or {}, pods_before or {}, candidates)
+
+    tunnels: dict[str, dict[tuple[str, int], IPAddress]] = {n.name: {} for n in nodes}
+    for node in nodes:
+        # allocateip.go:255: IPIP (IPv4 only, 741-745), then VXLAN v4, then VXLAN v6.
+        for kind, family in (("ipip", 4), ("vxlan", 4), ("vxlan", 6)):
+            requested = [p for p in candidates[(node.name, family)] if p.encapsulates(kind)]
+            if requested:
+                got = state.assign(node.name, family, requested)
+                if not isinstance(got, _Failure):
+                    tunnels[node.name][(kind, family)] = got[1]
+
+    pods: dict[str, list[dict[int, tuple[str, IPAddress]]]] = {n.name: [] for n in nodes}
+    refused: dict[str, list[Refusal]] = {n.name: [] for n in nodes}
+    for node in nodes:
+        families = [f for f in (4, 6) if candidates[(node.name, f)]]
+        # No pool gives this node an address: Calico's CNI could start no pod there, so the
+        # node gets none (the planner notes it) rather than pods without addresses.
+        for index in range(node.pods if families else 0):
+            pod: dict[int, tuple[str, IPAddress]] = {}
+            refusal = None
+            for family in families:
+                old = kept.get((node.name, index, family))
+                if old is not None:
+                    pod[family] = old
+                    continue
+                got = state.assign(node.name, family, candidates[(node.name, family)])
+                if isinstance(got, _Failure):
+                    refusal = Refusal(index, family, got.kind, got.message)
+                    break
+                pod[family] = got
+            if refusal is None:
+                pods[node.name].append(pod)
+                continue
+            # The CNI plugin releases what it got for a pod it cannot create.
+            for family, (_, address) in pod.items():
+                if (node.name, index, family) not in kept:
+                    state.release(address)
+            refused[node.name].append(refusal)
+
     result = {}
     for node in nodes:
-        tunnels, pods = _addresses(
-            demand[node.name], free[node.name], pods_before.get(node.name, ())
-        )
+        node_tunnels = tunnels[node.name]
         result[node.name] = NodeAllocation(
-            blocks=tuple(blocks[node.name]),
-            pod_addresses=tuple(pods),
-            ipip_tunnel=tunnels.get(("ipip", 4)),
-            vxlan_tunnel={f: a for (kind, f), a in tunnels.items() if kind == "vxlan"},
+            # A block that holds nothing is not the node's any more (Calico releases empty
+            # blocks' affinity; a later claim may take it again).
+            blocks=tuple((b.pool, b.cidr) for b in state.affine.get(node.name, ()) if b.used),
+            pod_addresses=tuple(pods[node.name]),
+            ipip_tunnel=node_tunnels.get(("ipip", 4)),
+            vxlan_tunnel={f: a for (kind, f), a in node_tunnels.items() if kind == "vxlan"},
+            refused=tuple(refused[node.name]),
         )
-    return result, problems
+    return result

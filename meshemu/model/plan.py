@@ -147,7 +147,10 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         pools=pools,
         hold_time=topo.bgp.hold_time,
         unsupported=tuple(topo.unsupported),
-        notes=plan_notes(topo, nodes, installed_routes(routers)),
+        notes=(
+            *(note for node_ipam in ipam.values() for note in node_ipam.notes),
+            *plan_notes(topo, nodes, installed_routes(routers)),
+        ),
         outside=nat.plan_outside(topo, routers),
     )
 

@@ -464,6 +464,17 @@ class OutsideSpec(InputModel):
     ipv6: IPv6Addr | None = None
 
 
+class IpamSpec(InputModel):
+    """Calico's IPAMConfiguration (the `default` one): the fields meshemu's IPAM follows
+    (api/pkg/apis/projectcalico/v3/ipamconfig.go:63-101; see model/ipam.py)."""
+
+    # No borrowing from other nodes' blocks; a pod with no free block is not created.
+    strict_affinity: Bool = Field(default=False, alias="strictAffinity")
+    # 0: unlimited in the API, but Calico's autoAssign then limits a node to 20 blocks
+    # (libcalico-go/lib/ipam/ipam.go:750-752). CRD bounds 0..1000000 (ipamconfig.go:72-74).
+    max_blocks_per_host: Int = Field(default=0, ge=0, le=1000000, alias="maxBlocksPerHost")
+
+
 class Topology(InputModel):
     """A whole lab: what `meshemu validate`, `plan` and `up` take."""
 
@@ -474,6 +485,7 @@ class Topology(InputModel):
     nodes: dict[Text, NodeSpec] = Field(min_length=1, max_length=MAX_NODES)
     pools: dict[Text, PoolSpec] = Field(default_factory=dict)
     bgp: BgpSpec = Field(default_factory=BgpSpec)
+    ipam: IpamSpec = Field(default_factory=IpamSpec)
     # Every node's BGP daemon unless the node names its own (`nodes.<n>.speaker`): "exabgp"
     # (meshemu's speaker and agent) or "bird" (BIRD 1.6 running Calico's rendered configuration).
     speaker: Speaker = "exabgp"

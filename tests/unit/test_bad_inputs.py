@@ -351,10 +351,11 @@ CASES: list[Any] = [
         native(
             edits(
                 setp("pools|v4", {"cidr": "192.168.0.0/26", "blockSize": 26}),
+                setp("ipam|strictAffinity", True),
             )
         ),
         [],
-        ["pools.v4", "too small for its nodes", "need 3 blocks", "holds 1"],
+        ["nodes.node2.pods", "strict affinity enabled", "strictAffinity: false"],
         id="pool-too-small-for-nodes",
     ),
     pytest.param(
@@ -362,10 +363,11 @@ CASES: list[Any] = [
             edits(
                 setp("pools|v4", {"cidr": "192.168.0.0/26", "blockSize": 29}),
                 setp("nodes|node1|pods", 100),
+                setp("ipam|strictAffinity", True),
             )
         ),
         [],
-        ["pools.v4", "too small for its nodes", "need 17 blocks of /29", "holds 8"],
+        ["nodes.node1.pods", "36 of its 100 pods get no address", "a larger pool cidr"],
         id="pool-too-small-many-pods",
     ),
     pytest.param(

@@ -117,17 +117,19 @@ def test_flagship_node1_fib_exactly(flagship: LabPlan) -> None:
     pods = {p.name: p for p in node.pods}
     assert fib_lines(node) == [
         "blackhole 192.168.0.0/26",
-        f"192.168.0.2/32 dev {pods['pod1'].host_ifname}",
-        f"192.168.0.3/32 dev {pods['pod2'].host_ifname}",
+        # Calico's IPAM hands out ordinal 0 first: tunl0 has 192.168.0.0, the pods .1 and .2.
+        f"192.168.0.1/32 dev {pods['pod1'].host_ifname}",
+        f"192.168.0.2/32 dev {pods['pod2'].host_ifname}",
         "192.168.0.64/26 via 10.10.1.3 dev eth0",
         "192.168.0.128/26 via 10.10.2.2 dev tunl0 onlink",
         "192.168.0.192/26 via 10.10.2.3 dev tunl0 onlink",
         "blackhole fd80:24e2:f998:72d7::/122",
-        f"fd80:24e2:f998:72d7::2/128 dev {pods['pod1'].host_ifname}",
-        f"fd80:24e2:f998:72d7::3/128 dev {pods['pod2'].host_ifname}",
+        f"fd80:24e2:f998:72d7::1/128 dev {pods['pod1'].host_ifname}",
+        f"fd80:24e2:f998:72d7::2/128 dev {pods['pod2'].host_ifname}",
         "fd80:24e2:f998:72d7::40/122 via fd00:10:1::3 dev eth0",
-        "fd80:24e2:f998:72d7::80/122 via fd80:24e2:f998:72d7::81 dev vxlan-v6.calico onlink",
-        "fd80:24e2:f998:72d7::c0/122 via fd80:24e2:f998:72d7::c1 dev vxlan-v6.calico onlink",
+        # The VTEPs, too, are ordinal 0 of their node's block.
+        "fd80:24e2:f998:72d7::80/122 via fd80:24e2:f998:72d7::80 dev vxlan-v6.calico onlink",
+        "fd80:24e2:f998:72d7::c0/122 via fd80:24e2:f998:72d7::c0 dev vxlan-v6.calico onlink",
     ]
 
 

@@ -145,8 +145,10 @@ def test_a_small_pool_stops_planning_before_sessions(monkeypatch: pytest.MonkeyP
             "name: small\nsubnets:\n  lan: {ipv4: 10.0.0.0/24}\nnodes:\n"
             "  a: {subnet: lan}\n  b: {subnet: lan}\n"
             "pools:\n  p: {cidr: 192.168.0.0/26, blockSize: 26}\n"
+            "ipam: {strictAffinity: true}\n"
         )
-    assert [p.location for p in err.value.problems] == ["pools.p"]
+    # a holds the pool's only block; under strict affinity b's pods get no address.
+    assert [p.location for p in err.value.problems] == ["nodes.b.pods"]
 
 
 def test_a_bad_duration_is_located() -> None:
@@ -200,15 +202,18 @@ def test_one_address_blocks_plan_without_blackholes() -> None:
     (felix/dataplane/linux/route_mgr.go, routeIsLocalBlock)."""
     plan = plan_of(ONE_ADDRESS_BLOCKS)
     a, b = plan.node("a"), plan.node("b")
-    # a: tunl0 + 2 pods in IPv4, VTEP + 2 pods in IPv6: three blocks per family.
+    # a: tunl0 + 2 pods in IPv4, VTEP + 2 pods in IPv6: three blocks per family. Every node's
+    # tunnel addresses come before any pod (calico-node runs before the node is Ready), so
+    # b's tunnel holds the second block of each pool.
     assert [x.cidr for x in a.blocks if "." in x.cidr] == [
         "192.168.0.0/32",
-        "192.168.0.1/32",
         "192.168.0.2/32",
+        "192.168.0.3/32",
     ]
     assert a.ipip_tunnel_address == "192.168.0.0"
-    assert [p.ipv4 for p in a.pods] == ["192.168.0.1", "192.168.0.2"]
-    assert [p.ipv6 for p in a.pods] == ["fd80::1", "fd80::2"]
+    assert b.ipip_tunnel_address == "192.168.0.1"
+    assert [p.ipv4 for p in a.pods] == ["192.168.0.2", "192.168.0.3"]
+    assert [p.ipv6 for p in a.pods] == ["fd80::2", "fd80::3"]
     assert a.vteps[0].address == "fd80::"
     for node in (a, b):
         assert not [r for r in node.fib if r.type == "blackhole"]
@@ -220,31 +225,44 @@ def test_one_address_blocks_plan_without_blackholes() -> None:
         assert len({r.prefix for r in node.fib}) == len(node.fib)
     # b routes to each of a's blocks through the tunnels.
     routes = {r.prefix: r for r in b.fib}
-    assert routes["192.168.0.1/32"].text() == "192.168.0.1/32 via 10.0.0.1 dev tunl0 onlink"
-    assert routes["fd80::1/128"].dev == "vxlan-v6.calico"
+    assert routes["192.168.0.2/32"].text() == "192.168.0.2/32 via 10.0.0.1 dev tunl0 onlink"
+    assert routes["fd80::2/128"].dev == "vxlan-v6.calico"
     # The agents, told by the same rule, program none either.
     assert agent_config_of(plan, "a").blackholes() == ()
 
 
-def test_blocks_of_two_addresses_skip_the_first() -> None:
+def test_blocks_of_two_addresses_use_both() -> None:
+    """Calico reserves no ordinal of a block (ipam_block.go newBlock): a /31 holds two pods."""
     plan = plan_of(
-        "name: pairs\nsubnets:\n  lan: {ipv4: 10.0.0.0/24}\nnodes:\n  a: {subnet: lan}\n"
+        "name: pairs\nsubnets:\n  lan: {ipv4: 10.0.0.0/24}\nnodes:\n  a: {subnet: lan, pods: 3}\n"
         "pools:\n  p: {cidr: 192.168.0.0/28, blockSize: 31}\n"
     )
     a = plan.node("a")
     assert [b.cidr for b in a.blocks] == ["192.168.0.0/31", "192.168.0.2/31"]
-    assert [p.ipv4 for p in a.pods] == ["192.168.0.1", "192.168.0.3"]
+    assert [p.ipv4 for p in a.pods] == ["192.168.0.0", "192.168.0.1", "192.168.0.2"]
     assert [r.prefix for r in a.fib if r.type == "blackhole"] == [b.cidr for b in a.blocks]
 
 
-def test_one_address_blocks_too_few() -> None:
+FEW_ONE_ADDRESS_BLOCKS = (
+    "name: few\nsubnets:\n  lan: {ipv4: 10.0.0.0/24}\nnodes:\n  a: {subnet: lan, pods: 5}\n"
+    "pools:\n  p: {cidr: 192.168.0.0/30, blockSize: 32}\n"
+)
+
+
+def test_one_address_blocks_too_few_strict() -> None:
     with pytest.raises(ConfigError) as err:
-        plan_of(
-            "name: few\nsubnets:\n  lan: {ipv4: 10.0.0.0/24}\nnodes:\n  a: {subnet: lan, pods: 5}\n"
-            "pools:\n  p: {cidr: 192.168.0.0/30, blockSize: 32}\n"
-        )
-    assert err.value.problems[0].location == "pools.p"
-    assert "need 5 blocks of /32 and it holds 4" in err.value.problems[0].message
+        plan_of(FEW_ONE_ADDRESS_BLOCKS + "ipam: {strictAffinity: true}\n")
+    assert err.value.problems[0].location == "nodes.a.pods"
+    assert "1 of its 5 pods get no address" in err.value.problems[0].message
+
+
+def test_one_address_blocks_too_few_would_borrow() -> None:
+    """Without strict affinity Calico would borrow; meshemu does not emulate that yet, so the
+    fifth pod is not created and the plan says why."""
+    plan = plan_of(FEW_ONE_ADDRESS_BLOCKS)
+    assert [p.ipv4 for p in plan.node("a").pods] == [f"192.168.0.{i}" for i in range(4)]
+    (note,) = [n for n in plan.notes if "pod5" in n]
+    assert note.startswith("a: pod5 is not created") and "would borrow" in note
 
 
 # --- large subnets ------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from meshemu.errors import Problem
 from meshemu.model import names
 from meshemu.model.addressing import parse_network
-from meshemu.model.ipam import NodeAllocation, NodeInput, PoolInput, allocate
+from meshemu.model.ipam import IpamConfig, NodeAllocation, NodeInput, PoolInput, allocate
 from meshemu.model.labplan import Block, PodPlan, PoolPlan, Sticky, Vtep
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.routes import PoolRule
@@ -52,6 +52,8 @@ class NodeIpam:
     pods: tuple[PodPlan, ...]
     ipip_tunnel_address: str | None
     vteps: tuple[Vtep, ...]
+    # Pods IPAM could not give an address, so not created, with Calico's reason (plan notes).
+    notes: tuple[str, ...] = ()
 
 
 def vtep_mac(lab: str, node: str, family: int) -> str:
@@ -66,8 +68,15 @@ def plan_ipam(
     addresses: NodeAddresses,
     sticky: Sticky | None,
 ) -> tuple[dict[str, NodeIpam], list[Problem]]:
-    """Blocks by affinity, then tunnel and pod addresses, nodes in input order."""
-    allocations, problems = allocate(
+    """Calico's IPAM over the lab (model.ipam): tunnel addresses, then pods, nodes in order.
+
+    A pod IPAM cannot address is not created and its node's `notes` say why. In a fresh plan
+    (no `sticky`: the topology as written) a pod refused under `strictAffinity` is bad input
+    instead: the topology asks for more pods than its pools hold under strict affinity (the
+    issue's "rather than at run time"); in a live change it is a note, as Calico's CNI fails
+    that pod alone.
+    """
+    allocations = allocate(
         [
             PoolInput(
                 p.name,
@@ -86,7 +95,23 @@ def plan_ipam(
         ],
         affinity=sticky.affinity if sticky is not None else None,
         pods_before=sticky.pods if sticky is not None else None,
+        config=IpamConfig(topo.ipam.strict_affinity, topo.ipam.max_blocks_per_host),
     )
+    problems = []
+    if sticky is None:
+        for name, allocation in allocations.items():
+            strict = [r for r in allocation.refused if r.kind == "strict"]
+            if strict:
+                problems.append(
+                    Problem(
+                        f"nodes.{name}.pods",
+                        f"{len(strict)} of its {topo.nodes[name].pods} pods get no address: "
+                        f"{strict[0].message} (ipam.strictAffinity: true, and the pools that "
+                        "select this node have no free block left)",
+                        "use a larger pool cidr, a smaller blockSize (longer prefix), fewer "
+                        "pods, or ipam.strictAffinity: false",
+                    )
+                )
     if problems:
         return {}, problems
     return {
@@ -116,6 +141,11 @@ def _node_ipam(lab: str, node: str, alloc: NodeAllocation) -> NodeIpam:
         ipip_tunnel_address=str(alloc.ipip_tunnel) if alloc.ipip_tunnel else None,
         vteps=tuple(
             Vtep(f, str(a), vtep_mac(lab, node, f)) for f, a in sorted(alloc.vxlan_tunnel.items())
+        ),
+        notes=tuple(
+            f"{node}: pod{r.pod + 1} is not created, Calico's IPAM gives it no IPv{r.family} "
+            f"address: {r.message}"
+            for r in alloc.refused
         ),
     )
 
