@@ -72,12 +72,18 @@ def render_plan(plan: LabPlan, only_node: str | None = None) -> str:
             lines.append(f"  {subnet.name:<14} {_join(subnet.ipv4, subnet.ipv6)}")
         for router in plan.routers:
             lines += render_router(router)
+        if plan.outside is not None:
+            out = plan.outside
+            lines.append(
+                f"outside host (a stand-in for the Internet) on subnet {out.subnet}: "
+                f"{_join(out.ipv4, out.ipv6)}, default router {_join(out.gateway4, out.gateway6)}"
+            )
         lines.append("")
         lines.append("pools:")
         for pool in plan.pools:
             flags = [f"blockSize {pool.block_size}", f"nodeSelector {pool.node_selector!r}"]
             if pool.nat_outgoing:
-                flags.append("natOutgoing")
+                flags.append("natOutgoing (to outside every pool: the node's address, nftables)")
             if pool.disable_bgp_export:
                 flags.append("disableBGPExport (not advertised)")
             if pool.disabled:
