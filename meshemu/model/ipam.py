@@ -117,6 +117,8 @@ class NodeAllocation:
     ipip_tunnel: IPAddress | None = None
     vxlan_tunnel: Mapping[int, IPAddress] = field(default_factory=dict)  # family -> VTEP address
     refused: tuple[Refusal, ...] = ()
+    # Tunnel addresses allocateip could not get: (kind, family, Calico's reason).
+    tunnel_refused: tuple[tuple[str, int, str], ...] = ()
 
 
 class _Block:
@@ -354,13 +356,16 @@ def allocate(
     kept = _load_kept(state, nodes, affinity or {}, pods_before or {}, candidates)
 
     tunnels: dict[str, dict[tuple[str, int], IPAddress]] = {n.name: {} for n in nodes}
+    tunnel_refused: dict[str, list[tuple[str, int, str]]] = {n.name: [] for n in nodes}
     for node in nodes:
         # allocateip.go:255: IPIP (IPv4 only, 741-745), then VXLAN v4, then VXLAN v6.
         for kind, family in (("ipip", 4), ("vxlan", 4), ("vxlan", 6)):
             requested = [p for p in candidates[(node.name, family)] if p.encapsulates(kind)]
             if requested:
                 got = state.assign(node.name, family, requested)
-                if not isinstance(got, _Failure):
+                if isinstance(got, _Failure):
+                    tunnel_refused[node.name].append((kind, family, got.message))
+                else:
                     tunnels[node.name][(kind, family)] = got[1]
 
     pods: dict[str, list[dict[int, tuple[str, IPAddress]]]] = {n.name: [] for n in nodes}
@@ -402,5 +407,6 @@ def allocate(
             ipip_tunnel=node_tunnels.get(("ipip", 4)),
             vxlan_tunnel={f: a for (kind, f), a in node_tunnels.items() if kind == "vxlan"},
             refused=tuple(refused[node.name]),
+            tunnel_refused=tuple(tunnel_refused[node.name]),
         )
     return result

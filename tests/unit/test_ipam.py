@@ -164,6 +164,8 @@ def test_topology_ipam_section_strict_is_bad_input() -> None:
     plan = build_plan(_topo("", "192.168.0.0/30"))
     assert plan.node("b").pods == ()
     assert any("b: pod1 is not created" in n and "would borrow" in n for n in plan.notes)
+    # Not the note for a node no pool selects: p does select b.
+    assert not any("no enabled IP pool selects" in n for n in plan.notes), plan.notes
 
 
 def test_topology_max_blocks_per_host_note() -> None:
@@ -175,3 +177,19 @@ def test_topology_max_blocks_per_host_note() -> None:
 def test_topology_ipam_bounds() -> None:
     with pytest.raises(Exception, match=r"maxBlocksPerHost|max_blocks_per_host"):
         _topo("ipam: {maxBlocksPerHost: -1}\n")
+
+
+def test_a_tunnel_that_gets_no_address_is_noted() -> None:
+    """Two IPIP nodes, one block of two addresses: a's tunnel and pod fill it, b's tunnel gets
+    none (strict affinity: no borrowing); b has no pods, so the topology is not refused."""
+    text = """
+name: tunnels
+subnets: {lan: {ipv4: 10.0.0.0/24}}
+nodes: {a: {subnet: lan, pods: 1}, b: {subnet: lan, pods: 0}}
+pools: {p: {cidr: 192.168.0.0/31, blockSize: 31, ipipMode: Always}}
+ipam: {strictAffinity: true}
+"""
+    plan = build_plan(Topology.model_validate(yaml.safe_load(text)))
+    assert plan.node("a").ipip_tunnel_address == "192.168.0.0"
+    assert plan.node("b").ipip_tunnel_address is None
+    assert any(n.startswith("b: gets no IPIP tunnel address") for n in plan.notes), plan.notes

@@ -142,10 +142,17 @@ def _node_ipam(lab: str, node: str, alloc: NodeAllocation) -> NodeIpam:
         vteps=tuple(
             Vtep(f, str(a), vtep_mac(lab, node, f)) for f, a in sorted(alloc.vxlan_tunnel.items())
         ),
-        notes=tuple(
-            f"{node}: pod{r.pod + 1} is not created, Calico's IPAM gives it no IPv{r.family} "
-            f"address: {r.message}"
-            for r in alloc.refused
+        notes=(
+            *(
+                f"{node}: gets no {kind.upper()} tunnel address (IPv{family}), so no tunnel "
+                f"device to reach or be reached by other nodes: {message}"
+                for kind, family, message in alloc.tunnel_refused
+            ),
+            *(
+                f"{node}: pod{r.pod + 1} is not created, Calico's IPAM gives it no "
+                f"IPv{r.family} address: {r.message}"
+                for r in alloc.refused
+            ),
         ),
     )
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from meshemu.model.addressing import special_kind
 from meshemu.model.labplan import NodePlan
+from meshemu.model.selector import parse_selector
 from meshemu.model.topology import Topology
 
 
@@ -104,9 +105,21 @@ def _podless_notes(topo: Topology, nodes: Sequence[NodePlan]) -> list[str]:
     notes = []
     for node in nodes:
         asked = topo.nodes[node.name].pods
-        if asked and not node.pods:
+        # A node a pool does select but whose pods IPAM refused has IPAM's own note instead.
+        if asked and not node.pods and not _selected(topo, node):
             notes.append(
                 f"{node.name}: no enabled IP pool selects this node, so it runs none of its "
                 f"{asked} pods (Calico could give them no address)"
             )
     return notes
+
+
+def _selected(topo: Topology, node: NodePlan) -> bool:
+    """Some enabled pool of a family the node has selects it (it could get pod addresses)."""
+    labels = topo.nodes[node.name].labels
+    return any(
+        not pool.disabled
+        and node.address(ipaddress.ip_network(pool.cidr, strict=False).version) is not None
+        and parse_selector(pool.node_selector).matches(labels)
+        for pool in topo.pools.values()
+    )
