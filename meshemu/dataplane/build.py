@@ -127,6 +127,7 @@ def build_node(plan: LabPlan, node: NodePlan, record: Record, ipip_kernel: bool)
             ns.route("add", "0.0.0.0/0", via=node.gateway4, dev=node.uplink)
         if node.gateway6:
             ns.route("add", "::/0", via=node.gateway6, dev=node.uplink)
+        install_peer_routes(node, ns)
         if ipip_kernel and node.ipip_tunnel_address:
             # With the ipip module loaded the kernel makes `tunl0` in every new namespace,
             # unless net.core.fb_tunnels_only_for_init_net says otherwise: then make it.
@@ -135,6 +136,15 @@ def build_node(plan: LabPlan, node: NodePlan, record: Record, ipip_kernel: bool)
             ns.up(names.IPIP_DEVICE)
             ns.add_address(names.IPIP_DEVICE, node.ipip_tunnel_address, 32)
         build_vxlan(plan, node, ns)
+
+
+def install_peer_routes(node: NodePlan, ns: NetnsHandle) -> None:
+    """The static routes a node's `reachableBy` BGPPeers ask for. A BIRD node's own BIRD
+    installs them from confd's configuration; an ExaBGP node gets them here."""
+    if node.speaker == "bird":
+        return
+    for route in node.reachable_by_routes():
+        ns.route("replace", route.prefix, via=route.via, dev=node.uplink)
 
 
 def build_vxlan(plan: LabPlan, node: NodePlan, ns: NetnsHandle) -> None:

@@ -166,6 +166,7 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
             _sync_pods(state, old_nodes[node.name], node, summary)
         with in_netns(node.netns) as ns:
             build.build_vxlan(new, node, ns)
+            build.install_peer_routes(node, ns)
     if ipip == "userspace" and added:
         supervise.start_tunnels(state, [n for n in added if n.ipv4])
     restart = _reconfigure(state, new, [n for n in new.nodes if n.name in old_nodes], summary)

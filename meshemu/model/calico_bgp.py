@@ -32,7 +32,6 @@ _PEER_NOT_EMULATED = {
 _PEER_PLAN_ONLY = {
     "keepaliveTime": "kept in the plan; ExaBGP sends keepalives at a third of the hold time",
     "nextHopMode": "Keep is applied; Self on an iBGP session is kept in the plan only",
-    "reachableBy": "kept in the plan (a static route to the peer); not installed in the lab",
 }
 # BGPConfiguration fields the lab accepts and does not emulate, each with the reason.
 _CONFIG_NOT_EMULATED = {

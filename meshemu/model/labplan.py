@@ -16,6 +16,7 @@ Deciding anything is not this module's job (see `model.plan` and `model.phases`)
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -237,6 +238,21 @@ class NodePlan:
 
     def gateway(self, family: int) -> str | None:
         return self.gateway4 if family == 4 else self.gateway6
+
+    def reachable_by_routes(self) -> tuple[StaticRoute, ...]:
+        """Calico's `reachableBy`: confd renders a static route to the peer via that gateway
+        (`route <peerIP>/32 via <reachableBy>`, bgp_processor.go); one per peer, for a gateway
+        on this node's subnet (one elsewhere BIRD could not use either)."""
+        out: dict[str, StaticRoute] = {}
+        for session in self.sessions:
+            via, prefix = session.reachable_by, self.subnet_prefix(session.family)
+            if via is None or prefix is None:
+                continue
+            if ipaddress.ip_address(via) not in ipaddress.ip_network(prefix):
+                continue
+            host = f"{session.peer_ip}/{32 if session.family == 4 else 128}"
+            out.setdefault(host, StaticRoute(host, via))
+        return tuple(out.values())
 
     def to_json(self, secrets: bool = False) -> dict[str, Any]:
         return {

@@ -15,10 +15,10 @@ time (`graceful-restart N`; ExaBGP sets the Forwarding State bit of the family, 
 agent keeps the node's routes while its speaker restarts), and sends no End-of-RIB of its own
 (`manual-eor`): the agent sends it once it has announced what it has (see
 `controlplane.agent`). The API gives the agent the OPENs both ways, whose capabilities it acts
-on. The session options ExaBGP has no setting for (keepalive time, reachableBy) are written as
-comments in the neighbor block, so the configuration says what the speaker does not do. (A
-session's BGPFilters are the agent's: it applies them to what it receives and sends, see
-`model.bgp`.)
+on. The session option ExaBGP has no setting for (keepalive time) is written as a comment in
+the neighbor block, so the configuration says what the speaker does not do. (A session's
+BGPFilters are the agent's: it applies them to what it receives and sends, see `model.bgp`;
+its `reachableBy` route is the node's, installed by `dataplane.build`.)
 """
 
 from __future__ import annotations
@@ -121,9 +121,7 @@ def not_emulated(session: Session) -> list[str]:
         out.append(f"keepalive time {session.keepalive_time} (ExaBGP: a third of the hold time)")
     # Next hop self/keep and BGPFilters are the agent's (AgentConfig; model.bgp sets the next
     # hop to the node itself unless it keeps it, and runs the session's filters), so they are
-    # not listed.
-    if session.reachable_by is not None:
-        out.append(f"static route to {session.peer_ip} via {session.reachable_by}")
+    # not listed; so is reachableBy's static route (`dataplane.build.install_peer_routes`).
     return out
 
 

@@ -389,3 +389,24 @@ def test_killed_agent_is_restarted_and_keeps_the_fib(lab_env: Path) -> None:
         15,
         "node1 to withdraw node2's blocks",
     )
+
+
+def test_a_reachable_by_peer_gets_its_static_route(lab_env: Path, tmp_path: Path) -> None:
+    """Calico's reachableBy: the node's kernel has `<peer>/32 via <gateway>`, as BIRD installs
+    it from confd's configuration; nothing is sent there (the peer is outside the lab)."""
+    text = (TOPOLOGIES / "mesh.yaml").read_text() + (
+        "  peers:\n    upstream:\n      node: node1\n      peerIP: 192.0.2.50\n"
+        "      asNumber: 65000\n      reachableBy: 10.20.0.3\n"
+    )
+    path = tmp_path / "rb.yaml"
+    path.write_text(text)
+    topo = load_topology(path, name="it-rb")
+    plan = build_plan(topo)
+    assert up(plan, topo, path, progress=print, timeout=60).converged
+    try:
+        routes = {r.prefix: r for r in read_fib(plan.node("node1").netns)}
+        assert routes["192.0.2.50/32"].via == "10.20.0.3"
+        assert "192.0.2.50/32" not in {r.prefix for r in read_fib(plan.node("node2").netns)}
+    finally:
+        down(plan.name, progress=print)
+    assert lab_leftovers(plan.name, lab_env / plan.name) == []
