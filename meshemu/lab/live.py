@@ -170,9 +170,11 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     if ipip == "userspace" and added:
         supervise.start_tunnels(state, [n for n in added if n.ipv4])
     restart = _reconfigure(state, new, [n for n in new.nodes if n.name in old_nodes], summary)
-    summary.reconfigured_routers = routers.reconfigure(state, new)
+    # The stopped speakers start again first: a router that fails to reload must not leave
+    # the nodes of this change without their speakers.
     if restart or added:
         supervise.start_speakers(new, state, restart + added)
+    summary.reconfigured_routers = routers.reconfigure(state, new)
     # natOutgoing as Felix refreshes it when pools change: each node's rules replaced whole;
     # `force` clears them when the last natOutgoing pool is gone. Labs that never NAT: nothing.
     if has_nat(old.pools) or has_nat(new.pools):

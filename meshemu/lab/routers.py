@@ -85,7 +85,13 @@ def write_config(state: LabState, plan: LabPlan, router: RouterPlan) -> Path:
     if router.bgp.config_file is not None:
         return Path(router.bgp.config_file)
     path = router_dir(state, router.name) / "bird.conf"
-    write_text_atomic(path, render_router_config(router, plan.hold_time))
+    try:
+        text = render_router_config(router, plan.hold_time)
+    except ValueError as err:  # a value the planner let through and BIRD refuses: a bug
+        raise SpeakerError(
+            f"router {router.name}: cannot render its BIRD configuration: {err}"
+        ) from err
+    write_text_atomic(path, text)
     found = check_config(path, f"routers.{router.name}")
     if found:  # meshemu's own rendering: a bug, not the user's input
         raise SpeakerError(f"BIRD refuses the configuration rendered for {router.name}: {found[0]}")

@@ -286,6 +286,14 @@ def _check_router_bgp(topo: Topology) -> list[Problem]:
     for name, router in topo.routers.items():
         if router.bgp is None:
             continue
+        if router.bgp.router_id is not None and int(router.bgp.router_id) == 0:
+            problems.append(
+                Problem(
+                    f"routers.{loc_part(name)}.bgp.routerID",
+                    "0.0.0.0 is no BGP identifier (RFC 4271 6.2: BIRD refuses it)",
+                    "leave routerID out (the router's first IPv4 address) or give another",
+                )
+            )
         for index, peer in enumerate(router.bgp.peers):
             where = f"routers.{loc_part(name)}.bgp.peers[{index}].router"
             other = topo.routers.get(peer.router)

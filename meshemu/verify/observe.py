@@ -140,8 +140,8 @@ def bird_node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
     for family in (4, 6):
         if node.address(family) is None:
             continue
-        control = BirdControl(state.node_bird_socket(node.index, family))
         try:
+            control = BirdControl(state.node_bird_socket(node.index, family))
             protocols += parse_protocols(control.command("show protocols all").lines)
             routes += parse_routes(control.command("show route all").lines)
             read += 1
@@ -326,8 +326,8 @@ def observe_router(state: LabState, index: int, router: RouterPlan) -> RouterObs
     fib = tuple(read_fib(router.netns)) if netns_exists(router.netns) else ()
     if not running:
         return RouterObservation(False, fib=fib)
-    control = BirdControl(state.bird_socket(index))
     try:
+        control = BirdControl(state.bird_socket(index))  # (refuses a too long socket path)
         protocols = parse_protocols(control.command("show protocols all").lines)
         routes: list[BirdRoute] = []
         for table in ("master4", "master6"):  # (BIRD 2 always has both)

@@ -87,8 +87,17 @@ def _sessions(router: RouterPlan, seen: RouterObservation, readable: bool) -> li
         protocol = by_neighbor.get(session.peer_ip)
         observed = _state_text(protocol)
         if session.peer_ip not in up:
-            why = "the plan does not expect it to come up (see the plan's router sessions)"
-            results.append(CheckResult("sessions", name, SKIP, "down", observed, why, router.name))
+            # Up where the plan says it stays down (a password it expects to differ, an AS
+            # it expects not to match): the plan is wrong about this lab, a failure.
+            if protocol is not None and protocol.established and not _own_config(router):
+                why = "the plan expects this session to stay down, yet BIRD has it Established"
+                verdict = FAIL
+            else:
+                why = "the plan does not expect it to come up (see the plan's router sessions)"
+                verdict = SKIP
+            results.append(
+                CheckResult("sessions", name, verdict, "down", observed, why, router.name)
+            )
             continue
         ok = protocol is not None and protocol.established
         why = "" if ok else _down_reason(router, session.peer_name, protocol)

@@ -667,3 +667,20 @@ def test_a_router_with_the_users_own_configuration_is_reported_not_judged() -> N
         f"learned {len(tor1.bgp.routes)} BGP routes"
     )
     assert results["health router tor1"].status == PASS
+
+
+def test_a_router_session_up_where_the_plan_says_down_fails() -> None:
+    """A session the plan expects to stay down (here: a password it thinks differs) that BIRD
+    has Established means the plan is wrong about the lab."""
+    tor1 = next(r for r in ASRACK.routers if r.name == "tor1")
+    assert tor1.bgp is not None
+    down = replace(tor1.bgp, expected_up=tuple(p for p in tor1.bgp.expected_up if p != "10.41.1.2"))
+    plan = replace(
+        ASRACK,
+        routers=tuple(replace(r, bgp=down) if r.name == "tor1" else r for r in ASRACK.routers),
+    )
+    seen = router_seen(tor1)  # BIRD: every session Established
+    result = by_name(verify_results(plan, _with_router(plan, "tor1", seen)))[
+        "session tor1 -> 10.41.1.2"
+    ]
+    assert result.status == FAIL and "stay down" in result.diagnosis

@@ -897,3 +897,53 @@ def test_a_routers_node_password_must_match_the_nodes_bgppeer() -> None:
     )
     plan = build_plan(load_topology_text(matched, "t.yaml", "t"))
     assert "10.41.1.1" in plan.node("node1").expected_up
+
+
+def _asrack(extra: str = "", replace: tuple[str, str] = ("", "")) -> str:
+    text = (TOPOLOGIES / "as-per-rack.yaml").read_text()
+    if replace[0]:
+        assert replace[0] in text
+        text = text.replace(*replace)
+    return text + extra
+
+
+def test_a_second_bgppeer_to_another_address_of_the_same_router_is_not_answered() -> None:
+    """BIRD has one protocol per neighbor address: node1's second session towards tor1 (its
+    uplink address) gets no answer, and the configuration still renders."""
+    from meshemu.model.bird_router import render_router_config
+
+    text = _asrack(
+        "    node1-uplink:\n      node: node1\n      peerIP: 10.41.254.1\n      asNumber: 65101\n"
+    )
+    plan = build_plan(load_topology_text(text, "t.yaml", "t"))
+    tor1 = next(r for r in plan.routers if r.name == "tor1")
+    assert tor1.bgp is not None
+    assert [s.peer_ip for s in tor1.bgp.sessions].count("10.41.1.2") == 1
+    assert "10.41.254.1" not in plan.node("node1").expected_up
+    assert "10.41.1.1" in plan.node("node1").expected_up
+    render_router_config(tor1, plan.hold_time)  # no duplicate neighbor
+
+
+def test_routers_sharing_two_subnets_listed_in_other_orders_still_peer() -> None:
+    text = _asrack(
+        replace=(
+            "  tor1:\n    subnets: [rack1, uplink1]",
+            "  tor1:\n    subnets: [rack1, uplink1, uplink2]",
+        )
+    ).replace(
+        "  spine:\n    subnets: [uplink1, uplink2]", "  spine:\n    subnets: [uplink2, uplink1]"
+    )
+    plan = build_plan(load_topology_text(text, "t.yaml", "t"))
+    tor1 = next(r for r in plan.routers if r.name == "tor1")
+    assert tor1.bgp is not None
+    to_spine = [s for s in tor1.bgp.sessions if s.peer_name == "spine"]
+    assert to_spine and all(s.peer_ip in tor1.bgp.expected_up for s in to_spine)
+
+
+def test_router_id_zero_is_refused() -> None:
+    text = _asrack(
+        replace=("      asNumber: 65101\n", "      asNumber: 65101\n      routerID: 0.0.0.0\n")
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_topology_text(text, "t.yaml", "t")
+    assert caught.value.problems[0].location == "routers.tor1.bgp.routerID"

@@ -23,7 +23,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from meshemu.model.bgp import Link, Path, Speaker, router_id_for, session_link
-from meshemu.model.labplan import RouterBgp, RouterPlan, RouterRoute, RouterSession
+from meshemu.model.labplan import (
+    RouterBgp,
+    RouterInterface,
+    RouterPlan,
+    RouterRoute,
+    RouterSession,
+)
 from meshemu.model.phases.addresses import FAMILIES, NodeAddresses
 from meshemu.model.sessions import DEFAULT_BGP_PORT, Session, SessionNode, SessionRouter
 from meshemu.model.topology import Topology
@@ -103,6 +109,18 @@ def _attachment(
     return None
 
 
+def _shared_interfaces(
+    topo: Topology, mine: RouterPlan, theirs: RouterPlan, family: int
+) -> tuple[RouterInterface, RouterInterface] | None:
+    """Both routers' interfaces on the first subnet (topology order) where both have an
+    address of `family`; None when there is none."""
+    for subnet in topo.subnets:
+        a, b = mine.interface_on(subnet), theirs.interface_on(subnet)
+        if a is not None and b is not None and a.address(family) and b.address(family):
+            return a, b
+    return None
+
+
 def plan_router_sessions(
     topo: Topology,
     routers: Sequence[RouterPlan],
@@ -118,14 +136,17 @@ def plan_router_sessions(
     for node, sessions in node_sessions.items():
         seen: set[tuple[str, str]] = set()
         for session in sessions:
+            # One session per node and family on a router (BIRD has one protocol per
+            # neighbor address): a second BGPPeer of the node to another address of the same
+            # router gets no answer, and the plan says that session cannot come up.
             name = session.peer_router
-            if name is None or name not in out or (name, session.peer_ip) in seen:
+            if name is None or name not in out or (name, session.local_ip) in seen:
                 continue
-            seen.add((name, session.peer_ip))
+            seen.add((name, session.local_ip))
             out[name].append(_answer(topo, by_name[name], node, session, prefixes))
     for left, right, password in _router_pairs(topo):
         for mine, theirs in ((left, right), (right, left)):
-            out[mine] += _router_session(topo, by_name[mine], by_name[theirs], password, prefixes)
+            out[mine] += _router_session(topo, by_name[mine], by_name[theirs], password)
     return {name: tuple(sessions) for name, sessions in out.items()}
 
 
@@ -187,9 +208,9 @@ def _router_session(
     mine: RouterPlan,
     theirs: RouterPlan,
     password: str | None,
-    prefixes: Mapping[tuple[str, int], str],
 ) -> list[RouterSession]:
-    """`mine`'s sessions with `theirs`: per family, on the first subnet they share.
+    """`mine`'s sessions with `theirs`: per family, on the first subnet (in the topology's
+    order, so both sides pick the same one) on which both have an address of that family.
 
     A password named on both sides is each side's own: when they differ, the session stays
     down, as between two real routers."""
@@ -198,17 +219,15 @@ def _router_session(
     own = next((p.password for p in my_spec.peers if p.router == theirs.name), password)
     # (`allowLocalAs` is the naming side's own: BIRD's `allow local as` acts on import.)
     allow = next((p.allow_local_as or 0 for p in my_spec.peers if p.router == theirs.name), 0)
-    shared = next((i for i in mine.interfaces if theirs.interface_on(i.subnet) is not None), None)
-    if shared is None:
-        return []  # (`rules` reports routers that share no subnet)
-    other = theirs.interface_on(shared.subnet)
-    assert other is not None
     ebgp = my_spec.as_number != their_spec.as_number
     out = []
     for family in FAMILIES:
+        pair = _shared_interfaces(topo, mine, theirs, family)
+        if pair is None:
+            continue  # (`rules` reports routers that share no subnet)
+        shared, other = pair
         local, peer = shared.address(family), other.address(family)
-        if local is None or peer is None or (shared.subnet, family) not in prefixes:
-            continue
+        assert local is not None and peer is not None
         out.append(
             RouterSession(
                 family=family,
