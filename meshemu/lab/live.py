@@ -198,7 +198,8 @@ def _refuse_impossible(old: LabPlan, new: LabPlan, ipip: str) -> None:
         problems.append(
             Problem(
                 "routers",
-                "the routers, their subnets or which of them speak BGP changed: a running lab "
+                "the routers, their subnets and addresses, which of them speak BGP, or a "
+                "router's own BIRD configuration file changed: a running lab "
                 "keeps its fabric",
                 "change the routers' BGP settings live; for other router changes bring the lab "
                 "down and up again",
@@ -208,11 +209,18 @@ def _refuse_impossible(old: LabPlan, new: LabPlan, ipip: str) -> None:
         raise ConfigError(problems)
 
 
-def _router_layout(plan: LabPlan) -> list[tuple[str, tuple[str, ...], bool]]:
-    """What of the routers a running lab cannot change: who they are, where, and which of them
-    runs BIRD (their namespaces and links were built at `up`)."""
+def _router_layout(plan: LabPlan) -> list[tuple[object, ...]]:
+    """What of the routers a running lab cannot change: who they are, where, with which
+    addresses, which of them runs BIRD and from which configuration file (their namespaces
+    and links were built, and BIRD started with its file, at `up`)."""
     return [
-        (r.name, tuple(i.subnet for i in r.interfaces), r.bgp is not None) for r in plan.routers
+        (
+            r.name,
+            tuple((i.subnet, i.ipv4, i.ipv6) for i in r.interfaces),
+            r.bgp is not None,
+            r.bgp.config_file if r.bgp is not None else None,
+        )
+        for r in plan.routers
     ]
 
 

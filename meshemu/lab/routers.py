@@ -165,7 +165,14 @@ def reconfigure(state: LabState, plan: LabPlan) -> list[str]:
         if render_router_config(router, plan.hold_time) == before:
             continue
         write_config(state, plan, router)
-        BirdControl(control_socket(state, plan, router.name)).command("configure", timeout=10)
+        try:
+            BirdControl(control_socket(state, plan, router.name)).command("configure", timeout=10)
+        except SpeakerError:
+            # BIRD still runs the old configuration: the file says so too, so that the next
+            # change tries again instead of finding nothing changed.
+            if before is not None:
+                write_text_atomic(path, before)
+            raise
         changed.append(router.name)
     return changed
 

@@ -48,3 +48,15 @@ def test_ipip_cannot_be_added_to_a_lab_without_it() -> None:
     with pytest.raises(ConfigError, match="without IP-in-IP"):
         _refuse_impossible(old, new, "none")
     _refuse_impossible(old, new, "userspace")
+
+
+def test_a_router_switching_to_its_own_bird_configuration_is_refused(tmp_path: Path) -> None:
+    """BIRD was started with its file at `up`: another file needs a restart, not a reload."""
+    topo = load_topology(MESH.with_name("as-per-rack.yaml"), name="ut-live")
+    old = build_plan(topo)
+    tor1 = topo.routers["tor1"]
+    assert tor1.bgp is not None
+    own = tor1.model_copy(update={"bgp": tor1.bgp.model_copy(update={"config": "/x/tor1.conf"})})
+    new = build_plan(topo.model_copy(update={"routers": {**topo.routers, "tor1": own}}))
+    with pytest.raises(ConfigError, match="own BIRD configuration file changed"):
+        _refuse_impossible(old, new, "none")
