@@ -123,6 +123,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
     ribs = plan_ribs(ipam, pools, addresses, peering, router_speakers(topo, routers))
     routers = with_router_bgp(topo, routers, peering.routers, peering.router_up, ribs.routers)
     gateway = gateways(routers)
+    installed = installed_routes(routers)  # what each BGP router forwards: FIB reasons, notes
     fibs = plan_fibs(
         topo,
         subnets,
@@ -132,7 +133,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         pools,
         ipam,
         ribs.entries,
-        installed_routes(routers),
+        installed,
     )
     nodes = _nodes(topo, subnets, addresses, gateway, ipam, peering, ribs, fibs)
     return LabPlan(
@@ -149,7 +150,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         unsupported=tuple(topo.unsupported),
         notes=(
             *(note for node_ipam in ipam.values() for note in node_ipam.notes),
-            *plan_notes(topo, nodes, installed_routes(routers)),
+            *plan_notes(topo, nodes, installed),
         ),
         outside=nat.plan_outside(topo, routers),
     )

@@ -24,6 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from meshemu import process
@@ -141,9 +142,9 @@ def bird_node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
         if node.address(family) is None:
             continue
         try:
-            control = BirdControl(state.node_bird_socket(node.index, family))
-            protocols += parse_protocols(control.command("show protocols all").lines)
-            routes += parse_routes(control.command("show route all").lines)
+            seen = read_bird(state.node_bird_socket(node.index, family), ("",))
+            protocols += seen[0]
+            routes += seen[1]
             read += 1
         except SpeakerError as err:
             errors.append(f"BIRD (IPv{family}) of {node.name} cannot be read: {err}")
@@ -327,14 +328,26 @@ def observe_router(state: LabState, index: int, router: RouterPlan) -> RouterObs
     if not running:
         return RouterObservation(False, fib=fib)
     try:
-        control = BirdControl(state.bird_socket(index))  # (refuses a too long socket path)
-        protocols = parse_protocols(control.command("show protocols all").lines)
-        routes: list[BirdRoute] = []
-        for table in ("master4", "master6"):  # (BIRD 2 always has both)
-            routes += parse_routes(control.command(f"show route all table {table}").lines)
+        # (BIRD 2 has one daemon for both families and always both master tables.)
+        protocols, routes = read_bird(state.bird_socket(index), ("master4", "master6"))
     except SpeakerError as err:
         return RouterObservation(True, fib=fib, error=str(err))
-    return RouterObservation(True, protocols, tuple(routes), fib)
+    return RouterObservation(True, protocols, routes, fib)
+
+
+def read_bird(
+    socket_path: Path, tables: Sequence[str]
+) -> tuple[tuple[BirdProtocol, ...], tuple[BirdRoute, ...]]:
+    """What one BIRD says over its control socket: `show protocols all`, and `show route all`
+    of each table ("": its default one, as BIRD 1.6 has). SpeakerError when it cannot answer
+    (a too long socket path included)."""
+    control = BirdControl(socket_path)
+    protocols = parse_protocols(control.command("show protocols all").lines)
+    routes: list[BirdRoute] = []
+    for table in tables:
+        command = f"show route all table {table}" if table else "show route all"
+        routes += parse_routes(control.command(command).lines)
+    return protocols, tuple(routes)
 
 
 def observe_routers(state: LabState, plan: LabPlan) -> dict[str, RouterObservation]:

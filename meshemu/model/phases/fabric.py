@@ -93,7 +93,6 @@ class _Attachment:
 
     ifname: str
     prefix: str
-    local_ip: str
 
 
 def _attachment(
@@ -105,7 +104,7 @@ def _attachment(
         mine = interface.address(ip.version)
         prefix = prefixes.get((interface.subnet, ip.version))
         if mine is not None and prefix is not None and ip in ipaddress.ip_network(prefix):
-            return _Attachment(interface.ifname, prefix, mine)
+            return _Attachment(interface.ifname, prefix)
     return None
 
 
