@@ -65,8 +65,12 @@ fi
 stamp=.venv/.meshemu-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing meshemu and its dependencies into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[test]'
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true  # an old pip still works
+  # pip's own output (and setuptools' note on editable installs) only when it fails.
+  if ! pip_log=$(.venv/bin/python -m pip install -q -e '.[test]' 2>&1); then
+    printf '%s\n' "$pip_log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 
