@@ -24,9 +24,16 @@ projectcalico/calico (commit 87c15906, = release-v3.33; docs/research/felix/ipam
   message.
 - No free block anywhere: an empty block affine to another node is taken over (Calico waits for
   `EmptyBlockMinReclaimAge`, ipam_block_reader_writer.go:38-42, 194-245; a planned lab's empty
-  blocks are old enough). Then `strictAffinity: true` fails the allocation (ipam.go:784-786,
-  876); with `strictAffinity: false` Calico borrows from another node's block (ipam.go:876-950),
-  which meshemu does not emulate yet: the allocation fails and says so.
+  blocks are old enough). Then `strictAffinity: true` fails the allocation ("No more free affine
+  blocks and strict affinity enabled", ipam.go:782-790). With `strictAffinity: false` (Calico's
+  default) the node **borrows**: the address comes from the first existing block with a free
+  ordinal, affine to another node or to none, pools in name order and blocks in the pool's
+  block order (ipam.go:861-950, `assignFromExistingBlock(..., affinityCheck=false)`;
+  ipam_block.go:105-117 lets it take any block). The address stays in that block, whose
+  affinity does not move: every result records the block and its affine node, so a borrowed
+  address (in a block affine to another node) can be routed to its borrower. Nothing left in
+  any block: "No IPs available in pools: [...]".
+- The block limit (`ErrBlockLimit`) ends the request before any borrowing (ipam.go:792-797).
 
 A pod whose address cannot be allocated is not created (the CNI plugin's
 `PartialFulfillmentError`, cni-plugin/pkg/ipamplugin/ipam_plugin.go:658-674); the reason is
@@ -46,6 +53,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from meshemu.model.addressing import IPAddress, IPNetwork
 from meshemu.model.selector import parse_selector
@@ -102,7 +110,7 @@ class Refusal:
     """A pod that is not created: no address for it, with Calico's reason.
 
     `kind`: "strict" (strictAffinity and no free block), "limit" (maxBlocksPerHost) or
-    "borrow" (Calico would borrow from another node's block; not emulated)."""
+    "exhausted" (no free address in any block of the node's pools, borrowing included)."""
 
     pod: int  # index among the node's pods
     family: int
@@ -110,21 +118,47 @@ class Refusal:
     message: str
 
 
+class Assigned(NamedTuple):
+    """One address IPAM handed out and the block it lies in.
+
+    `affinity` is the block's affine node: the address's own node, or another node when it was
+    borrowed (ipam.go:876-950), or None for a block affine to no node (its node was removed).
+    (A NamedTuple: readers of the former (pool, address) pairs index its head.)"""
+
+    pool: str
+    address: IPAddress
+    block: IPNetwork
+    affinity: str | None
+
+    def borrowed_by(self, node: str) -> bool:
+        return self.affinity != node
+
+
 @dataclass(frozen=True)
 class NodeAllocation:
-    blocks: tuple[tuple[str, IPNetwork], ...] = ()  # (pool, block)
-    pod_addresses: tuple[Mapping[int, tuple[str, IPAddress]], ...] = ()  # family -> (pool, ip)
-    ipip_tunnel: IPAddress | None = None
-    vxlan_tunnel: Mapping[int, IPAddress] = field(default_factory=dict)  # family -> VTEP address
+    blocks: tuple[tuple[str, IPNetwork], ...] = ()  # (pool, block) affine to this node
+    pod_addresses: tuple[Mapping[int, Assigned], ...] = ()  # per created pod: family -> address
+    # (kind "ipip" or "vxlan", family) -> the node's tunnel address
+    tunnels: Mapping[tuple[str, int], Assigned] = field(default_factory=dict)
     refused: tuple[Refusal, ...] = ()
     # Tunnel addresses allocateip could not get: (kind, family, Calico's reason).
     tunnel_refused: tuple[tuple[str, int, str], ...] = ()
 
+    @property
+    def ipip_tunnel(self) -> IPAddress | None:
+        got = self.tunnels.get(("ipip", 4))
+        return None if got is None else got.address
+
+    @property
+    def vxlan_tunnel(self) -> dict[int, IPAddress]:
+        """family -> VTEP address"""
+        return {f: got.address for (kind, f), got in self.tunnels.items() if kind == "vxlan"}
+
 
 class _Block:
-    """One claimed block: its affine node and its free ordinals, head first."""
+    """One claimed block: its affine node (None: none) and its free ordinals, head first."""
 
-    def __init__(self, cidr: IPNetwork, pool: str, node: str) -> None:
+    def __init__(self, cidr: IPNetwork, pool: str, node: str | None) -> None:
         self.cidr = cidr
         self.pool = pool
         self.node = node
@@ -171,9 +205,29 @@ class _Failure:
     message: str
 
 
+# What one allocation gives: the block and the address taken in it.
+_Got = tuple[_Block, IPAddress]
+
+
 def _block_order(pool: PoolInput) -> Iterator[IPNetwork]:
     """The blocks of a pool in the order a node tries them (see the module docstring)."""
     return pool.cidr.subnets(new_prefix=pool.block_size)
+
+
+def _block_position(pool: PoolInput, cidr: IPNetwork) -> int:
+    """Where `cidr` comes in `_block_order(pool)` (the two change together): borrowing walks
+    the existing blocks in that order without generating every block of the pool."""
+    shift = cidr.max_prefixlen - pool.block_size
+    return (int(cidr.network_address) - int(pool.cidr.network_address)) >> shift
+
+
+def _exhausted(family: int, pools: Sequence[PoolInput]) -> str:
+    # The CNI plugin's PartialFulfillmentError around ipam.go:947's message; Go prints a
+    # []string as [a b].
+    cidrs = " ".join(str(p.cidr) for p in pools)
+    return (
+        f"Assigned 0 out of 1 requested IPv{family} addresses; No IPs available in pools: [{cidrs}]"
+    )
 
 
 class _State:
@@ -183,10 +237,14 @@ class _State:
         self.blocks: dict[IPNetwork, _Block] = {}
         self.affine: dict[str, list[_Block]] = {}
         self._walk: dict[str, Iterator[IPNetwork]] = {}
+        # pool -> its existing blocks in block order, rebuilt after a claim (for borrowing)
+        self._ordered: dict[str, list[_Block]] = {}
 
-    def claim(self, cidr: IPNetwork, pool: str, node: str) -> _Block:
+    def claim(self, cidr: IPNetwork, pool: str, node: str | None) -> _Block:
         block = self.blocks[cidr] = _Block(cidr, pool, node)
-        self.affine.setdefault(node, []).append(block)
+        if node is not None:
+            self.affine.setdefault(node, []).append(block)
+        self._ordered.pop(pool, None)
         return block
 
     def _new_block(self, pool: PoolInput) -> IPNetwork | None:
@@ -197,16 +255,25 @@ class _State:
                 return cidr
         return None
 
-    def assign(
-        self, node: str, family: int, candidates: Sequence[PoolInput]
-    ) -> tuple[str, IPAddress] | _Failure:
-        """One address for `node` from `candidates` (name order): (pool, address), or why not."""
+    def _existing(self, pool: PoolInput) -> list[_Block]:
+        ordered = self._ordered.get(pool.name)
+        if ordered is None:
+            ordered = sorted(
+                (b for b in self.blocks.values() if b.pool == pool.name),
+                key=lambda b: _block_position(pool, b.cidr),
+            )
+            self._ordered[pool.name] = ordered
+        return ordered
+
+    def assign(self, node: str, family: int, candidates: Sequence[PoolInput]) -> _Got | _Failure:
+        """One address for `node` from `candidates` (name order): its block and the address,
+        or why not (`autoAssign` for one address, ipam.go:692-958)."""
         names = {p.name for p in candidates}
         mine = [b for b in self.affine.get(node, ()) if b.pool in names]
         for block in mine:
             address = block.allocate()
             if address is not None:
-                return block.pool, address
+                return block, address
         limit = self.config.block_limit
         if len(mine) >= limit:
             return _Failure(
@@ -217,37 +284,49 @@ class _State:
         for pool in candidates:
             cidr = self._new_block(pool)
             if cidr is not None:
-                address = self.claim(cidr, pool.name, node).allocate()
+                block = self.claim(cidr, pool.name, node)
+                address = block.allocate()
                 assert address is not None  # a fresh block has ordinal 0 free
-                return pool.name, address
+                return block, address
         for block in list(self.blocks.values()):
             if block.pool in names and block.node != node and not block.used:
-                self.affine[block.node].remove(block)
+                if block.node is not None:
+                    self.affine[block.node].remove(block)
                 block.node = node
                 self.affine.setdefault(node, []).append(block)
                 address = block.allocate()
                 if address is not None:
-                    return block.pool, address
-        pool_names = [p.name for p in candidates]
+                    return block, address
         if self.config.strict_affinity:
             return _Failure(
                 "strict",
                 f"Assigned 0 out of 1 requested IPv{family} addresses; "
                 "No more free affine blocks and strict affinity enabled",
             )
-        return _Failure(
-            "borrow",
-            f"no free block in pools {pool_names}: Calico would borrow an address from another "
-            "node's block (strictAffinity false), which meshemu does not emulate yet",
-        )
+        # Borrowing (ipam.go:876-950): any existing block with room, whoever it is affine to.
+        for pool in candidates:
+            for block in self._existing(pool):
+                address = block.allocate()
+                if address is not None:
+                    return block, address
+        return _Failure("exhausted", _exhausted(family, candidates))
 
     def release(self, address: IPAddress) -> None:
-        for block in self.affine_blocks_holding(address):
+        block = self.block_holding(address)
+        if block is not None:
             block.used.discard(block.ordinal(address))
             block.release_later(block.ordinal(address))
 
-    def affine_blocks_holding(self, address: IPAddress) -> list[_Block]:
-        return [b for b in self.blocks.values() if address in b.cidr]
+    def block_holding(self, address: IPAddress) -> _Block | None:
+        for pool in self.pools.values():
+            if address in pool.cidr:
+                prefix = f"{address}/{pool.block_size}"
+                return self.blocks.get(ipaddress.ip_network(prefix, strict=False))
+        return None
+
+    def assigned(self, got: _Got) -> Assigned:
+        block, address = got
+        return Assigned(block.pool, address, block.cidr, block.node)
 
 
 def _candidates(
@@ -271,17 +350,39 @@ def _address(text: str) -> IPAddress | None:
         return None
 
 
+def _kept_block(state: _State, address: IPAddress, pool_name: str) -> _Block | None:
+    """The block a running lab's address of `pool_name` lies in, or None if it no longer can.
+
+    A block no node holds any more (its node was removed) stays, affine to no node, while it
+    holds addresses (Calico keeps a block with allocations when it releases the affinity)."""
+    pool = state.pools.get(pool_name)
+    if pool is None or address.version != pool.cidr.version or address not in pool.cidr:
+        return None
+    block = state.block_holding(address)
+    if block is None:
+        cidr = ipaddress.ip_network(f"{address}/{pool.block_size}", strict=False)
+        block = state.claim(cidr, pool_name, None)
+    return block if block.pool == pool_name else None
+
+
+Before = Mapping[str, Sequence[Mapping[int, tuple[str, str]]]]
+TunnelsBefore = Mapping[str, Mapping[tuple[str, int], tuple[str, str]]]
+
+
 def _load_kept(
     state: _State,
     nodes: Sequence[NodeInput],
     affinity: Mapping[str, Sequence[tuple[str, str]]],
-    pods_before: Mapping[str, Sequence[Mapping[int, tuple[str, str]]]],
+    pods_before: Before,
+    tunnels_before: TunnelsBefore,
     candidates: Mapping[tuple[str, int], Sequence[PoolInput]],
-) -> dict[tuple[str, int, int], tuple[str, IPAddress]]:
-    """A running lab's affinities and pod addresses, still valid for the new input.
+) -> tuple[dict[tuple[str, int, int], _Got], dict[tuple[str, str, int], _Got]]:
+    """A running lab's affinities, pod and tunnel addresses, still valid for the new input.
 
-    Returns (node, pod index, family) -> (pool, address) of the pods that keep their address;
-    the addresses of removed pods are released to the end of their block's free list."""
+    Returns (node, pod index, family) -> (block, address) of the pods that keep their address
+    (borrowed ones too: the address stays in the other node's block), and (node, kind, family)
+    -> (block, address) of the tunnels that keep theirs; the addresses of removed pods are
+    released to the end of their block's free list."""
     names = {n.name for n in nodes}
     for holder, blocks in affinity.items():
         if holder not in names:
@@ -300,40 +401,56 @@ def _load_kept(
                 and cidr not in state.blocks
             ):
                 state.claim(cidr, pool_name, holder)
-    kept: dict[tuple[str, int, int], tuple[str, IPAddress]] = {}
+
+    def keep(
+        address: IPAddress | None, pool_name: str, allowed: Sequence[PoolInput]
+    ) -> _Got | None:
+        if address is None or pool_name not in {p.name for p in allowed}:
+            return None
+        block = _kept_block(state, address, pool_name)
+        if block is None or block.ordinal(address) in block.used:
+            return None
+        block.take(block.ordinal(address))
+        return block, address
+
+    kept_tunnels: dict[tuple[str, str, int], _Got] = {}
+    for node in nodes:
+        for (kind, family), (pool_name, text) in tunnels_before.get(node.name, {}).items():
+            requested = [p for p in candidates.get((node.name, family), ()) if p.encapsulates(kind)]
+            got = keep(_address(text), pool_name, requested)
+            if got is not None:
+                kept_tunnels[(node.name, kind, family)] = got
+    kept: dict[tuple[str, int, int], _Got] = {}
     released: list[IPAddress] = []
     for node in nodes:
         for index, pod in enumerate(pods_before.get(node.name, ())):
             for family, (pool_name, text) in pod.items():
                 address = _address(text)
-                if address is None:
-                    continue
-                allowed = {p.name for p in candidates.get((node.name, family), ())}
-                block = next(
-                    (
-                        b
-                        for b in state.affine.get(node.name, ())
-                        if address in b.cidr and b.pool == pool_name
-                    ),
-                    None,
-                )
-                if index < node.pods and pool_name in allowed and block is not None:
-                    block.take(block.ordinal(address))
-                    kept[(node.name, index, family)] = (pool_name, address)
-                elif block is not None:
+                got = None
+                if index < node.pods:
+                    got = keep(address, pool_name, candidates.get((node.name, family), ()))
+                if got is not None:
+                    kept[(node.name, index, family)] = got
+                elif address is not None:
                     released.append(address)
+    # A removed node's pods go with it (their addresses are released like a removed pod's).
+    for holder, gone in pods_before.items():
+        if holder not in names:
+            released += [a for pod in gone for _, text in pod.values() if (a := _address(text))]
     for address in released:
-        for block in state.affine_blocks_holding(address):
+        block = state.block_holding(address)
+        if block is not None:
             block.release_later(block.ordinal(address))
-    return kept
+    return kept, kept_tunnels
 
 
 def allocate(
     pools: Sequence[PoolInput],
     nodes: Sequence[NodeInput],
     affinity: Mapping[str, Sequence[tuple[str, str]]] | None = None,
-    pods_before: Mapping[str, Sequence[Mapping[int, tuple[str, str]]]] | None = None,
+    pods_before: Before | None = None,
     config: IpamConfig | None = None,
+    tunnels_before: TunnelsBefore | None = None,
 ) -> dict[str, NodeAllocation]:
     """Blocks and addresses for every node: tunnels of every node first, then the pods, nodes
     in input order (one valid interleaving of Calico's event-driven order; deterministic).
@@ -342,7 +459,9 @@ def allocate(
     affinities, a node keeps its blocks across changes and fills them before claiming new ones.
     `pods_before` (node -> per pod: family -> (pool, address)): pods that exist already keep
     their address where their pool still gives this node addresses (Calico never renumbers a
-    pod); addresses of pods that are gone are reused last.
+    pod), borrowed or not; addresses of pods that are gone are reused last. `tunnels_before`
+    (node -> (kind, family) -> (pool, address)): tunnel addresses kept likewise (allocateip
+    keeps a Node's tunnel address while a pool of its kind still selects the node).
     """
     config = config or IpamConfig()
     ordered = sorted(pools, key=lambda p: p.name)  # Calico's list order: by name
@@ -353,29 +472,34 @@ def allocate(
         matches = {name: s.matches(node.labels) for name, s in selectors.items()}
         for family in (4, 6):
             candidates[(node.name, family)] = _candidates(node, ordered, matches, family)
-    kept = _load_kept(state, nodes, affinity or {}, pods_before or {}, candidates)
+    kept, kept_tunnels = _load_kept(
+        state, nodes, affinity or {}, pods_before or {}, tunnels_before or {}, candidates
+    )
 
-    tunnels: dict[str, dict[tuple[str, int], IPAddress]] = {n.name: {} for n in nodes}
+    tunnels: dict[str, dict[tuple[str, int], _Got]] = {n.name: {} for n in nodes}
     tunnel_refused: dict[str, list[tuple[str, int, str]]] = {n.name: [] for n in nodes}
     for node in nodes:
         # allocateip.go:255: IPIP (IPv4 only, 741-745), then VXLAN v4, then VXLAN v6.
         for kind, family in (("ipip", 4), ("vxlan", 4), ("vxlan", 6)):
             requested = [p for p in candidates[(node.name, family)] if p.encapsulates(kind)]
-            if requested:
-                got = state.assign(node.name, family, requested)
-                if isinstance(got, _Failure):
-                    tunnel_refused[node.name].append((kind, family, got.message))
-                else:
-                    tunnels[node.name][(kind, family)] = got[1]
+            if not requested:
+                continue
+            got = kept_tunnels.get((node.name, kind, family)) or state.assign(
+                node.name, family, requested
+            )
+            if isinstance(got, _Failure):
+                tunnel_refused[node.name].append((kind, family, got.message))
+            else:
+                tunnels[node.name][(kind, family)] = got
 
-    pods: dict[str, list[dict[int, tuple[str, IPAddress]]]] = {n.name: [] for n in nodes}
+    pods: dict[str, list[dict[int, _Got]]] = {n.name: [] for n in nodes}
     refused: dict[str, list[Refusal]] = {n.name: [] for n in nodes}
     for node in nodes:
         families = [f for f in (4, 6) if candidates[(node.name, f)]]
         # No pool gives this node an address: Calico's CNI could start no pod there, so the
         # node gets none (the planner notes it) rather than pods without addresses.
         for index in range(node.pods if families else 0):
-            pod: dict[int, tuple[str, IPAddress]] = {}
+            pod: dict[int, _Got] = {}
             refusal = None
             for family in families:
                 old = kept.get((node.name, index, family))
@@ -398,14 +522,15 @@ def allocate(
 
     result = {}
     for node in nodes:
-        node_tunnels = tunnels[node.name]
+        node_tunnels = {key: state.assigned(got) for key, got in tunnels[node.name].items()}
         result[node.name] = NodeAllocation(
             # A block that holds nothing is not the node's any more (Calico releases empty
             # blocks' affinity; a later claim may take it again).
             blocks=tuple((b.pool, b.cidr) for b in state.affine.get(node.name, ()) if b.used),
-            pod_addresses=tuple(pods[node.name]),
-            ipip_tunnel=node_tunnels.get(("ipip", 4)),
-            vxlan_tunnel={f: a for (kind, f), a in node_tunnels.items() if kind == "vxlan"},
+            pod_addresses=tuple(
+                {f: state.assigned(got) for f, got in pod.items()} for pod in pods[node.name]
+            ),
+            tunnels=node_tunnels,
             refused=tuple(refused[node.name]),
             tunnel_refused=tuple(tunnel_refused[node.name]),
         )

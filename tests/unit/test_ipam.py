@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from meshemu.errors import ConfigError
-from meshemu.model.ipam import IpamConfig, NodeInput, PoolInput, allocate
+from meshemu.model.ipam import Assigned, IpamConfig, NodeInput, PoolInput, allocate
 from meshemu.model.plan import build_plan
 from meshemu.model.topology import Topology
 
@@ -21,6 +21,14 @@ def pool(
 
 def node(name: str, pods: int, labels: dict[str, str] | None = None) -> NodeInput:
     return NodeInput(name, labels or {}, pods, frozenset({4}))
+
+
+def ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text)
 
 
 def ips(alloc: object) -> list[str]:
@@ -93,14 +101,121 @@ def test_block_limit_default_20_and_max_blocks_per_host() -> None:
     assert len(out["a"].pod_addresses) == 8 and len(out["a"].refused) == 1
 
 
-def test_strict_affinity_and_borrowing_refusals() -> None:
+def test_strict_affinity_refuses_where_calico_would_borrow() -> None:
     nodes = [node("a", 4), node("b", 1)]
     strict = allocate([pool("p", "10.0.0.0/30", 30)], nodes, config=IpamConfig(True))
     assert ips(strict["a"]) == [f"10.0.0.{i}" for i in range(4)]
     (refusal,) = strict["b"].refused
-    assert refusal.kind == "strict" and "strict affinity enabled" in refusal.message
+    assert refusal.kind == "strict" and refusal.message == (
+        "Assigned 0 out of 1 requested IPv4 addresses; "
+        "No more free affine blocks and strict affinity enabled"
+    )
+    assert strict["b"].pod_addresses == ()
+    # Without strict affinity the pool is full all the same: nothing to borrow either.
     loose = allocate([pool("p", "10.0.0.0/30", 30)], nodes)
-    assert [r.kind for r in loose["b"].refused] == ["borrow"]
+    (refusal,) = loose["b"].refused
+    assert refusal.kind == "exhausted" and refusal.message == (
+        "Assigned 0 out of 1 requested IPv4 addresses; No IPs available in pools: [10.0.0.0/30]"
+    )
+
+
+def test_a_node_without_a_free_block_borrows_from_another_nodes_block() -> None:
+    """strictAffinity false: no block left for c, so the address comes from the first
+    existing block with room (ipam.go:876-950), a's; the block stays a's."""
+    out = allocate([pool("p", "10.0.0.0/29", 30)], [node("a", 3), node("b", 2), node("c", 2)])
+    assert [str(b) for _, b in out["a"].blocks] == ["10.0.0.0/30"]
+    assert [str(b) for _, b in out["b"].blocks] == ["10.0.0.4/30"]
+    assert out["c"].blocks == () and out["c"].refused == ()
+    first, second = (pod[4] for pod in out["c"].pod_addresses)
+    assert first == Assigned("p", ip("10.0.0.3"), net("10.0.0.0/30"), "a")
+    # a's block is full now: the next borrow walks on to b's.
+    assert second == Assigned("p", ip("10.0.0.6"), net("10.0.0.4/30"), "b")
+    assert first.borrowed_by("c") and not out["a"].pod_addresses[0][4].borrowed_by("a")
+    # b's own pods are not borrowed, and .7 is left for the next one.
+    assert [pod[4].affinity for pod in out["b"].pod_addresses] == ["b", "b"]
+
+
+def test_borrowing_follows_pool_name_order() -> None:
+    """Every pool of the node is exhausted of blocks: the first pool by name with a free
+    address in an existing block lends it, even if a later pool has more room."""
+    pools = [pool("b-second", "10.2.0.0/30", 30), pool("a-first", "10.1.0.0/30", 30)]
+    out = allocate(pools, [node("x", 3), node("y", 2), node("z", 1)])
+    # x fills a-first's only block but one address; y takes b-second's, two left there.
+    assert ips(out["x"]) == ["10.1.0.0", "10.1.0.1", "10.1.0.2"]
+    assert ips(out["y"]) == ["10.2.0.0", "10.2.0.1"]
+    (pod,) = out["z"].pod_addresses
+    assert pod[4] == Assigned("a-first", ip("10.1.0.3"), net("10.1.0.0/30"), "x")
+
+
+def test_block_limit_ends_the_request_without_borrowing() -> None:
+    """ErrBlockLimit returns before the non-affine hunt (ipam.go:791-797)."""
+    out = allocate(
+        [pool("p", "10.0.0.0/29", 30)],
+        [node("a", 2), node("b", 5)],
+        config=IpamConfig(max_blocks_per_host=1),
+    )
+    # b fills its one block (its limit); a's block has two free addresses: still refused.
+    assert ips(out["b"]) == ["10.0.0.4", "10.0.0.5", "10.0.0.6", "10.0.0.7"]
+    assert [r.kind for r in out["b"].refused] == ["limit"]
+
+
+def test_one_address_blocks_have_nothing_to_lend() -> None:
+    out = allocate([pool("p", "10.0.0.0/30", 32)], [node("a", 3), node("b", 2)])
+    assert ips(out["b"]) == ["10.0.0.3"]
+    assert [r.kind for r in out["b"].refused] == ["exhausted"]
+
+
+def test_tunnel_addresses_borrow_too() -> None:
+    """allocateip's request is an AutoAssign like a pod's: no block left for b, so b's tunl0
+    address is borrowed from a's block."""
+    out = allocate([pool("p", "10.0.0.0/31", 31, ipip=True)], [node("a", 0), node("b", 0)])
+    assert str(out["a"].ipip_tunnel) == "10.0.0.0"
+    assert out["b"].tunnels[("ipip", 4)] == Assigned("p", ip("10.0.0.1"), net("10.0.0.0/31"), "a")
+    assert out["b"].blocks == () and out["b"].tunnel_refused == ()
+
+
+def test_live_change_keeps_borrowed_addresses_and_borrows_again() -> None:
+    p = [pool("p", "10.0.0.0/29", 30)]
+    first = allocate(p, [node("a", 3), node("b", 3), node("c", 1)])
+    assert ips(first["c"]) == ["10.0.0.3"]
+    affinity = {"a": [("p", "10.0.0.0/30")], "b": [("p", "10.0.0.4/30")]}
+    before = {
+        "a": [{4: ("p", f"10.0.0.{i}")} for i in range(3)],
+        "b": [{4: ("p", f"10.0.0.{i}")} for i in range(4, 7)],
+        "c": [{4: ("p", "10.0.0.3")}],
+    }
+    # A new node d and a second pod on c: c keeps .3 in a's block, the newcomers borrow .7.
+    grown = allocate(p, [node("a", 3), node("b", 3), node("c", 2), node("d", 1)], affinity, before)
+    assert [pod[4] for pod in grown["c"].pod_addresses] == [
+        Assigned("p", ip("10.0.0.3"), net("10.0.0.0/30"), "a"),
+        Assigned("p", ip("10.0.0.7"), net("10.0.0.4/30"), "b"),
+    ]
+    assert ips(grown["a"]) == ips(first["a"]) and ips(grown["b"]) == ips(first["b"])
+    assert [r.kind for r in grown["d"].refused] == ["exhausted"]
+    # a is removed: its block keeps c's address, affine to no node (no one reclaims a block
+    # with an allocation in it); a's addresses are free and d borrows the first.
+    gone = allocate(p, [node("b", 3), node("c", 1), node("d", 2)], affinity, before)
+    (kept,) = gone["c"].pod_addresses
+    assert kept[4] == Assigned("p", ip("10.0.0.3"), net("10.0.0.0/30"), None)
+    assert [pod[4] for pod in gone["d"].pod_addresses] == [
+        Assigned("p", ip("10.0.0.0"), net("10.0.0.0/30"), None),
+        Assigned("p", ip("10.0.0.1"), net("10.0.0.0/30"), None),
+    ]
+
+
+def test_live_change_keeps_tunnel_addresses() -> None:
+    """A borrowed tunnel address stays with its node when pods are added (allocateip keeps a
+    Node's address), although a fresh walk would now find another first free address."""
+    p = [pool("p", "10.0.0.0/30", 31, ipip=True)]
+    first = allocate(p, [node("a", 0), node("b", 0), node("c", 0)])
+    assert [str(first[n].ipip_tunnel) for n in "abc"] == ["10.0.0.0", "10.0.0.2", "10.0.0.1"]
+    affinity = {"a": [("p", "10.0.0.0/31")], "b": [("p", "10.0.0.2/31")]}
+    tunnels = {n: {("ipip", 4): ("p", str(first[n].ipip_tunnel))} for n in "abc"}
+    later = allocate(
+        p, [node("a", 0), node("b", 1), node("c", 0)], affinity, {}, tunnels_before=tunnels
+    )
+    assert [str(later[n].ipip_tunnel) for n in "abc"] == ["10.0.0.0", "10.0.0.2", "10.0.0.1"]
+    assert ips(later["b"]) == ["10.0.0.3"]
 
 
 def test_an_empty_block_of_another_node_is_taken_over() -> None:
@@ -160,12 +275,12 @@ def test_topology_ipam_section_strict_is_bad_input() -> None:
         build_plan(_topo("ipam: {strictAffinity: true}\n", "192.168.0.0/30"))
     (problem,) = err.value.problems  # a holds both blocks of two: b is left without
     assert problem.location == "nodes.b.pods" and "strictAffinity: false" in problem.hint
-    # The same pool without strict affinity: Calico would borrow; a note, not an error.
+    # The same pool without strict affinity: b borrows a's last address.
     plan = build_plan(_topo("", "192.168.0.0/30"))
-    assert plan.node("b").pods == ()
-    assert any("b: pod1 is not created" in n and "would borrow" in n for n in plan.notes)
-    # Not the note for a node no pool selects: p does select b.
-    assert not any("no enabled IP pool selects" in n for n in plan.notes), plan.notes
+    assert [p.ipv4 for p in plan.node("b").pods] == ["192.168.0.3"]
+    assert [b.cidr for b in plan.node("a").blocks] == ["192.168.0.0/31", "192.168.0.2/31"]
+    assert plan.node("b").blocks == ()
+    assert not any("not created" in n for n in plan.notes), plan.notes
 
 
 def test_topology_max_blocks_per_host_note() -> None:

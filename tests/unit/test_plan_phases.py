@@ -256,13 +256,14 @@ def test_one_address_blocks_too_few_strict() -> None:
     assert "1 of its 5 pods get no address" in err.value.problems[0].message
 
 
-def test_one_address_blocks_too_few_would_borrow() -> None:
-    """Without strict affinity Calico would borrow; meshemu does not emulate that yet, so the
-    fifth pod is not created and the plan says why."""
+def test_one_address_blocks_too_few_nothing_to_borrow() -> None:
+    """Without strict affinity Calico borrows, but a full one-address block has nothing to
+    lend: the fifth pod is not created and the plan says why (ipam.go:947)."""
     plan = plan_of(FEW_ONE_ADDRESS_BLOCKS)
     assert [p.ipv4 for p in plan.node("a").pods] == [f"192.168.0.{i}" for i in range(4)]
     (note,) = [n for n in plan.notes if "pod5" in n]
-    assert note.startswith("a: pod5 is not created") and "would borrow" in note
+    assert note.startswith("a: pod5 is not created")
+    assert "No IPs available in pools: [192.168.0.0/30]" in note
 
 
 # --- large subnets ------------------------------------------------------------------------------
