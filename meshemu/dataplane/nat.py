@@ -31,16 +31,17 @@ def nft_binary() -> str:
     return found
 
 
-def load_rules(node: NodePlan, ruleset: str, nft: str) -> None:
+def load_rules(node: NodePlan, ruleset: str, nft: str, what: str = "natOutgoing") -> None:
     """Replace meshemu's `calico` tables in the node's namespace with `ruleset` (one nft
-    transaction: all or nothing)."""
+    transaction: all or nothing); `what` names the rules in an error (policy loads its own
+    tables the same way)."""
     with entered(node.netns):
         done = subprocess.run(
             [nft, "-f", "-"], input=ruleset, capture_output=True, text=True, check=False
         )
     if done.returncode != 0:
         raise DataplaneError(
-            f"{node.name}: nft -f refused the natOutgoing rules: {done.stderr.strip()}"
+            f"{node.name}: nft -f refused the {what} rules: {done.stderr.strip()}"
         )
 
 

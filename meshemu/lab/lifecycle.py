@@ -17,7 +17,7 @@ from pathlib import Path
 
 from meshemu import process
 from meshemu.controlplane.bird_tools import bird1_binaries, bird_binary
-from meshemu.dataplane import build, nat
+from meshemu.dataplane import build, nat, policy
 from meshemu.dataplane.netlink import netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import LabError
 from meshemu.lab import routers, supervise
@@ -161,6 +161,8 @@ def _build_dataplane(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -
     clock.phase("pods", f"{pods} pods with cali interfaces")
     if nat.build_outside(plan, record) | bool(nat.apply_nat(plan)):
         clock.phase("nat", "outside host and natOutgoing rules (nftables)")
+    if policy.apply_policy(plan):
+        clock.phase("policy", "network policy rules per workload interface (nftables)")
 
 
 def _start_processes(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from meshemu import process
-from meshemu.dataplane import build, nat
+from meshemu.dataplane import build, nat, policy
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import ConfigError, LabError, Problem
 from meshemu.lab import routers, supervise
@@ -179,6 +179,10 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     # `force` clears them when the last natOutgoing pool is gone. Labs that never NAT: nothing.
     if has_nat(old.pools) or has_nat(new.pools):
         nat.apply_nat(new, force=True)
+    # Network policy as Felix follows the datastore: each node's tables replaced whole (pods
+    # and policies may both have changed); `force` clears them after the last policy is gone.
+    if old.policy is not None or new.policy is not None:
+        policy.apply_policy(new, force=True)
     return new, summary
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from meshemu.errors import LabError
+from meshemu.model.policy import PolicyPlan
 from meshemu.model.routes import FibRoute, PoolRule
 from meshemu.model.sessions import Session
 from meshemu.model.wire import Fields, OneOf, Wire
@@ -387,6 +388,8 @@ class LabPlan:
     unsupported: tuple[tuple[str, str], ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
     outside: OutsidePlan | None = None
+    # The lab's network policies (`model.policy`); None: none, and no policy rules loaded.
+    policy: PolicyPlan | None = None
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -414,6 +417,7 @@ class LabPlan:
             "unsupported": [{"location": loc, "reason": why} for loc, why in self.unsupported],
             "notes": list(self.notes),
             "outside": None if self.outside is None else self.outside.to_json(),
+            "policy": None if self.policy is None else self.policy.to_json(),
         }
 
     @classmethod
@@ -439,6 +443,11 @@ class LabPlan:
             outside=(
                 OutsidePlan.from_json(f.data["outside"], f"{where}.outside")
                 if f.has("outside") and f.data["outside"] is not None
+                else None
+            ),
+            policy=(
+                PolicyPlan.from_json(f.data["policy"], f"{where}.policy")
+                if f.has("policy") and f.data["policy"] is not None
                 else None
             ),
         )

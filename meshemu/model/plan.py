@@ -46,6 +46,7 @@ from meshemu.model.phases.fib import plan_fibs
 from meshemu.model.phases.notes import plan_notes
 from meshemu.model.phases.peering import Peering, plan_peering
 from meshemu.model.phases.rib import Ribs, plan_ribs
+from meshemu.model.policy import check_policies, plan_policy, policy_notes
 from meshemu.model.routes import FibRoute
 from meshemu.model.rules import check_topology
 from meshemu.model.topology import Topology
@@ -107,7 +108,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         sticky = Sticky.of(previous)
     # Pass 0: the input's own rules. `load_topology` checked them already; a topology built
     # in code (a scenario's changed topology) is checked here, so no pass meets bad input.
-    _gate(check_topology(topo) + nat.check_outside(topo))
+    _gate(check_topology(topo) + nat.check_outside(topo) + check_policies(topo))
     subnets = plan_subnets(topo)
     kept = kept_addresses(topo, subnets, sticky)
     routers, problems = plan_routers(topo, subnets, kept)
@@ -136,6 +137,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         installed,
     )
     nodes = _nodes(topo, subnets, addresses, gateway, ipam, peering, ribs, fibs)
+    policy = plan_policy(topo)
     return LabPlan(
         name=topo.name,
         description=topo.description,
@@ -151,8 +153,10 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         notes=(
             *(note for node_ipam in ipam.values() for note in node_ipam.notes),
             *plan_notes(topo, nodes, installed),
+            *policy_notes(topo, policy),
         ),
         outside=nat.plan_outside(topo, routers),
+        policy=policy,
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -475,6 +475,18 @@ class IpamSpec(InputModel):
     max_blocks_per_host: Int = Field(default=0, ge=0, le=1000000, alias="maxBlocksPerHost")
 
 
+class NamespaceSpec(InputModel):
+    """A Kubernetes namespace's labels, which policies' namespaceSelectors match (`model.policy`
+    checks them; every namespace also has `kubernetes.io/metadata.name`)."""
+
+    labels: dict[Text, Text] = Field(default_factory=dict)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: object) -> object:
+        return labels_as_text(value)
+
+
 class Topology(InputModel):
     """A whole lab: what `meshemu validate`, `plan` and `up` take."""
 
@@ -491,6 +503,10 @@ class Topology(InputModel):
     speaker: Speaker = "exabgp"
     # An optional host outside the cluster (see `OutsideSpec`).
     outside: OutsideSpec | None = None
+    # Kubernetes NetworkPolicies and Calico (Global)NetworkPolicies, each the object as written
+    # (apiVersion, kind, metadata, spec); `model.policy` validates and converts them.
+    policies: list[dict[Text, Any]] = Field(default_factory=list)
+    namespaces: dict[Text, NamespaceSpec] = Field(default_factory=dict)
     # Fields the input carried that meshemu reads but does not emulate: (location, explanation).
     # Filled by the Calico converter; shown by `plan` so nothing is silently ignored.
     unsupported: list[tuple[Text, Text]] = Field(default_factory=list)

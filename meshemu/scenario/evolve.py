@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from meshemu.errors import ConfigError, Problem
 from meshemu.model.plan import LabPlan, build_plan
+from meshemu.model.policy import policy_key
 from meshemu.model.rules import check_topology
 from meshemu.model.topology import Topology
 
@@ -37,6 +38,8 @@ TOPOLOGY_KINDS = (
     "set-peer",
     "set-filter",
     "set-router",
+    "apply-policy",
+    "remove-policy",
 )
 
 
@@ -146,6 +149,23 @@ def _changed_data(data: dict[str, Any], kind: str, arg: Any) -> bool:
         if bgp is None:
             return False
         _set_fields(bgp, arg, {"node_password"})
+    elif kind == "apply-policy":
+        data.setdefault("policies", [])
+        given = arg.model_dump(mode="json", by_alias=True)
+        keys = [policy_key(p) for p in data["policies"]]
+        if arg.key() in keys:  # (kubectl apply: the same policy replaced whole)
+            data["policies"][keys.index(arg.key())] = given
+        else:
+            data["policies"].append(given)
+    elif kind == "remove-policy":
+        keys = [policy_key(p) for p in data.get("policies", [])]
+        if arg.key() not in keys:
+            api, what, namespace, name = arg.key()
+            raise ChangeError(
+                f"no {what} {namespace + '/' if namespace else ''}{name} ({api}) to remove",
+                "name a policy the lab has (apiVersion, kind, namespace and name)",
+            )
+        del data["policies"][keys.index(arg.key())]
     else:
         return False
     return True

@@ -26,6 +26,7 @@ from meshemu.lab import down, live, routers, up
 from meshemu.lab.converge import checked_routers, fib_diffs
 from meshemu.lab.status import lab_status
 from meshemu.model.plan import LabPlan, build_plan
+from meshemu.model.policy_eval import expected_matrix
 from meshemu.model.topology import Topology
 from meshemu.scenario.evolve import apply_step_to_topology, evolve
 from meshemu.scenario.expectations import router_next_hop, router_peer_address
@@ -34,6 +35,8 @@ from meshemu.state import LabState
 from meshemu.verify.checks import check_dataplane
 from meshemu.verify.observation import Cell, expected_path, observed_path
 from meshemu.verify.observe import node_state, observe_dataplane, take_snapshot
+from meshemu.verify.policy import with_policy
+from meshemu.verify.policy_probe import port_matrix
 from meshemu.verify.probe import capture, in_child, ping_all
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult, Report
 from meshemu.verify.snapshot import diff_snapshots, read_snapshot, write_snapshot
@@ -211,10 +214,23 @@ class Runner:
 
     def _matrix(self, expect: Expectation) -> Outcome:
         assert expect.matrix is not None
-        results = check_dataplane(observe_dataplane(self.plan, tcp=False))
+        cells = observe_dataplane(self.plan, tcp=False)
+        results = check_dataplane(cells)
+        if self.plan.policy is not None:
+            # Network policy: the plan's verdict of every probe, allowed and denied.
+            expected = expected_matrix(self.plan, self.plan.policy)
+            results = with_policy(expected, results, cells, port_matrix(self.plan, expected))
         if not expect.matrix.paths:
-            results = [r for r in results if r.details.get("icmp") is False]
+            results = [
+                r for r in results if r.details.get("icmp") is False or r.category == "policy"
+            ]
         bad = [r for r in results if r.status == FAIL]
+        if not bad and self.plan.policy is not None:
+            allowed = sum(1 for r in results if r.details.get("allowed") is True)
+            denied = sum(1 for r in results if r.details.get("allowed") is False)
+            return Outcome(
+                True, f"{allowed} allowed probes got through, {denied} denied ones were dropped"
+            )
         if not bad:
             return Outcome(True, f"{len(results)} pod pairs reachable by their planned paths")
         return Outcome(
@@ -425,7 +441,9 @@ def describe(step: Step) -> str:
                 f"{'reachable' if what.reachable else 'unreachable'}{path}"
             )
         if arg.kind == "matrix":
-            return "every pod reaches every pod" + (" by its planned path" if what.paths else "")
+            return "every pod reaches every pod the policies allow, and no other" + (
+                " (by the planned path)" if what.paths else ""
+            )
         return f"equal to snapshot {what.file}"
     if kind == "wait":
         return f"wait {arg}s"

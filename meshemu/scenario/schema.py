@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from meshemu.model.policy import policy_key
 from meshemu.model.topology import FilterSpec, NodeSpec, PeerSpec, PoolSpec, Text
 
 MAX_STEPS = 200  # each step that changes the topology plans the whole lab again
@@ -111,6 +112,40 @@ class SetRouter(_Strict):
         if "node_password" not in self.model_fields_set:
             raise ValueError("give nodePassword (null for no password of the router's own)")
         return self
+
+
+class ApplyPolicy(_Strict):
+    """A Kubernetes NetworkPolicy or Calico (Global)NetworkPolicy, applied as `kubectl apply`
+    does: it replaces the policy of the same kind, namespace and name, or is added. Its
+    fields are checked with the changed topology (`model.policy`)."""
+
+    api_version: str = Field(alias="apiVersion")
+    kind: str
+    metadata: dict[str, Any]
+    spec: dict[str, Any]
+
+    def key(self) -> tuple[str, str, str | None, str]:
+        return policy_key(self.model_dump(by_alias=True))
+
+
+class RemovePolicy(_Strict):
+    """The policy to delete, by kind, namespace and name."""
+
+    name: str
+    namespace: str = "default"
+    kind: Literal["NetworkPolicy", "GlobalNetworkPolicy"] = "NetworkPolicy"
+    api_version: Literal["networking.k8s.io/v1", "projectcalico.org/v3"] = Field(
+        "networking.k8s.io/v1", alias="apiVersion"
+    )
+
+    def key(self) -> tuple[str, str, str | None, str]:
+        return policy_key(
+            {
+                "apiVersion": self.api_version,
+                "kind": self.kind,
+                "metadata": {"name": self.name, "namespace": self.namespace},
+            }
+        )
 
 
 class SnapshotFile(_Strict):
@@ -213,6 +248,8 @@ class Step(_Strict):
     set_peer: SetPeer | None = Field(None, alias="set-peer")
     set_filter: SetFilter | None = Field(None, alias="set-filter")
     set_router: SetRouter | None = Field(None, alias="set-router")
+    apply_policy: ApplyPolicy | None = Field(None, alias="apply-policy")
+    remove_policy: RemovePolicy | None = Field(None, alias="remove-policy")
     wait: float | None = Field(None, gt=0, le=600)
     write_snapshot: SnapshotFile | None = Field(None, alias="write-snapshot")
     expect: Expectation | None = None

@@ -363,7 +363,8 @@ def observe(state: LabState, plan: LabPlan, dataplane: bool = True) -> Observati
     agents = fresh_agent_states(state, plan, health)
     fibs = observe_fibs(plan, health)
     routers = observe_routers(state, plan)
-    matrix = observe_dataplane(plan) if dataplane else []
+    # (With network policy the TCP probes are the policy matrix's, to the ports pods declare.)
+    matrix = observe_dataplane(plan, tcp=plan.policy is None) if dataplane else []
     outside = probe_outside(plan) if dataplane else ()
     return Observation(agents, fibs, matrix, health, state.running("fibd"), routers, outside)
 

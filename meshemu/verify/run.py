@@ -9,10 +9,13 @@ from __future__ import annotations
 import time
 
 from meshemu.model.plan import LabPlan
+from meshemu.model.policy_eval import expected_matrix
 from meshemu.state import LabState
 from meshemu.verify.checks import verify_results
 from meshemu.verify.observation import Observation
 from meshemu.verify.observe import observe
+from meshemu.verify.policy import with_policy
+from meshemu.verify.policy_probe import port_matrix
 from meshemu.verify.results import Report
 
 
@@ -22,7 +25,13 @@ def verify_lab(
     started = time.monotonic()
     observation = observe(state, plan, dataplane=dataplane)
     # Failing checks first, so the first lines say what is wrong.
-    results = sorted(verify_results(plan, observation), key=lambda r: r.ok)
+    results = verify_results(plan, observation)
+    if plan.policy is not None:
+        # Network policy: every probe judged against the plan's verdict, both ways.
+        cells = expected_matrix(plan, plan.policy)
+        ports = port_matrix(plan, cells) if dataplane else {}
+        results = with_policy(cells, results, observation.matrix, ports)
+    results = sorted(results, key=lambda r: r.ok)
     report = Report(
         f"verify lab {state.name}",
         state.name,
