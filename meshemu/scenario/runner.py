@@ -42,6 +42,7 @@ from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult, Report
 from meshemu.verify.snapshot import diff_snapshots, read_snapshot, write_snapshot
 
 Progress = Callable[[str], None]
+StepHook = Callable[[str, int, int], None]  # (what, done, of how many): a progress callback
 POLL = 0.2
 
 
@@ -54,9 +55,16 @@ class Outcome:
 
 class Runner:
     def __init__(
-        self, scenario: Scenario, topo: Topology, topo_path: Path, base: Path, progress: Progress
+        self,
+        scenario: Scenario,
+        topo: Topology,
+        topo_path: Path,
+        base: Path,
+        progress: Progress,
+        step: StepHook | None = None,
     ) -> None:
         self.scenario = scenario
+        self.step = step
         self.topo = topo
         self.topo_path = topo_path
         self.base = base  # the scenario file's folder: snapshot paths are relative to it
@@ -325,6 +333,8 @@ class Runner:
         try:
             for index, step in enumerate(self.scenario.steps):
                 label = f"step {index + 1}: {step.name or describe(step)}"
+                if self.step is not None:
+                    self.step(label, index, len(self.scenario.steps))
                 if failed:
                     results.append(
                         CheckResult(

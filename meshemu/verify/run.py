@@ -7,6 +7,7 @@ the report's properties.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from meshemu.model.plan import LabPlan
 from meshemu.model.policy_eval import expected_matrix
@@ -20,10 +21,19 @@ from meshemu.verify.results import Report
 
 
 def verify_lab(
-    state: LabState, plan: LabPlan, dataplane: bool = True
+    state: LabState,
+    plan: LabPlan,
+    dataplane: bool = True,
+    step: Callable[[str, int, int], None] | None = None,
 ) -> tuple[Report, Observation]:
+    """`step(what, done, total)`, if given, hears each phase (a progress bar's callback)."""
     started = time.monotonic()
+    pods = sum(len(n.pods) for n in plan.nodes)
+    tick = step or (lambda _what, _done, _total: None)
+    probes = f", probing {pods * (pods - 1)} pod pairs per family" if dataplane else ""
+    tick(f"verify {state.name}: reading sessions, RIBs and FIBs{probes}", 0, 2)
     observation = observe(state, plan, dataplane=dataplane)
+    tick(f"verify {state.name}: judging against the plan", 1, 2)
     # Failing checks first, so the first lines say what is wrong.
     results = verify_results(plan, observation)
     if plan.policy is not None:
