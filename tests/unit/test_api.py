@@ -96,7 +96,7 @@ def test_lab_is_imported_on_first_use() -> None:
     assert "meshemu.api" in loaded
     assert meshemu.Lab is Lab
     with pytest.raises(AttributeError, match="no attribute 'Lba'"):
-        _ = meshemu.Lba  # type: ignore[attr-defined]
+        _ = meshemu.Lba
 
 
 # -- Lab.up stops before creating anything ----------------------------------------------------
