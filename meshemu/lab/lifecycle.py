@@ -20,7 +20,7 @@ from meshemu.controlplane.bird_tools import bird1_binaries, bird_binary
 from meshemu.dataplane import build, nat, policy
 from meshemu.dataplane.netlink import netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import LabError
-from meshemu.lab import routers, supervise
+from meshemu.lab import responders, routers, supervise
 from meshemu.lab.converge import wait_converged
 from meshemu.lab.preflight import preflight
 from meshemu.model.plan import LabPlan
@@ -174,6 +174,9 @@ def _start_processes(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -
     elif ipip == "kernel":
         clock.progress("  tunnels      kernel ipip tunl0")
     supervise.start_fibd(state, plan)
+    sockets = responders.sync_responder(state, plan)
+    if sockets:
+        clock.phase("responder", f"{sockets} pod ports answered (TCP and UDP, one process)")
     count = routers.start_routers(state, plan)
     if count:
         clock.phase("routers", f"{count} BIRD 2 routers started, control sockets open")

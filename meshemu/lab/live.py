@@ -19,7 +19,7 @@ from meshemu import process
 from meshemu.dataplane import build, nat, policy
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import ConfigError, LabError, Problem
-from meshemu.lab import routers, supervise
+from meshemu.lab import responders, routers, supervise
 from meshemu.lab.lifecycle import record_netns
 from meshemu.lab.running import node_of
 from meshemu.model.changes import IPIP_ADDED, address_collisions, uses_ipip
@@ -169,6 +169,7 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
             build.install_peer_routes(node, ns)
     if ipip == "userspace" and added:
         supervise.start_tunnels(state, [n for n in added if n.ipv4])
+    responders.sync_responder(state, new)  # pods added, removed, ports changed
     restart = _reconfigure(state, new, [n for n in new.nodes if n.name in old_nodes], summary)
     # The stopped speakers start again first: a router that fails to reload must not leave
     # the nodes of this change without their speakers.

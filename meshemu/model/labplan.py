@@ -150,6 +150,15 @@ class RouterPlan(Wire):
 
 
 @dataclass(frozen=True)
+class PodPort(Wire):
+    """A container port the pod listens on (the lab's responder answers on it)."""
+
+    name: str | None
+    port: int
+    protocol: Annotated[str, OneOf("TCP", "UDP")]
+
+
+@dataclass(frozen=True)
 class PodPlan(Wire):
     name: str
     node: str
@@ -159,6 +168,20 @@ class PodPlan(Wire):
     ipv6: str | None
     pool4: str | None
     pool6: str | None
+    # The pod's Kubernetes namespace, labels and ports (Services select pods by them). Plans
+    # written before pods had them read back as `default`, no labels, no ports.
+    namespace: str = "default"
+    labels: dict[str, str] = field(default_factory=dict, hash=False)
+    ports: tuple[PodPort, ...] = ()
+
+    def address(self, family: int) -> str | None:
+        return self.ipv4 if family == 4 else self.ipv6
+
+    @classmethod
+    def from_json(cls, data: object, where: str) -> PodPlan:
+        if isinstance(data, dict) and "namespace" not in data:
+            data = {**data, "namespace": "default", "labels": {}, "ports": []}
+        return super().from_json(data, where)
 
 
 @dataclass(frozen=True)
@@ -321,7 +344,7 @@ class NodePlan:
             listen_port=f.number("listen_port"),
             labels=tuple(sorted(f.text_map("labels").items())),
             blocks=tuple(blocks),
-            pods=f.each("pods", PodPlan),
+            pods=tuple(PodPlan.from_json(p.data, p.where) for p in f.objects("pods")),
             ipip_tunnel_address=f.opt_text("ipip_tunnel_address"),
             vteps=f.each("vteps", Vtep),
             sessions=tuple(Session.from_json(s.data, s.where) for s in f.objects("sessions")),
@@ -464,6 +487,14 @@ class Sticky:
     addresses: dict[str, tuple[str, dict[int, str]]]  # node -> (subnet, family -> address)
     affinity: dict[str, list[tuple[str, str]]]  # node -> [(pool, block)]
     pods: dict[str, list[dict[int, tuple[str, str]]]]  # node -> per pod: family -> (pool, ip)
+    # node -> the names of `pods`, in the same order (a pod keeps its address by name; records
+    # written before pods had names: pod1, pod2, ...).
+    pod_names: dict[str, list[str]] = field(default_factory=dict)
+
+    def pods_by_name(self, node: str) -> dict[str, dict[int, tuple[str, str]]]:
+        pods = self.pods.get(node, [])
+        names = self.pod_names.get(node) or [f"pod{i + 1}" for i in range(len(pods))]
+        return dict(zip(names, pods, strict=False))
 
     @classmethod
     def of(cls, plan: LabPlan) -> Sticky:
@@ -474,6 +505,7 @@ class Sticky:
             },
             affinity={n.name: [(b.pool, b.cidr) for b in n.blocks] for n in plan.nodes},
             pods={n.name: [_pod_allocation(p) for p in n.pods] for n in plan.nodes},
+            pod_names={n.name: [p.name for p in n.pods] for n in plan.nodes},
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -487,6 +519,7 @@ class Sticky:
                 n: [{f"ipv{f}": list(v) for f, v in pod.items()} for pod in pods]
                 for n, pods in self.pods.items()
             },
+            "pod_names": self.pod_names,
         }
 
     @classmethod
@@ -519,7 +552,11 @@ class Sticky:
                 }
                 for pod in pods_of.objects(node)
             ]
-        return cls(addresses=addresses, affinity=affinity, pods=pods)
+        pod_names: dict[str, list[str]] = {}
+        if f.has("pod_names"):
+            names_of = f.obj("pod_names")
+            pod_names = {node: list(names_of.texts(node)) for node in names_of.data}
+        return cls(addresses=addresses, affinity=affinity, pods=pods, pod_names=pod_names)
 
 
 def _text_pair(value: object, where: str) -> tuple[str, str]:

@@ -16,7 +16,7 @@ import gc
 from collections.abc import Iterator, Mapping
 
 from meshemu.errors import ConfigError, Problem
-from meshemu.model import names, nat
+from meshemu.model import names, nat, services
 from meshemu.model.labplan import (
     Block,
     LabPlan,
@@ -108,7 +108,12 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         sticky = Sticky.of(previous)
     # Pass 0: the input's own rules. `load_topology` checked them already; a topology built
     # in code (a scenario's changed topology) is checked here, so no pass meets bad input.
-    _gate(check_topology(topo) + nat.check_outside(topo) + check_policies(topo))
+    _gate(
+        check_topology(topo)
+        + nat.check_outside(topo)
+        + services.check_pods(topo)
+        + check_policies(topo)
+    )
     subnets = plan_subnets(topo)
     kept = kept_addresses(topo, subnets, sticky)
     routers, problems = plan_routers(topo, subnets, kept)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,8 +23,10 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     Strict,
+    Tag,
     ValidationError,
     field_validator,
 )
@@ -162,7 +165,13 @@ _HINTS = {
 
 def _location(parts: tuple[int | str, ...], where: str) -> str:
     text = where
+    previous: int | str = ""
     for part in parts:
+        # A `pods:` count or list: pydantic names the union's branch, which is no key.
+        skip = previous == "pods" and part in _POD_FORMS
+        previous = part
+        if skip:
+            continue
         if isinstance(part, int) and not isinstance(part, bool):
             text += f"[{part}]"
         else:
@@ -254,14 +263,93 @@ class RouterSpec(InputModel):
     bgp: RouterBgpSpec | None = None
 
 
+# A container port's name, as Kubernetes validates it (IANA_SVC_NAME, RFC 6335): at most 15
+# lower-case letters, digits and '-', at least one letter, no '-' at either end or twice in a row.
+PORT_NAME = re.compile(r"(?!-)(?!.*--)(?=.*[a-z])[a-z0-9-]{1,15}(?<!-)\Z")
+PODS_MAX = 250  # pods of one node (Kubernetes' default maxPods is 110; 250 is its ceiling)
+Protocol = Literal["TCP", "UDP"]
+
+
+def check_port_name(value: str) -> str:
+    if not PORT_NAME.fullmatch(value):
+        raise ValueError(
+            f"port name {value!r} is not an IANA service name: at most 15 lower-case letters, "
+            "digits and '-', with at least one letter, no '-' at either end or twice in a row"
+        )
+    return value
+
+
+class PodPortSpec(InputModel):
+    """A container port a pod listens on (Kubernetes `containerPort`, named for Services and
+    policies that refer to it by name). The lab's responder answers on it (`lab.responder`)."""
+
+    name: Annotated[Text, AfterValidator(check_port_name)] | None = None
+    port: Port
+    protocol: Protocol = "TCP"
+
+
+class PodSpec(InputModel):
+    """A pod, or with `replicas` a template of that many pods named `<name>-1`, `<name>-2`...
+
+    The name becomes part of the pod's namespace name, so it is a DNS label (Kubernetes allows
+    a DNS subdomain; the dots it would add cannot be told from meshemu's own separators)."""
+
+    name: Annotated[Text, AfterValidator(lambda v: check_dns_label(v, "pod name"))]
+    namespace: Annotated[Text, AfterValidator(lambda v: check_dns_label(v, "namespace"))] = (
+        "default"
+    )
+    labels: dict[Text, Text] = Field(default_factory=dict)
+    ports: list[PodPortSpec] = Field(default_factory=list)
+    replicas: Int | None = Field(default=None, ge=1, le=PODS_MAX)
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: object) -> object:
+        return labels_as_text(value)
+
+    def names(self) -> list[str]:
+        if self.replicas is None:
+            return [self.name]
+        return [f"{self.name}-{i}" for i in range(1, self.replicas + 1)]
+
+
+@dataclass(frozen=True)
+class Pod:
+    """One pod of a node as the topology asks for it (a `PodSpec` expanded, or `podN` of a
+    count): what IPAM numbers and the plan carries."""
+
+    name: str
+    namespace: str
+    labels: tuple[tuple[str, str], ...]
+    ports: tuple[PodPortSpec, ...]
+
+
+# The two forms of `nodes.<n>.pods` (pydantic's tags, left out of error locations).
+_POD_FORMS = ("pods-count", "pods-list")
+PodCount = Annotated[int, Strict(), Field(ge=0, le=PODS_MAX)]
+
+
+def _pod_form(value: object) -> str:
+    return _POD_FORMS[1] if isinstance(value, list) else _POD_FORMS[0]
+
+
+Pods = Annotated[
+    Annotated[PodCount, Tag(_POD_FORMS[0])] | Annotated[list[PodSpec], Tag(_POD_FORMS[1])],
+    Discriminator(_pod_form),
+]
+
+
 class NodeSpec(InputModel):
-    """A Kubernetes node running calico-node."""
+    """A Kubernetes node running calico-node.
+
+    `pods`: how many (`pod1`..`podN`, namespace `default`, no labels, no ports), or a list of
+    pods and pod templates (`PodSpec`)."""
 
     subnet: Text
     labels: dict[Text, Text] = Field(default_factory=dict)
     ipv4: IPv4Addr | None = None
     ipv6: IPv6Addr | None = None
-    pods: Int = Field(default=2, ge=0, le=250)
+    pods: Pods = 2
     # Which of its subnet's families the node uses; default: all the subnet has.
     families: list[Literal["ipv4", "ipv6"]] | None = None
     route_reflector_cluster_id: Text | None = Field(default=None, alias="routeReflectorClusterID")
@@ -274,6 +362,20 @@ class NodeSpec(InputModel):
     @classmethod
     def _labels_as_text(cls, value: object) -> object:
         return labels_as_text(value)
+
+    @property
+    def pod_count(self) -> int:
+        return self.pods if isinstance(self.pods, int) else len(self.pod_list())
+
+    def pod_list(self) -> list[Pod]:
+        """The node's pods in order (IPAM numbers them in this order)."""
+        if isinstance(self.pods, int):
+            return [Pod(f"pod{i}", "default", (), ()) for i in range(1, self.pods + 1)]
+        return [
+            Pod(name, spec.namespace, tuple(sorted(spec.labels.items())), tuple(spec.ports))
+            for spec in self.pods
+            for name in spec.names()
+        ]
 
 
 class PoolSpec(InputModel):

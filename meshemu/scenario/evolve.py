@@ -115,6 +115,10 @@ def _changed_data(data: dict[str, Any], kind: str, arg: Any) -> bool:
         if arg.node not in data["nodes"]:
             return False
         have = data["nodes"][arg.node]["pods"]
+        if isinstance(have, list):
+            raise ChangeError(
+                f"{arg.node} lists its pods by name: add-pods and remove-pods change a count"
+            )
         pods = have + (arg.count if kind == "add-pods" else -arg.count)
         if pods < 0:
             raise ChangeError(f"{arg.node} has only {have} pods")

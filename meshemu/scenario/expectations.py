@@ -310,7 +310,7 @@ def _pod(where: str, ref: str, lab: LabAtStep) -> PodPlan | Problem | None:
     names = (
         [p.name for p in found.pods]
         if found is not None
-        else [f"pod{i}" for i in range(1, lab.topo.nodes[node].pods + 1)]
+        else [p.name for p in lab.topo.nodes[node].pod_list()]
     )
     if pod not in names:
         return Problem(

@@ -15,11 +15,11 @@ from meshemu.errors import Problem
 from meshemu.model import names
 from meshemu.model.addressing import parse_network
 from meshemu.model.ipam import IpamConfig, NodeAllocation, NodeInput, PoolInput, allocate
-from meshemu.model.labplan import Block, PodPlan, PoolPlan, Sticky, Vtep
+from meshemu.model.labplan import Block, PodPlan, PodPort, PoolPlan, Sticky, Vtep
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.routes import PoolRule
 from meshemu.model.rules import block_size_of
-from meshemu.model.topology import Topology
+from meshemu.model.topology import Pod, Topology
 
 
 def plan_pools(topo: Topology) -> tuple[PoolPlan, ...]:
@@ -90,11 +90,11 @@ def plan_ipam(
             for p in pools
         ],
         [
-            NodeInput(name, spec.labels, spec.pods, addresses.families(name))
+            NodeInput(name, spec.labels, spec.pod_count, addresses.families(name))
             for name, spec in topo.nodes.items()
         ],
         affinity=sticky.affinity if sticky is not None else None,
-        pods_before=sticky.pods if sticky is not None else None,
+        pods_before=_pods_before(topo, sticky) if sticky is not None else None,
         config=IpamConfig(topo.ipam.strict_affinity, topo.ipam.max_blocks_per_host),
     )
     problems = []
@@ -105,7 +105,7 @@ def plan_ipam(
                 problems.append(
                     Problem(
                         f"nodes.{name}.pods",
-                        f"{len(strict)} of its {topo.nodes[name].pods} pods get no address: "
+                        f"{len(strict)} of its {topo.nodes[name].pod_count} pods get no address: "
                         f"{strict[0].message} (ipam.strictAffinity: true, and the pools that "
                         "select this node have no free block left)",
                         "use a larger pool cidr, a smaller blockSize (longer prefix), fewer "
@@ -115,14 +115,32 @@ def plan_ipam(
     if problems:
         return {}, problems
     return {
-        name: _node_ipam(topo.name, name, allocation) for name, allocation in allocations.items()
+        name: _node_ipam(topo.name, name, allocation, topo.nodes[name].pod_list())
+        for name, allocation in allocations.items()
     }, []
 
 
-def _node_ipam(lab: str, node: str, alloc: NodeAllocation) -> NodeIpam:
+def _pods_before(topo: Topology, sticky: Sticky) -> dict[str, list[dict[int, tuple[str, str]]]]:
+    """The running pods' addresses in the order of the new topology's pods, matched by name (a
+    pod keeps its address, as a pod Calico never renumbers); after them the pods that are gone,
+    whose addresses IPAM releases."""
+    out = {}
+    for name, spec in topo.nodes.items():
+        old = sticky.pods_by_name(name)
+        wanted = [pod.name for pod in spec.pod_list()]
+        out[name] = [old.get(pod, {}) for pod in wanted] + [
+            allocation for pod, allocation in old.items() if pod not in set(wanted)
+        ]
+    return out
+
+
+def _node_ipam(lab: str, node: str, alloc: NodeAllocation, wanted: list[Pod]) -> NodeIpam:
     pods = []
-    for i, addrs in enumerate(alloc.pod_addresses):
-        pod = f"pod{i + 1}"
+    # IPAM numbers the pods it created in order, leaving out the ones it refused.
+    refused = {r.pod for r in alloc.refused}
+    created = [pod for i, pod in enumerate(wanted) if i not in refused]
+    for spec, addrs in zip(created, alloc.pod_addresses, strict=False):
+        pod = spec.name
         pods.append(
             PodPlan(
                 name=pod,
@@ -133,6 +151,9 @@ def _node_ipam(lab: str, node: str, alloc: NodeAllocation) -> NodeIpam:
                 ipv6=str(addrs[6][1]) if 6 in addrs else None,
                 pool4=addrs[4][0] if 4 in addrs else None,
                 pool6=addrs[6][0] if 6 in addrs else None,
+                namespace=spec.namespace,
+                labels=dict(spec.labels),
+                ports=tuple(PodPort(p.name, p.port, p.protocol) for p in spec.ports),
             )
         )
     return NodeIpam(
@@ -149,7 +170,7 @@ def _node_ipam(lab: str, node: str, alloc: NodeAllocation) -> NodeIpam:
                 for kind, family, message in alloc.tunnel_refused
             ),
             *(
-                f"{node}: pod{r.pod + 1} is not created, Calico's IPAM gives it no "
+                f"{node}: {wanted[r.pod].name} is not created, Calico's IPAM gives it no "
                 f"IPv{r.family} address: {r.message}"
                 for r in alloc.refused
             ),

@@ -104,7 +104,7 @@ def _silent_node_notes(nodes: Sequence[NodePlan]) -> list[str]:
 def _podless_notes(topo: Topology, nodes: Sequence[NodePlan]) -> list[str]:
     notes = []
     for node in nodes:
-        asked = topo.nodes[node.name].pods
+        asked = topo.nodes[node.name].pod_count
         # A node a pool does select but whose pods IPAM refused has IPAM's own note instead.
         if asked and not node.pods and not _selected(topo, node):
             notes.append(
