@@ -16,7 +16,7 @@ Also `route_path` (how a kernel route carries traffic: direct, ipip, vxlan, rout
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -175,6 +175,20 @@ def explain_node(
             [Problem("NODE", f"unknown node {node_name!r}", f"nodes: {', '.join(names)}")]
         )
     return _Explainer(topo, plan, plan.node(node_name)).explain(target)
+
+
+def session_words(topo: Topology, plan: LabPlan, node: str) -> Callable[[Session], str]:
+    """One line on why `node` has a session, with the Calico fields that made it
+    (`model.impact` words its session changes so)."""
+    explainer = _Explainer(topo, plan, plan.node(node))
+
+    def words(session: Session) -> str:
+        summary = explainer.session(session).summary
+        _rule, existence = explainer.existence(session)
+        fields = "; ".join(f"{r.field} = {r.value}" for r in existence if r.field and r.value)
+        return summary + (f" [{fields}]" if fields else "")
+
+    return words
 
 
 class _Explainer:
@@ -1026,5 +1040,6 @@ __all__ = [
     "explain_node",
     "route_path",
     "route_source",
+    "session_words",
     "with_observed",
 ]
