@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from meshemu.cli.common import say, write_reports
+from meshemu.cli.common import json_arg, print_json, progress_bar, say, say_aside, write_reports
 from meshemu.errors import EXIT_CHECK_FAILED, EXIT_OK
 from meshemu.lab import resolve_lab
+from meshemu.report.convergence import plot_convergence, plot_path
+from meshemu.report.figures import check_output
 from meshemu.report.lab_text import render_observed_matrix
+from meshemu.report.progress import ProgressBar
 from meshemu.report.terminal import render_report
 from meshemu.scenario.model import load_scenario
 from meshemu.scenario.runner import Runner
@@ -22,10 +25,13 @@ from meshemu.verify.snapshot import diff_snapshots, read_snapshot, render_diff, 
 def cmd_verify(args: argparse.Namespace) -> int:
     state = resolve_lab(args.lab)
     plan = state.plan()
-    report, observation = verify_lab(state, plan, dataplane=not args.no_dataplane)
+    with progress_bar(args) as bar:
+        report, observation = verify_lab(
+            state, plan, dataplane=not args.no_dataplane, step=bar.step
+        )
     write_reports(report, args.json_file, args.junit)
     if args.json:
-        print(json.dumps(report.to_json(), indent=2))
+        print_json(report.to_json())
     else:
         print(render_report(report))
         if observation.matrix:
@@ -37,14 +43,30 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.scenario)
     scenario, topo, topo_path = load_scenario(path)
-    say(
+    to_stdout = args.json == "-"  # the JSON report on stdout: everything else on stderr
+    tell = say_aside if to_stdout else say
+    plot = args.plot or next(
+        (plot_path(f) for f in (args.json, args.junit) if f and f != "-"), None
+    )
+    if plot is not None:
+        check_output(Path(plot))  # a wrong suffix is exit 2 before the lab is built
+    tell(
         f"scenario {scenario.name}: {len(scenario.steps)} steps on lab {topo.name} "
         f"({topo_path.name})"
     )
-    report = Runner(scenario, topo, topo_path, path.parent, say).run()
+    with ProgressBar(enabled=False if to_stdout else None) as bar:
+        report = Runner(scenario, topo, topo_path, path.parent, tell, bar.step).run()
+    if plot is not None:
+        expectations = [s.expect is not None for s in scenario.steps]
+        plot_convergence(report, expectations, Path(plot))
+        report = replace(report, properties={**report.properties, "convergence_plot": str(plot)})
+        tell(f"convergence plot: {plot}")
     write_reports(report, args.json, args.junit)
-    say("")
-    say(render_report(report))
+    if to_stdout:
+        print_json(report.to_json())
+    else:
+        say("")
+        say(render_report(report))
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
@@ -64,7 +86,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         after = read_snapshot(Path(args.b))
     changes = diff_snapshots(before, after)
-    print(render_diff(changes), end="")
+    if args.json:
+        print_json({"changes": [asdict(c) for c in changes]})
+    else:
+        print(render_diff(changes), end="")
     return EXIT_CHECK_FAILED if changes else EXIT_OK
 
 
@@ -81,8 +106,13 @@ def add_commands(sub: Any) -> None:
 
     p = sub.add_parser("run", help="run a scenario: up, faults and changes, timed expectations")
     p.add_argument("scenario")
-    p.add_argument("--json", help="write the JSON report to this file")
+    p.add_argument("--json", help="write the JSON report to this file ('-': print it)")
     p.add_argument("--junit", help="write a JUnit XML report to this file")
+    p.add_argument(
+        "--plot",
+        help="the convergence-time plot (.svg or .png; default: beside the report file, "
+        "<report>.convergence.svg)",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("snapshot", help="write a running lab's sessions, RIBs and FIBs to a file")
@@ -94,4 +124,5 @@ def add_commands(sub: Any) -> None:
     p.add_argument("a", help="snapshot file (before)")
     p.add_argument("b", nargs="?", help="snapshot file (after); default: the running lab")
     p.add_argument("--lab")
+    json_arg(p)
     p.set_defaults(func=cmd_diff)

@@ -56,7 +56,8 @@ def _looks_like_file(target: str) -> bool:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from meshemu.report.graph import check_output, render_graph
+    from meshemu.report.figures import check_output
+    from meshemu.report.graph import render_graph
     from meshemu.report.graph_data import build_graph
 
     output = Path(args.output)

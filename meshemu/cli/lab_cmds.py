@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from meshemu.cli.common import input_args, load_input, say
+from meshemu.cli.common import (
+    differences,
+    input_args,
+    json_arg,
+    load_input,
+    print_json,
+    progress_bar,
+    say,
+    sayer,
+)
 from meshemu.dataplane.netlink import enter_for_good, read_fib
 from meshemu.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
-from meshemu.lab import down, lab_status, recover_state, repair, resolve_lab, up
+from meshemu.lab import UpResult, down, lab_status, recover_state, repair, resolve_lab, up
 from meshemu.lab.running import netns_of, node_of
 from meshemu.model.load import load_topology
 from meshemu.model.plan import build_plan
@@ -25,11 +33,27 @@ from meshemu.verify.routes import route_rows
 from meshemu.verify.run import verify_lab
 
 
+def _up_json(result: UpResult) -> dict[str, Any]:
+    return {
+        "lab": result.name,
+        "converged": result.converged,
+        "seconds": dict(result.seconds),
+        "ipip": result.ipip,
+        "differences": differences(result.diffs),
+    }
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     topo = load_input(args)
     plan = build_plan(topo)
-    say(f"bringing up lab {plan.name} from {args.file}")
-    result = up(plan, topo, Path(args.file), say, timeout=args.timeout)
+    tell = sayer(args)
+    tell(f"bringing up lab {plan.name} from {args.file}")
+    with progress_bar(args) as bar:
+        progress = bar.lines(tell, f"up {plan.name}")
+        result = up(plan, topo, Path(args.file), progress, timeout=args.timeout)
+    if args.json:
+        print_json(_up_json(result))
+        return EXIT_OK if result.converged else EXIT_CHECK_FAILED
     if result.converged:
         say(
             f"lab {plan.name} is up and converged in {result.seconds['total']:.2f}s "
@@ -38,9 +62,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     say(f"lab {plan.name} is up but did NOT converge; nodes lacking routes:")
-    for diff in result.diffs:
-        for line in diff.describe():
-            say(f"  {line}")
+    for line in differences(result.diffs):
+        say(f"  {line}")
     say(f"the lab stays up for inspection; `meshemu down {plan.name}` removes it")
     return EXIT_CHECK_FAILED
 
@@ -49,7 +72,9 @@ def _down_names(args: argparse.Namespace) -> list[str]:
     if args.recover:
         plan = build_plan(load_topology(Path(args.recover), name=args.name))
         found = recover_state(plan)
-        say(f"lab {plan.name}: state folder rebuilt from the plan, {found} namespaces found")
+        sayer(args)(
+            f"lab {plan.name}: state folder rebuilt from the plan, {found} namespaces found"
+        )
         return [plan.name]
     if args.all:
         return list_labs()
@@ -60,11 +85,15 @@ def _down_names(args: argparse.Namespace) -> list[str]:
 
 def cmd_down(args: argparse.Namespace) -> int:
     names = _down_names(args)
+    tell = sayer(args)
     if not names:
-        say("no lab is up")
-    for name in names:
-        if not down(name, say).existed:
-            say(f"lab {name} is not up: nothing to do")
+        tell("no lab is up")
+    results = [down(name, tell) for name in names]
+    for result in results:
+        if not result.existed:
+            tell(f"lab {result.name} is not up: nothing to do")
+    if args.json:
+        print_json({"labs": [dict(result.__dict__) for result in results]})
     return EXIT_OK
 
 
@@ -73,7 +102,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     statuses = [lab_status(state) for state in states]
     if args.json:
         data = [s.to_json() for s in statuses]
-        print(json.dumps({"labs": data} if args.all else data[0], indent=2))
+        print_json({"labs": data} if args.all else data[0])
     else:
         print("\n\n".join(render_status(s) for s in statuses) or "no lab is up")
     return EXIT_OK if all(s.healthy for s in statuses) else EXIT_CHECK_FAILED
@@ -85,8 +114,7 @@ def cmd_routes(args: argparse.Namespace) -> int:
     node = node_of(plan, args.node)
     rows = route_rows(plan, node, node_state(state, node), read_fib(node.netns))
     if args.json:
-        data = {"lab": state.name, "node": node.name, "routes": [r.to_json() for r in rows]}
-        print(json.dumps(data, indent=2))
+        print_json({"lab": state.name, "node": node.name, "routes": [r.to_json() for r in rows]})
     else:
         print(render_routes(state.name, node.name, rows))
     return EXIT_OK if all(r.matches_plan for r in rows) else EXIT_CHECK_FAILED
@@ -123,8 +151,20 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_repair(args: argparse.Namespace) -> int:
     state = resolve_lab(args.lab)
-    result = repair(state, say, timeout=args.timeout)
-    say(result.text())
+    tell = sayer(args)
+    with progress_bar(args) as bar:
+        result = repair(state, bar.lines(tell, f"repair {state.name}"), timeout=args.timeout)
+    if args.json:
+        print_json(
+            {
+                "lab": result.name,
+                "actions": list(result.actions),
+                "converged": result.converged,
+                "differences": differences(result.diffs),
+            }
+        )
+    else:
+        say(result.text())
     return EXIT_OK if result.converged else EXIT_CHECK_FAILED
 
 
@@ -132,19 +172,33 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """The main job: up, status, verify with real packets (paths seen on the wire), down."""
     topo = load_input(args)
     plan = build_plan(topo)
-    say(plan_summary(plan))
+    tell = sayer(args)
+    tell(plan_summary(plan))
     try:
-        result = up(plan, topo, Path(args.file), say, timeout=args.timeout)
-        state = LabState(plan.name)
+        with progress_bar(args) as bar:
+            progress = bar.lines(tell, f"up {plan.name}")
+            result = up(plan, topo, Path(args.file), progress, timeout=args.timeout)
+            state = LabState(plan.name)
+            status = lab_status(state)
+            report, observation = verify_lab(state, plan, step=bar.step)
+        cells = [r for r in report.results if r.category == "dataplane"]
+        ok = result.converged and report.ok
+        if args.json:
+            print_json(
+                {
+                    "ok": ok,
+                    "up": _up_json(result),
+                    "status": status.to_json(),
+                    "verify": report.to_json(),
+                }
+            )
+            return EXIT_OK if ok else EXIT_CHECK_FAILED
         say("")
-        say(render_status(lab_status(state)))
-        report, observation = verify_lab(state, plan)
+        say(render_status(status))
         say("")
         say(render_observed_matrix(plan, observation.matrix))
         say("")
         say(render_report(report))
-        cells = [r for r in report.results if r.category == "dataplane"]
-        ok = result.converged and report.ok
         say(
             f"RESULT: {'PASS' if ok else 'FAIL'}: up and converged in "
             f"{result.seconds.get('total', 0):.2f}s; {sum(r.ok for r in cells)}/{len(cells)} "
@@ -153,13 +207,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return EXIT_OK if ok else EXIT_CHECK_FAILED
     finally:
         if not args.keep:
-            down(plan.name, say)
+            down(plan.name, tell)
 
 
 def add_commands(sub: Any) -> None:
     p = sub.add_parser("up", help="bring a lab up and wait until every FIB equals the plan")
     input_args(p)
     p.add_argument("--timeout", type=float, help="seconds to wait for convergence")
+    json_arg(p)
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("down", help="remove a lab (exactly what its state folder lists)")
@@ -171,18 +226,19 @@ def add_commands(sub: Any) -> None:
         help="the lab's state folder is lost: find its namespaces from the plan of TOPOLOGY "
         "(with NAME as the lab name) and remove them",
     )
+    json_arg(p)
     p.set_defaults(func=cmd_down)
 
     p = sub.add_parser("status", help="sessions per node, like `calicoctl node status`")
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab up)")
     p.add_argument("--all", action="store_true")
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("routes", help="a node's BGP best paths beside its kernel routes")
     p.add_argument("node")
     p.add_argument("--lab")
-    p.add_argument("--json", action="store_true")
+    json_arg(p)
     p.set_defaults(func=cmd_routes)
 
     p = sub.add_parser("exec", help="run a command in a node's or pod's namespace")
@@ -196,10 +252,12 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument("lab", nargs="?", help="lab name (default: the only lab up)")
     p.add_argument("--timeout", type=float, help="seconds to wait for convergence afterwards")
+    json_arg(p)
     p.set_defaults(func=cmd_repair)
 
     p = sub.add_parser("demo", help="up, status, pod reachability matrix, down")
     input_args(p)
     p.add_argument("--timeout", type=float)
     p.add_argument("--keep", action="store_true", help="leave the lab up afterwards")
+    json_arg(p)
     p.set_defaults(func=cmd_demo)

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
-from meshemu.cli.common import input_args, load_input, say
+from meshemu.cli.common import input_args, json_arg, load_input, print_json, say
 from meshemu.errors import EXIT_OK, ConfigError, Problem
 from meshemu.lab.routers import check_user_configs
 from meshemu.model.plan import build_plan
@@ -20,6 +19,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if is_scenario_document(path):
         # Everything `run` checks before it creates anything, without root.
         scenario, topo, topo_path = load_scenario(path)
+        if args.json:
+            print_json(
+                {
+                    "valid": True,
+                    "kind": "scenario",
+                    "scenario": scenario.name,
+                    "steps": len(scenario.steps),
+                    "lab": topo.name,
+                    "topology": str(topo_path),
+                }
+            )
+            return EXIT_OK
         say(
             f"valid scenario {scenario.name}: {len(scenario.steps)} steps on lab {topo.name} "
             f"({topo_path.name})"
@@ -28,8 +39,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     plan = build_plan(load_input(args))
     # A router's own BIRD configuration is checked by BIRD itself (`bird -p`), as `up` does.
     check_user_configs(plan)
+    placed = plan.description.splitlines()[1:]  # what a bundle's conversion placed, and why
+    if args.json:
+        print_json(
+            {
+                "valid": True,
+                "kind": "topology",
+                "lab": plan.name,
+                "summary": plan_summary(plan),
+                "placed": placed,
+                "notes": list(plan.notes),
+            }
+        )
+        return EXIT_OK
     say(f"valid: {plan_summary(plan)}")
-    for line in plan.description.splitlines()[1:]:  # what a bundle's conversion placed, and why
+    for line in placed:
         say(f"  {line}")
     for note in plan.notes:
         say(f"  note: {note}")
@@ -47,7 +71,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         data = plan.to_json()
         if args.node is not None:
             data["nodes"] = [n for n in data["nodes"] if n["name"] == args.node]
-        print(json.dumps(data, indent=2))
+        print_json(data)
     else:
         print(render_plan(plan, args.node))
     return EXIT_OK
@@ -58,9 +82,10 @@ def add_commands(sub: Any) -> None:
         "validate", help="check a topology, Calico bundle or scenario; report every problem"
     )
     input_args(p)
+    json_arg(p)
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("plan", help="show the resolved plan: sessions and routes, with why")
     input_args(p)
     p.add_argument("--node", help="show only this node")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    json_arg(p)
     p.set_defaults(func=cmd_plan)

@@ -18,13 +18,11 @@ from typing import Any
 
 import matplotlib
 import networkx as nx
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyBboxPatch
 
-from meshemu.errors import UsageError
-from meshemu.report.files import write_whole
+from meshemu.report.figures import check_output, write_figure
 from meshemu.report.graph_data import (
     DOWN,
     ESTABLISHED,
@@ -38,7 +36,6 @@ from meshemu.report.graph_data import (
 # Files only: no display, whatever the environment says (networkx draws through pyplot).
 matplotlib.use("Agg")
 
-FORMATS = {".svg": "svg", ".png": "png"}
 STATE_COLOURS = {
     ESTABLISHED: "#2ca02c",
     PARTIAL: "#ff9f1c",
@@ -65,23 +62,6 @@ PATH_WORDS = {
 CLUSTER_COLOURS = ("#e377c2", "#17becf", "#bcbd22", "#ff9896", "#c5b0d5", "#c49c94")
 SUBNET_COLOURS = ("#393b79", "#8c6d31", "#637939", "#843c39", "#7b4173", "#3182bd")
 NODE_COLOUR, ROUTER_COLOUR, POD_COLOUR = "#aec7e8", "#d9d9d9", "#ffffff"
-
-
-def check_output(path: Path) -> str:
-    """The format of an output path (from its suffix); UsageError for any other suffix."""
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise UsageError(f"cannot draw into {path}: give a file ending in .svg or .png")
-    return fmt
-
-
-def write_figure(fig: Figure, path: Path) -> None:
-    """Save `fig` to `path` (.svg or .png) whole or not at all; UsageError (exit 2) if it
-    cannot be written."""
-    fmt = check_output(path)
-    write_whole(
-        path, lambda out: FigureCanvasAgg(fig).print_figure(out, format=fmt, bbox_inches="tight")
-    )
 
 
 def render_graph(graph: TopologyGraph, path: Path) -> None:

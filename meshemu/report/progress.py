@@ -69,6 +69,20 @@ class ProgressBar:
             self._progress.stop()
             self._progress = None
 
+    def lines(self, say: Callable[[str], None], what: str) -> Callable[[str], None]:
+        """A `progress(line)` callback for work that reports its phases as lines (`up`,
+        `repair`): `say` prints each line, and each counts as one phase done on the bar."""
+        done = 0
+
+        def hear(line: str) -> None:
+            nonlocal done
+            say(line)
+            done += 1
+            last = (line.split() or [""])[0]
+            self.step(f"{what}: {done} phases done, the last {last}", done, 0)
+
+        return hear
+
     def step(self, what: str, done: int, total: int) -> None:
         """Show `what`, `done` of `total` (a spinner without a count when total is 0)."""
         if self._progress is None:

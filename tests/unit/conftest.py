@@ -25,6 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@pytest.fixture
+def cli_parser() -> argparse.ArgumentParser:
+    """The whole command line's parser (every command module registered)."""
+    return build_parser()
+
+
 CliRun = Callable[..., tuple[int, str, str]]
 
 

@@ -15,6 +15,7 @@ import pytest
 from meshemu.errors import UsageError
 from meshemu.model.load import load_topology, load_topology_text
 from meshemu.model.plan import LabPlan, build_plan
+from meshemu.report import figures
 from meshemu.report import graph as graph_render
 from meshemu.report.graph_data import (
     DOWN,
@@ -201,7 +202,7 @@ def test_render_failure_leaves_nothing_half_written(
     def broken(*_args: Any, **_kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(graph_render.FigureCanvasAgg, "print_figure", broken)
+    monkeypatch.setattr(figures.FigureCanvasAgg, "print_figure", broken)
     with pytest.raises(UsageError, match="No space left"):
         graph_render.render_graph(build_graph(plan_of("flagship")), out)
     assert out.read_text() == "the old picture"
