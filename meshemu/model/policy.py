@@ -791,15 +791,9 @@ def plan_policy(topo: Any) -> PolicyPlan | None:
     return PolicyPlan(tuple(sorted(policies, key=Policy.sort_key)), namespaces)
 
 
-def _pods(node: Any) -> list[Any]:
-    # (A node lists its pods with namespaces and ports since Services; before, a count of
-    # pods in `default`.)
-    return list(node.pod_list()) if hasattr(node, "pod_list") else []
-
-
 def pod_namespaces(topo: Any) -> list[str]:
     """The namespaces of the topology's pods."""
-    return [pod.namespace for node in topo.nodes.values() for pod in _pods(node)]
+    return [pod.namespace for node in topo.nodes.values() for pod in node.pod_list()]
 
 
 def _named_ports(policy: Policy) -> set[str]:
@@ -816,7 +810,7 @@ def policy_notes(topo: Any, plan: PolicyPlan | None) -> list[str]:
     no pod declares. Such a policy is valid in Kubernetes; it just selects nothing (yet)."""
     if plan is None:
         return []
-    pods = [pod for node in topo.nodes.values() for pod in _pods(node)]
+    pods = [pod for node in topo.nodes.values() for pod in node.pod_list()]
     declared = set(getattr(topo, "namespaces", {}) or {}) | {pod.namespace for pod in pods}
     port_names = {port.name for pod in pods for port in pod.ports if port.name}
     # Each namespace as a profile's labels, the way a rule's namespace part sees it.

@@ -25,7 +25,6 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
 
 from meshemu.model.labplan import LabPlan, NodePlan, PodPlan
 from meshemu.model.policy import (
@@ -75,20 +74,9 @@ class Endpoint:
         return next((p for n, proto, p in self.ports if n == name and proto == protocol), None)
 
 
-def pod_namespace(pod: PodPlan) -> str:
-    # (Pods carry their namespace, labels and ports since Services; a plan from before has
-    # none of them: namespace `default`.)
-    return str(getattr(pod, "namespace", "default"))
-
-
-def pod_ports(pod: PodPlan) -> list[Any]:
-    """The pod's declared ports (name, port, protocol)."""
-    return list(getattr(pod, "ports", ()))
-
-
 def endpoint_labels(pod: PodPlan, namespace_labels: Mapping[str, str]) -> dict[str, str]:
-    labels = dict(getattr(pod, "labels", {}))
-    namespace = pod_namespace(pod)
+    labels = dict(pod.labels)
+    namespace = pod.namespace
     labels.update(
         {
             LABEL_NAMESPACE: namespace,
@@ -102,7 +90,7 @@ def endpoint_labels(pod: PodPlan, namespace_labels: Mapping[str, str]) -> dict[s
 
 
 def endpoint_of(node: NodePlan, pod: PodPlan, policy: PolicyPlan) -> Endpoint:
-    namespace = pod_namespace(pod)
+    namespace = pod.namespace
     return Endpoint(
         ref=f"{node.name}/{pod.name}",
         node=node.name,
@@ -111,9 +99,7 @@ def endpoint_of(node: NodePlan, pod: PodPlan, policy: PolicyPlan) -> Endpoint:
         labels=endpoint_labels(pod, policy.namespace_labels(namespace)),
         ipv4=pod.ipv4,
         ipv6=pod.ipv6,
-        ports=tuple(
-            (p.name, PROTOCOLS[p.protocol.lower()], p.port) for p in pod_ports(pod) if p.name
-        ),
+        ports=tuple((p.name, PROTOCOLS[p.protocol.lower()], p.port) for p in pod.ports if p.name),
     )
 
 
@@ -346,7 +332,7 @@ class ExpectedCell:
 def probes_to(dst: Endpoint, family: int, pod: PodPlan) -> list[Packet]:
     """What the matrix sends to a pod: an echo, and every port it declares."""
     packets = [echo(family)]
-    for port in pod_ports(pod):
+    for port in pod.ports:
         packets.append(Packet(family, PROTOCOLS[port.protocol.lower()], port.port))
     return packets
 
