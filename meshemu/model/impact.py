@@ -463,10 +463,18 @@ def _route_changes(
         elif b is None and a is not None:
             why = _gone(prefix, before, after)
             out.append(RouteChange(name, "removed", prefix, a.text(), "", pa, "", why))
-        elif a is not None and b is not None and a.key() != b.key():
+        elif a is not None and b is not None and _route_key(before, a) != _route_key(after, b):
             change = "path" if pa != pb else "changed"
             out.append(RouteChange(name, change, prefix, a.text(), b.text(), pa, pb, b.reason))
     return tuple(out)
+
+
+def _route_key(node: NodePlan | None, route: FibRoute) -> tuple[object, ...]:
+    """What a route change is judged on: a pod's route by the pod's name, not its interface's
+    (the `cali` name hashes the lab's name, which `--run` gives each side its own of)."""
+    pods = {p.host_ifname: p.name for p in (node.pods if node else ())}
+    dev = f"pod {pods[route.dev]}" if route.dev in pods else route.dev
+    return (route.prefix, route.type, route.via, dev, route.onlink)
 
 
 def _gone(prefix: str, before: NodePlan | None, after: NodePlan | None) -> str:
@@ -474,9 +482,15 @@ def _gone(prefix: str, before: NodePlan | None, after: NodePlan | None) -> str:
     if after is None:
         return "the node is gone"
     old_route = next((r for r in (before.fib if before else ()) if r.prefix == prefix), None)
-    pod = next(
-        (p for p in after.pods if old_route is not None and p.host_ifname == old_route.dev), None
+    was = next(
+        (
+            p.name
+            for p in (before.pods if before else ())
+            if old_route and p.host_ifname == old_route.dev
+        ),
+        None,
     )
+    pod = next((p for p in after.pods if p.name == was), None)
     if pod is not None:
         family = ipaddress.ip_network(prefix).version
         return f"pod {pod.name} has another address now: {pod.address(family) or 'none'}"

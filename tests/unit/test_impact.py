@@ -357,3 +357,13 @@ def test_cli_exit_codes_and_formats(tmp_path: Path, capsys: pytest.CaptureFixtur
         _run(["impact", old, str(tmp_path / "missing.yaml")])
     with pytest.raises(ConfigError):
         _run(["impact", old, new, "--run", "--lab-prefix", "much-too-long"])
+
+
+def test_lab_names_change_no_route() -> None:
+    """`--run` names each side's lab apart; the pods' `cali` interfaces (a hash of the lab's
+    name) differ then, and are no change."""
+    path = DATA / "racks-always.yaml"
+    old_topo = load_topology(path, name="impact-o1")
+    new_topo = load_topology(path, name="impact-n1")
+    result = impact(old_topo, build_plan(old_topo), new_topo, build_plan(new_topo))
+    assert not result.changed
