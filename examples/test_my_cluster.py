@@ -43,18 +43,17 @@ def test_pods_leave_through_calicos_link_local_gateway(meshemu_lab: Lab) -> None
 def test_a_lost_uplink_drops_that_nodes_sessions_until_it_returns(meshemu_lab: Lab) -> None:
     meshemu_lab.link_down("node3")
     # node1 notices when its hold timer (9 s in my-cluster.yaml) expires.
-    assert _wait(lambda: _session_state(meshemu_lab, "node1", "node3") != "established", 30)
-    assert _session_state(meshemu_lab, "node1", "node2") == "established"
+    assert _wait(lambda: _state(meshemu_lab, "node1", "node3") != "established", seconds=30)
+    assert _state(meshemu_lab, "node1", "node2") == "established"
     meshemu_lab.link_up("node3")
     recovered = meshemu_lab.wait_converged(timeout=40)
     assert recovered.converged, recovered.text()
-    assert _session_state(meshemu_lab, "node1", "node3") == "established"
+    assert _state(meshemu_lab, "node1", "node3") == "established"
 
 
-def _session_state(lab: Lab, node: str, peer: str) -> str:
-    """The state of `node`'s BGP session with `peer`, as `meshemu status` shows it."""
-    status = next(n for n in lab.status().nodes if n.name == node)
-    return next((s.state for s in status.sessions if s.peer_node == peer), "absent")
+def _state(lab: Lab, node: str, peer: str) -> str:
+    session = lab.session(node, peer)  # as `meshemu status` shows it
+    return session.state if session else "absent"
 
 
 def _wait(condition: Callable[[], bool], seconds: float) -> bool:

@@ -32,6 +32,7 @@ from meshemu.errors import DataplaneError, LabError, UsageError
 from meshemu.lab import DownResult, LabStatus, UpResult, down, lab_status, live, up
 from meshemu.lab.converge import wait_converged
 from meshemu.lab.running import netns_of, node_of, resolve_lab
+from meshemu.lab.status import SessionStatus
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.model.routes import FibRoute
@@ -208,6 +209,16 @@ class Lab:
     def status(self) -> LabStatus:
         """Sessions per node, like `calicoctl node status`, and which processes run."""
         return lab_status(self._running())
+
+    def session(self, node: str, peer: str) -> SessionStatus | None:
+        """`node`'s BGP session with `peer` (a node's or router's name, or an address) as
+        `status()` shows it (`.state`: established, idle, connect, ...), or None when the
+        node has no such session."""
+        status = next((n for n in self.status().nodes if n.name == node), None)
+        if status is None:
+            node_of(self.plan, node)  # raises UsageError naming the lab's nodes
+            return None
+        return next((s for s in status.sessions if peer in (s.peer_node, s.peer_ip)), None)
 
     def routes(self, node: str) -> tuple[RouteRow, ...]:
         """A node's BGP best paths beside its kernel routes and the plan's expectation."""

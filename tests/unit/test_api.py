@@ -31,6 +31,7 @@ pytest_plugins = ["pytester"]
 ROOT = Path(__file__).resolve().parents[2]
 MESH = ROOT / "topologies" / "mesh.yaml"
 EXAMPLE = ROOT / "examples" / "test_my_cluster.py"
+DOC = ROOT / "docs" / "python-api.md"
 # The plugin under its module name; `no:meshemu` keeps the entry point (same module) from
 # registering it a second time where meshemu is installed with it.
 BAD_TOPOLOGY = (
@@ -139,6 +140,13 @@ def test_attach_reads_the_running_labs_plan_and_leaves_it_up(state_root: Path) -
         status = lab.status()
         assert [n.name for n in status.nodes] == ["node1", "node2", "node3", "node4"]
         assert "speaker dead" in lab.text()  # nothing runs in a written state
+        by_name, by_address = lab.session("node1", "node2"), lab.session("node1", "10.20.0.3")
+        assert by_name is not None and by_name.peer_ip == "10.20.0.2"
+        assert by_address is not None and by_address.peer_node == "node3"
+        assert by_name.state != "established"
+        assert lab.session("node1", "node1") is None
+        with pytest.raises(UsageError, match="no node 'node9'"):
+            lab.session("node9", "node1")
     assert state.exists  # not ours: still up
     assert Lab.attach("fake").down().existed
     assert not state.dir.exists()
@@ -404,3 +412,12 @@ def test_the_example_collects_and_skips_without_root(
     pytester.runpytest_inprocess(*PLUGIN, "--strict-markers").assert_outcomes(skipped=4)
     topo = load_topology(EXAMPLE.with_name("my-cluster.yaml"))
     assert {"node1", "node2", "node3"} <= {n.name for n in build_plan(topo).nodes}
+
+
+def test_the_documented_example_is_the_shipped_one() -> None:
+    """docs/python-api.md shows examples/test_my_cluster.py in full: the copy a user reads is
+    the file the test above runs."""
+    doc = DOC.read_text()
+    section = doc[doc.index("## Example: test your cluster in your repository") :]
+    shown = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert shown == EXAMPLE.read_text()
