@@ -7,7 +7,15 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from meshemu.cli.common import json_arg, print_json, progress_bar, say, say_aside, write_reports
+from meshemu.cli.common import (
+    file_arg,
+    json_arg,
+    print_json,
+    progress_bar,
+    say,
+    say_aside,
+    write_reports,
+)
 from meshemu.errors import EXIT_CHECK_FAILED, EXIT_OK
 from meshemu.lab import resolve_lab
 from meshemu.report.convergence import plot_convergence, plot_path
@@ -105,7 +113,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("run", help="run a scenario: up, faults and changes, timed expectations")
-    p.add_argument("scenario")
+    file_arg(p.add_argument("scenario"))
     p.add_argument("--json", help="write the JSON report to this file ('-': print it)")
     p.add_argument("--junit", help="write a JUnit XML report to this file")
     p.add_argument(

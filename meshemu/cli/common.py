@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import shtab
+
 from meshemu.model.load import load_topology
 from meshemu.model.topology import Topology
 from meshemu.report.junit import render_junit
@@ -53,8 +55,14 @@ def differences(diffs: list[FibDiff]) -> list[str]:
     return [line for diff in diffs for line in diff.describe()]
 
 
+def file_arg(action: argparse.Action) -> argparse.Action:
+    """Mark an argument as a file name for shell completion (`meshemu completion`)."""
+    action.complete = shtab.FILE  # type: ignore[attr-defined]
+    return action
+
+
 def input_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="native topology YAML or Calico resource bundle")
+    file_arg(parser.add_argument("file", help="native topology YAML or Calico resource bundle"))
     parser.add_argument("--name", help="lab name (default: from the file)")
     parser.add_argument(
         "--pods", type=int, help="pods per node (overrides the file; a bundle's default is 2)"

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from meshemu.cli.common import say
+from meshemu.cli.common import file_arg, say
 from meshemu.errors import EXIT_OK, UsageError
 from meshemu.lab import lab_status, resolve_lab
 from meshemu.model.load import lab_name_from_path, load_topology
@@ -109,19 +109,27 @@ def add_commands(sub: Any) -> None:
         help="draw a topology or a running lab: subnets, routers, nodes, reflectors, BGP "
         "sessions (coloured by state when running), the path between each pair of nodes",
     )
-    p.add_argument(
-        "target",
-        nargs="?",
-        metavar="LAB|FILE",
-        help="a topology file (its plan) or a running lab (default: the only lab up)",
+    file_arg(
+        p.add_argument(
+            "target",
+            nargs="?",
+            metavar="LAB|FILE",
+            help="a topology file (its plan) or a running lab (default: the only lab up)",
+        )
     )
-    p.add_argument("-o", "--output", required=True, help="picture to write: *.svg or *.png")
+    file_arg(
+        p.add_argument("-o", "--output", required=True, help="picture to write: *.svg or *.png")
+    )
     p.add_argument("--pods", action="store_true", help="draw the pods too")
     p.add_argument("--json", action="store_true", help="also print what was drawn, as JSON")
     p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("init", help="write a commented starter topology")
-    p.add_argument("file", nargs="?", default="lab.yaml", help="file to write (default lab.yaml)")
+    file_arg(
+        p.add_argument(
+            "file", nargs="?", default="lab.yaml", help="file to write (default lab.yaml)"
+        )
+    )
     p.add_argument("--force", action="store_true", help="overwrite the file if it exists")
     p.set_defaults(func=cmd_init)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -31,4 +32,13 @@ def write_figure(fig: Figure, path: Path) -> None:
     """Save `fig` to `path` whole or not at all; UsageError (exit 2) if it cannot be written."""
     fmt = check_output(path)
     canvas = FigureCanvasAgg(fig)
-    write_whole(path, lambda out: canvas.print_figure(out, format=fmt, bbox_inches="tight"))
+    # The same lab gives the same file: no date, fixed SVG element ids (a picture kept in a
+    # repository changes only when the lab does).
+    metadata = {"Date": None} if fmt == "svg" else {}
+    with matplotlib.rc_context({"svg.hashsalt": "meshemu"}):
+        write_whole(
+            path,
+            lambda out: canvas.print_figure(
+                out, format=fmt, bbox_inches="tight", metadata=metadata
+            ),
+        )

@@ -79,17 +79,22 @@ def test_bash_completion_script_completes(cli: Any, tmp_path: Path) -> None:
     _code, out, _err = cli("completion", "bash")
     script = tmp_path / "meshemu.bash"
     script.write_text(out)
-    # Load it into bash and ask for the completions of `meshemu gr` and `meshemu init --f`.
+    # Load it into bash and ask for the completions of `meshemu gr`, `meshemu init --f` and
+    # `meshemu plan to` (a file name).
     probe = f"""
 source {script}
 COMP_WORDS=(meshemu gr); COMP_CWORD=1; COMP_LINE="meshemu gr"; COMP_POINT=${{#COMP_LINE}}
 _shtab_meshemu meshemu gr meshemu; echo "1:${{COMPREPLY[*]}}"
 COMP_WORDS=(meshemu init --f); COMP_CWORD=2; COMP_LINE="meshemu init --f"
 COMP_POINT=${{#COMP_LINE}}; _shtab_meshemu meshemu --f init; echo "2:${{COMPREPLY[*]}}"
+cd {tmp_path}; COMP_WORDS=(meshemu plan to); COMP_CWORD=2; COMP_LINE="meshemu plan to"
+COMP_POINT=${{#COMP_LINE}}; _shtab_meshemu meshemu to plan; echo "3:${{COMPREPLY[*]}}"
 """
+    (tmp_path / "topo.yaml").write_text("x")
     result = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=False)
     assert "1:graph" in result.stdout, result.stdout + result.stderr
     assert "2:--force" in result.stdout, result.stdout + result.stderr
+    assert "3:topo.yaml" in result.stdout, result.stdout + result.stderr  # file names complete
 
 
 def test_completion_refuses_other_shells(cli: Any) -> None:
