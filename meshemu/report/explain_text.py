@@ -52,7 +52,10 @@ def render_explanation(ex: Explanation) -> str:
         lines.append("")
         if ex.differences:
             lines.append("the running lab differs from the plan:")
-            lines += [f"  - {d}" for d in ex.differences]
+            # (A difference's detail lines come indented: they belong to the line above.)
+            lines += [
+                f"      {d.strip()}" if d.startswith(" ") else f"  - {d}" for d in ex.differences
+            ]
         else:
             lines.append("the running lab matches the plan for this node")
     return "\n".join(lines)
