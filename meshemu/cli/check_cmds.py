@@ -16,7 +16,7 @@ from meshemu.cli.common import (
     say_aside,
     write_reports,
 )
-from meshemu.errors import EXIT_CHECK_FAILED, EXIT_OK
+from meshemu.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 from meshemu.lab import resolve_lab
 from meshemu.report.convergence import plot_convergence, plot_path
 from meshemu.report.figures import check_output
@@ -66,9 +66,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         report = Runner(scenario, topo, topo_path, path.parent, tell, bar.step).run()
     if plot is not None:
         expectations = [s.expect is not None for s in scenario.steps]
-        plot_convergence(report, expectations, Path(plot))
-        report = replace(report, properties={**report.properties, "convergence_plot": str(plot)})
-        tell(f"convergence plot: {plot}")
+        try:
+            plot_convergence(report, expectations, Path(plot))
+        except UsageError as err:  # the run's reports matter more than its picture
+            tell(f"no convergence plot: {err}")
+        else:
+            report = replace(
+                report, properties={**report.properties, "convergence_plot": str(plot)}
+            )
+            tell(f"convergence plot: {plot}")
     write_reports(report, args.json, args.junit)
     if to_stdout:
         print_json(report.to_json())

@@ -144,6 +144,12 @@ def test_run_writes_the_plot_beside_its_reports(
     assert "scenario link-failure" in err and "convergence plot" in err
     code, out, err = cli("run", scenario, "--plot", str(tmp_path / "p.pdf"))
     assert code == 2 and ".svg or .png" in err
+    # A plot that cannot be written does not cost the run its reports.
+    report_file = tmp_path / "kept.json"
+    missing = tmp_path / "no" / "p.svg"
+    code, out, err = cli("run", scenario, "--json", str(report_file), "--plot", str(missing))
+    assert code == 0 and "no convergence plot: cannot write" in out
+    assert json.loads(report_file.read_text())["ok"] is True
 
 
 def test_validate_json(cli: Any) -> None:
