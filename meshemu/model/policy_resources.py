@@ -23,7 +23,14 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, Strict, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
 from meshemu.model.topology import (
     DNS_SUBDOMAIN,
@@ -77,7 +84,30 @@ def _labels(value: dict[str, str]) -> dict[str, str]:
 
 
 Labels = Annotated[dict[Text, Text], AfterValidator(_labels)]
-PortName = Annotated[Text, AfterValidator(_port_name)]
+
+
+def _k8s_port(value: object) -> object:
+    """A NetworkPolicyPort's port: 1-65535 or a port name (one message, not one per branch)."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"write a port number or a port name, not {value!r}")
+    if isinstance(value, int):
+        if not 1 <= value <= 65535:
+            raise ValueError(f"port {value} is out of range (1-65535)")
+        return value
+    return _port_name(value)
+
+
+def _calico_port(value: object) -> object:
+    """A Calico port: 0-65535, "low:high", or a name; ranges are checked by `model.policy`."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError(f"write a port, a range like 80:90 or a port name, not {value!r}")
+    if isinstance(value, int) and not 0 <= value <= 65535:
+        raise ValueError(f"port {value} is out of range (0-65535)")
+    if isinstance(value, str) and ":" not in value and not value.isdigit():
+        return _port_name(value)
+    return value
+
+
 K8sPortNumber = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
 
@@ -161,7 +191,7 @@ class K8sPeer(InputModel):
 
 class K8sPort(InputModel):
     protocol: Literal["TCP", "UDP", "SCTP"] = "TCP"
-    port: K8sPortNumber | PortName | None = None
+    port: Annotated[int | str, BeforeValidator(_k8s_port)] | None = None
     end_port: K8sPortNumber | None = Field(default=None, alias="endPort")
 
     @model_validator(mode="after")
@@ -204,7 +234,7 @@ class K8sNetworkPolicy(InputModel):
 # Calico NetworkPolicy / GlobalNetworkPolicy (api/pkg/apis/projectcalico/v3/policy_common.go).
 
 # A Calico port: a number, "low:high", or a named port (numorstring.Port); 0-65535.
-CalicoPort = Annotated[int, Strict(), Field(ge=0, le=65535)] | Text
+CalicoPort = Annotated[int | str, BeforeValidator(_calico_port)]
 # A protocol: a name (numorstring.Protocol, any case as Calico's validator folds it) or 1-255.
 CalicoProtocol = Annotated[int, Strict(), Field(ge=1, le=255)] | Text
 
