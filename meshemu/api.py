@@ -1,7 +1,7 @@
 """The Python API: `Lab`, a running lab as an object, for scripts and test suites.
 
 Owns nothing the CLI does not already do: it strings together the same layers (`model.load` and
-`model.plan` to plan, `lab` to bring up, change and bring down, `verify` to judge, `report` to
+`model.plan` to plan, `lab` to bring up, break and bring down, `verify` to judge, `report` to
 render) behind one typed object, and owns the one promise the CLI gets from its process: a lab
 this process brought up goes down again, when its `with` block ends (exception, Ctrl-C and
 SIGTERM included), on `lab.down()`, or at the latest when the interpreter exits. It returns the
@@ -29,8 +29,7 @@ from types import FrameType, TracebackType
 
 from meshemu.dataplane.netlink import enter_for_good, netns_exists, read_fib
 from meshemu.errors import DataplaneError, LabError, UsageError
-from meshemu.lab import DownResult, LabStatus, UpResult, down, lab_status, live, up
-from meshemu.lab.converge import wait_converged
+from meshemu.lab import DownResult, LabStatus, UpResult, converge, down, lab_status, live, up
 from meshemu.lab.running import netns_of, node_of, resolve_lab
 from meshemu.lab.status import SessionStatus
 from meshemu.model.load import load_topology
@@ -241,8 +240,8 @@ class Lab:
         check: bool = False,
         input: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `command` (a list: `["ping", "-c1", "10.244.0.5"]`) in the network namespace of
-        `NODE`, `NODE/POD` or `ROUTER` and return its exit code and output (text).
+        """Run `command` (a list: `["ip", "route", "get", "10.244.0.5"]`) in the network
+        namespace of `NODE`, `NODE/POD` or `ROUTER`; its exit code and output (text).
 
         `check=True` raises `subprocess.CalledProcessError` on a non-zero exit, `timeout`
         `subprocess.TimeoutExpired`, as `subprocess.run` does. An unknown target or command is
@@ -273,7 +272,7 @@ class Lab:
         """Wait up to `timeout` seconds until every FIB equals the plan and every agent reports
         its expected sessions (after `link_up`, `start_speaker`...)."""
         started = time.monotonic()
-        diffs = wait_converged(self.plan, self._running(), timeout)
+        diffs = converge.wait_converged(self.plan, self._running(), timeout)
         return Convergence(not diffs, round(time.monotonic() - started, 3), tuple(diffs))
 
     def text(self) -> str:
@@ -290,11 +289,13 @@ class Lab:
     # -- faults ---------------------------------------------------------------------------------
     def link_down(self, node: str) -> None:
         """Take `node`'s uplink down (its sessions drop when the peers' hold timers expire)."""
+        self._running()
         live.set_link(self.plan, node, up=False)
         self._progress(f"lab {self.name}: {node}'s uplink down")
 
     def link_up(self, node: str) -> None:
         """Bring `node`'s uplink up again, with the default routes the kernel dropped."""
+        self._running()
         live.set_link(self.plan, node, up=True)
         self._progress(f"lab {self.name}: {node}'s uplink up")
 

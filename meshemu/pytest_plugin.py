@@ -128,7 +128,7 @@ def _spec(request: pytest.FixtureRequest) -> LabSpec:
 # -- bringing labs up -----------------------------------------------------------------------
 
 
-def _cannot_run(config: pytest.Config, reason: str) -> None:
+def _cannot_run(config: pytest.Config, reason: str) -> NoReturn:
     if config.getoption("meshemu_must_run"):
         pytest.fail(f"meshemu lab cannot run here (--meshemu-must-run): {reason}", pytrace=False)
     pytest.skip(f"meshemu lab cannot run here: {reason}")
@@ -165,17 +165,26 @@ def _shown_on_failure(item: pytest.Item, lab: Lab) -> None:
 
 class _ModuleLab:
     """The lab shared by a module's tests: one at a time, replaced when a test of the module
-    asks for another, brought down when the module's tests are done."""
+    asks for another, brought down when the module's tests are done. A lab that could not come
+    up (skipped, refused, not converged) is not tried again for each test: each gets the same
+    outcome, as pytest does for a module fixture that raised."""
 
     def __init__(self) -> None:
         self.spec: LabSpec | None = None
         self.lab: Lab | None = None
+        self.failed: tuple[LabSpec, BaseException] | None = None
 
     def get(self, request: pytest.FixtureRequest, spec: LabSpec) -> Lab:
         if self.lab is not None and (self.spec != spec or not self.lab.is_up):
             self.close()
+        if self.failed is not None and self.failed[0] == spec:
+            raise self.failed[1]
         if self.lab is None:
-            self.lab, self.spec = _bring_up(request, spec), spec
+            try:
+                self.lab, self.spec = _bring_up(request, spec), spec
+            except (Exception, pytest.skip.Exception, pytest.fail.Exception) as err:
+                self.failed = (spec, err)
+                raise
         return self.lab
 
     def close(self) -> None:

@@ -181,7 +181,8 @@ def test_a_lab_brought_down_refuses_to_be_used(state_root: Path) -> None:
     first = lab.down()
     assert lab.down() is first  # again: nothing more to do
     assert not lab.is_up and lab.plan.name == "fake"  # the plan it ran stays readable
-    for use in (lab.verify, lab.status, lambda: lab.routes("node1"), lab.wait_converged):
+    uses = (lab.verify, lab.status, lab.wait_converged, lambda: lab.link_down("node1"))
+    for use in uses:
         with pytest.raises(LabError, match="lab fake is not up"):
             use()
 
@@ -232,9 +233,12 @@ class FakeUp:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.refusal: Exception | None = None
 
     def __call__(self, topology: Path, **kwargs: Any) -> Lab:
         self.calls.append({"topology": Path(topology), **kwargs})
+        if self.refusal is not None:
+            raise self.refusal
         state = written_lab(kwargs.get("name") or "fake", Path(topology))
         return owned(state)
 
@@ -297,6 +301,24 @@ def test_module_scope_shares_one_lab_and_a_function_scoped_test_gets_its_own(
     pytester.runpytest_inprocess(*PLUGIN).assert_outcomes(passed=3)
     assert len(fake_up.calls) == 2
     assert list(state_root.iterdir()) == []
+
+
+def test_a_shared_lab_that_cannot_come_up_is_tried_once_per_module(
+    pytester: pytest.Pytester, fake_up: FakeUp
+) -> None:
+    fake_up.refusal = api.NotConverged("fake", [], 5.0)
+    pytester.makepyfile(
+        test_shared=f"""
+        import pytest
+        pytestmark = pytest.mark.meshemu_topology({str(MESH)!r}, scope="module")
+        def test_one(meshemu_lab): pass
+        def test_two(meshemu_lab): pass
+        """
+    )
+    result = pytester.runpytest_inprocess(*PLUGIN)
+    result.assert_outcomes(errors=2)
+    assert result.stdout.str().count("lab fake did not converge in 5.0s") == 2
+    assert len(fake_up.calls) == 1
 
 
 def test_topologies_from_rootdir_test_folder_and_indirect_parameters(
@@ -388,11 +410,19 @@ def test_without_root_tests_are_skipped_or_failed_under_must_run(
         def test_no_lab(): pass
         """
     )
+    pytester.makepyfile(
+        test_shared=f"""
+        import pytest
+        pytestmark = pytest.mark.meshemu_topology({str(MESH)!r}, scope="module")
+        def test_one(meshemu_lab): pass
+        def test_two(meshemu_lab): pass
+        """
+    )
     result = pytester.runpytest_inprocess(*PLUGIN, "-rs")
-    result.assert_outcomes(skipped=1, passed=1)
+    result.assert_outcomes(skipped=3, passed=1)
     result.stdout.fnmatch_lines(["SKIPPED*meshemu lab cannot run here: meshemu labs need root*"])
     strict = pytester.runpytest_inprocess(*PLUGIN, "--meshemu-must-run")
-    strict.assert_outcomes(failed=0, errors=1, passed=1)
+    strict.assert_outcomes(failed=0, errors=3, passed=1)
     strict.stdout.fnmatch_lines(["*cannot run here (--meshemu-must-run): meshemu labs need root*"])
     assert list(state_root.iterdir()) == []
 
