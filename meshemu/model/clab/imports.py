@@ -87,8 +87,9 @@ def import_clab(
         )
     defaults = _mapping(topology.get("defaults"))
     containers, segments = _classify(run, topology, raw_nodes, defaults)
-    order = _wire(run, topology, containers, segments)
-    _read_addresses(run, topology, containers)
+    reported = {str(n) for n in raw_nodes} - {c.name for c in containers} - set(segments)
+    order, linked = _wire(run, topology, containers, segments, reported)
+    _read_addresses(run, containers, linked)
     if run.problems:
         raise ConfigError(run.problems)
     data: dict[str, Any] = {"name": name if name is not None else doc.get("name")}
@@ -262,18 +263,24 @@ def _wire(
     topology: dict[str, Any],
     containers: list[_Container],
     segments: dict[str, tuple[str, dict[str, Any]]],
-) -> list[str]:
+    reported: set[str],
+) -> tuple[list[str], set[str]]:
     """Attach each container interface to its subnet; the subnets in order of first mention
-    (the order `export` writes the links in), then the bridges no link mentions."""
+    (the order `export` writes the links in), then the bridges no link mentions; and the
+    containers the file links at all. A link to a node already reported is left out."""
     by_name = {c.name: c for c in containers}
     links = topology.get("links")
     mentions: list[tuple[str, str | int]] = []  # ("subnet", name) or ("pair", index)
     pairs: list[_Pair] = []
     ifnames: dict[str, set[str]] = {c.name: set() for c in containers}
+    linked: set[str] = set()
     for index, link in enumerate(links if isinstance(links, list) else []):
         where = f"topology.links[{index}]"
         ends = _endpoints(run, link, where)
         if ends is None:
+            continue
+        linked.update(n for n, _, _ in ends)
+        if any(n in reported for n, _, _ in ends):
             continue
         unknown = [n for n, _, _ in ends if n not in by_name and n not in segments]
         if unknown:
@@ -305,7 +312,7 @@ def _wire(
         if subnet not in order:
             order.append(subnet)
     order += [s for s, _ in segments.values() if s not in order]
-    return order
+    return order, linked
 
 
 @dataclass(frozen=True)
@@ -373,12 +380,12 @@ def _free(name: str, taken: set[str]) -> str:
 # Sections
 
 
-def _read_addresses(run: _Import, topology: dict[str, Any], containers: list[_Container]) -> None:
+def _read_addresses(run: _Import, containers: list[_Container], linked: set[str]) -> None:
     """Addresses on interfaces without a link mean nothing to the lab (pods, tunnels); a
     container must be on a link at all."""
     for c in containers:
         c.addresses = {i: a for i, a in c.addresses.items() if i in c.subnets}
-        if not c.subnets:
+        if not c.subnets and (c.name not in linked or not run.problems):
             run.fail(c.where, f"{c.role} {c.name!r} is on no link", "link it to its subnet")
         elif c.role != L.ROUTER and len(c.subnets) > 1:
             run.fail(
