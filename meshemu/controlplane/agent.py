@@ -69,7 +69,14 @@ from meshemu.controlplane.events import (
 from meshemu.errors import MeshemuError
 from meshemu.model.agent_config import AgentConfig
 from meshemu.model.bgp import Link, Path, accept, best_path, export, imported, received
-from meshemu.model.routes import FibRoute, prefix_sort_key, route_for
+from meshemu.model.routes import (
+    BIRD_METRIC_BASE,
+    PROTO_BIRD,
+    FibRoute,
+    pool_of,
+    prefix_sort_key,
+    route_for,
+)
 
 # BIRD's restart time when none is configured (`gr_time = 120`, proto/bgp/config.Y), which
 # Calico's `graceful restart;` keeps: what a restarted agent waits for when its predecessor
@@ -138,6 +145,7 @@ class AgentCore:
             family = ipaddress.ip_network(block.cidr).version
             self.own[block.cidr] = Path(prefix=block.cidr, next_hop=config.address(family) or "")
         self.blackholes = list(config.blackholes())
+        self.not_programmed = config.unprogrammed_pools()
         self.ctx = config.route_context()
         self.adj_in: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
         self.adj_out: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
@@ -518,13 +526,19 @@ class AgentCore:
         return self._exports(self._recompute(touched))
 
     def route(self, prefix: str) -> FibRoute | None:
-        """The kernel route this node wants for `prefix` now, or None for no route."""
+        """The kernel route BIRD would write for `prefix` now, or None for no route: its own
+        blackholes, and its best learned paths that pass the kernel filter (not in a pool
+        Felix owns), at metric 2^31-1 minus the path's local preference, as Calico's
+        `SetMetricForBGPRoutes` sets it (confd bgp_processor.go:242-252)."""
         if prefix in self.blackholes:
-            return FibRoute(prefix, "blackhole")
+            return FibRoute(prefix, "blackhole", source="local")
         path = self.best.get(prefix)
         if path is None or path.learned_from is None:
             return None
-        return route_for(prefix, path.next_hop, self.pools, self.ctx)
+        if self.not_programmed and pool_of(prefix, self.not_programmed) is not None:
+            return None
+        route = route_for(prefix, path.next_hop, self.pools, self.ctx)
+        return replace(route, metric=BIRD_METRIC_BASE - path.local_pref)
 
     def snapshot(self) -> dict[str, Any]:
         rib = []
@@ -702,6 +716,8 @@ class Runtime:
             request: dict[str, object]
             if wanted is None:
                 assert current is not None
+                # Protocol and metric too: the kernel deletes the first route of the prefix
+                # that matches, which must never be Felix's.
                 request = {
                     "netns": self.netns,
                     "op": "del",
@@ -709,6 +725,8 @@ class Runtime:
                     "type": current.type,
                     "via": current.via,
                     "dev": current.dev,
+                    "proto": PROTO_BIRD,
+                    "metric": current.metric,
                 }
             else:
                 request = {
@@ -719,6 +737,8 @@ class Runtime:
                     "via": wanted.via,
                     "dev": wanted.dev,
                     "onlink": wanted.onlink,
+                    "proto": PROTO_BIRD,
+                    "metric": wanted.metric,
                 }
             changes.append((prefix, wanted, request))
         if not changes:

@@ -6,6 +6,9 @@ holds one netlink handle per node namespace and applies them with `dataplane.net
 answers each line with `ok` or the kernel's error. One process for the whole lab keeps pyroute2
 (about 20 MiB per Python process) out of the agents, which keeps each node small.
 
+It also writes Felix's routes of every node (`FelixPart`, `dataplane.felix`): the lab's one
+Felix-like route source, independent of the agents and speakers.
+
 Run by `lab` as `python -m meshemu.dataplane.fibd --state DIR`; stops on SIGTERM.
 """
 
@@ -18,18 +21,25 @@ import selectors
 import signal
 import socket
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from meshemu.dataplane import felix
 from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle, netns_inode
-from meshemu.errors import DataplaneError
+from meshemu.errors import DataplaneError, MeshemuError
+from meshemu.model.labplan import LabPlan
+from meshemu.model.routes import FibRoute
+from meshemu.state import read_json, write_json_atomic
 
 SOCKET_NAME = "fib.sock"
 
 
 def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
-    """One change: {"netns", "op": replace|del, "prefix", "type", "via", "dev", "onlink"}."""
+    """One change: {"netns", "op": replace|del, "prefix", "type", "via", "dev", "onlink",
+    "proto", "metric"} (the agents write as BIRD: protocol 12 and BIRD's metric)."""
     netns = str(request["netns"])
+    metric = request.get("metric")
     try:
         handle = _handle(handles, netns)
         handle.route(
@@ -39,7 +49,8 @@ def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
             dev=request.get("dev"),
             onlink=bool(request.get("onlink")),
             kind=str(request.get("type", "unicast")),
-            proto=RTPROT_MESHEMU,
+            proto=int(request.get("proto", RTPROT_MESHEMU)),
+            metric=int(metric) if metric is not None else None,
         )
     except DataplaneError as err:
         if netns in handles:
@@ -62,6 +73,59 @@ def _handle(handles: dict[str, NetnsHandle], netns: str) -> NetnsHandle:
     return handle
 
 
+class FelixPart:
+    """Felix's routes of every node (`dataplane.felix`), from the lab's plan: written at start,
+    again on SIGHUP (the lab sends it after a change of the plan, a link brought up, a repair)
+    and every `REFRESH` seconds, as Felix's periodic route resync. Its last result goes to
+    `felix.json` in the state folder."""
+
+    REFRESH = 30.0
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.due = 0.0
+        self.plan_mtime = -1.0
+        self.wanted: dict[str, list[FibRoute]] = {}
+
+    def wake(self, *_: object) -> None:
+        self.due = 0.0
+
+    def timeout(self) -> float:
+        return max(0.05, min(1.0, self.due - time.monotonic()))
+
+    def tick(self, handles: dict[str, NetnsHandle]) -> None:
+        now = time.monotonic()
+        if now < self.due:
+            return
+        self.due = now + self.REFRESH
+        path = self.state_dir / "plan.json"
+        try:
+            mtime = path.stat().st_mtime
+            if mtime != self.plan_mtime:
+                data = read_json(path)
+                if isinstance(data, dict):
+                    self.wanted = felix.wanted_routes(LabPlan.from_json(data))
+                    self.plan_mtime = mtime
+        except (OSError, MeshemuError) as err:
+            self._report([f"plan: {err}"], 0)
+            return
+        errors = []
+        opened = {}
+        for netns in self.wanted:
+            try:
+                opened[netns] = _handle(handles, netns)
+            except DataplaneError as err:
+                errors.append(f"{netns}: {err}")
+        errors += felix.reconcile_all(opened, {n: self.wanted[n] for n in opened})
+        self._report(errors, sum(len(r) for r in self.wanted.values()))
+
+    def _report(self, errors: list[str], routes: int) -> None:
+        write_json_atomic(
+            self.state_dir / "felix.json",
+            {"time": time.time(), "routes": routes, "errors": errors[-50:]},
+        )
+
+
 def serve(state_dir: Path) -> int:
     path = state_dir / SOCKET_NAME
     path.unlink(missing_ok=True)
@@ -81,9 +145,13 @@ def serve(state_dir: Path) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    felix = FelixPart(state_dir)
+    signal.signal(signal.SIGHUP, felix.wake)
+    felix.tick(handles)
     (state_dir / "fibd.ready").write_text(f"{os.getpid()}\n")
     while not stop and state_dir.is_dir():  # a lab whose state folder is gone is down
-        for key, _ in selector.select(1.0):
+        felix.tick(handles)
+        for key, _ in selector.select(felix.timeout()):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if sock is server:

@@ -20,7 +20,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshemu.errors import DataplaneError
-from meshemu.model.routes import FibRoute
+from meshemu.model.routes import FibRoute, source_of
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -242,19 +242,31 @@ class NetnsHandle:
                     dst = "0.0.0.0" if family == 2 else "::"
                 prefix = f"{dst}/{msg['dst_len'] if dst else default_len}"
                 kind = ROUTE_TYPES.get(msg["type"], str(msg["type"]))
+                proto, metric = msg["proto"], msg.get_attr("RTA_PRIORITY")
                 if kind != "unicast":
-                    out.append(FibRoute(str(ipaddress.ip_network(prefix)), kind))
+                    out.append(
+                        FibRoute(
+                            str(ipaddress.ip_network(prefix)),
+                            kind,
+                            reason=f"proto {proto}",
+                            source=source_of(proto, kind, None),
+                            metric=metric,
+                        )
+                    )
                     continue
                 gateway = msg.get_attr("RTA_GATEWAY")
                 oif = msg.get_attr("RTA_OIF")
+                dev = names.get(oif) if oif is not None else None
                 out.append(
                     FibRoute(
                         str(ipaddress.ip_network(prefix)),
                         "unicast",
                         gateway,
-                        names.get(oif) if oif is not None else None,
+                        dev,
                         bool(msg["flags"] & RTNH_F_ONLINK),
-                        f"proto {msg['proto']}",
+                        f"proto {proto}",
+                        source_of(proto, kind, dev),
+                        metric,
                     )
                 )
         return out

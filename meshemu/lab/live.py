@@ -61,6 +61,9 @@ def set_link(plan: LabPlan, node: str, up: bool) -> None:
             ns.route("add", "0.0.0.0/0", via=target.gateway4, dev=target.uplink)
         if target.gateway6:
             ns.route("add", "::/0", via=target.gateway6, dev=target.uplink)
+    # Felix's routes over the uplink went with it; Felix writes them again on the interface
+    # change (its route table resyncs when an interface comes up).
+    supervise.wake_felix(LabState(plan.name))
 
 
 def set_router_links(plan: LabPlan, router: str, up: bool) -> None:
@@ -170,6 +173,7 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     if ipip == "userspace" and added:
         supervise.start_tunnels(state, [n for n in added if n.ipv4])
     responders.sync_responder(state, new)  # pods added, removed, ports changed
+    supervise.wake_felix(state)  # Felix follows the datastore: new blocks, nodes, pools
     restart = _reconfigure(state, new, [n for n in new.nodes if n.name in old_nodes], summary)
     # The stopped speakers start again first: a router that fails to reload must not leave
     # the nodes of this change without their speakers.

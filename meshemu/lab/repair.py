@@ -68,6 +68,7 @@ def repair(state: LabState, progress: Progress, timeout: float | None = None) ->
     rebuilt = _rebuild_nodes(state, plan, ipip, result)
     _rebuild_pods(state, plan, rebuilt, result)
     _restart_processes(state, plan, ipip, rebuilt, result)
+    supervise.wake_felix(state)  # rebuilt nodes and removed routes get Felix's routes again
     for action in result.actions:
         progress(f"  {action}")
     limit = timeout if timeout is not None else 30 + 0.5 * len(plan.nodes)

@@ -17,6 +17,7 @@ learned routes), and `verify.observe` reads sessions and routes over their contr
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -95,6 +96,15 @@ def start_fibd(state: LabState, plan: LabPlan) -> None:
     )
     if not _wait_for(state.dir / FIBD_READY, proc, 15):
         raise SpeakerError(f"the route programmer did not start; see {state.dir / 'fibd.log'}")
+
+
+def wake_felix(state: LabState) -> None:
+    """Felix's part of the route programmer writes every node's Felix routes again now (after
+    a new plan, a link brought up, a repair), as Felix reacts to datastore and interface
+    changes, instead of at its next periodic resync."""
+    fibd = state.process("fibd")
+    if fibd is not None and fibd.pid is not None and state.running("fibd"):
+        process.send(fibd.pid, signal.SIGHUP)
 
 
 def start_tunnels(state: LabState, nodes: list[NodePlan]) -> int:

@@ -81,6 +81,9 @@ class AgentPool(Wire):
     ipip_mode: str
     vxlan_mode: str
     disable_bgp_export: bool
+    # Whether this node's BIRD writes the pool's routes into the kernel (confd's kernel
+    # filter); when not, its paths stay in the RIB and are still advertised.
+    bird_programs: bool = True
 
     def rule(self) -> PoolRule:
         return PoolRule(self.name, self.cidr, self.ipip_mode, self.vxlan_mode)
@@ -153,8 +156,16 @@ class AgentConfig(Wire):
         return tuple(b for b in self.blocks if b.pool in exported)
 
     def blackholes(self) -> tuple[str, ...]:
-        """The blocks the node installs a blackhole for (`routes.block_has_blackhole`)."""
-        return tuple(b.cidr for b in self.blocks if block_has_blackhole(b.cidr))
+        """The blocks BIRD installs a blackhole for (its static protocol, through the kernel
+        filter: pools BIRD programs; `routes.block_has_blackhole`). Felix writes the others."""
+        programs = {p.name for p in self.pools if p.bird_programs}
+        return tuple(
+            b.cidr for b in self.blocks if b.pool in programs and block_has_blackhole(b.cidr)
+        )
+
+    def unprogrammed_pools(self) -> tuple[PoolRule, ...]:
+        """The pools whose learned paths BIRD's kernel filter rejects on this node."""
+        return tuple(p.rule() for p in self.pools if not p.bird_programs)
 
     @classmethod
     def from_json(cls, data: object, where: str = "agent configuration") -> AgentConfig:
@@ -233,7 +244,9 @@ def agent_config_of(plan: LabPlan, node: str, *, bgp: BgpSpec | None = None) -> 
         ),
         blocks=tuple(AgentBlock(b.cidr, b.pool) for b in me.blocks),
         pools=tuple(
-            AgentPool(p.name, p.cidr, p.ipip_mode, p.vxlan_mode, p.disable_bgp_export)
+            AgentPool(
+                p.name, p.cidr, p.ipip_mode, p.vxlan_mode, p.disable_bgp_export, p.bird_programs
+            )
             for p in plan.pools
         ),
         subnet_ipv4=me.ipv4_prefix,

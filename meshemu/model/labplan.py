@@ -17,12 +17,13 @@ Deciding anything is not this module's job (see `model.plan` and `model.phases`)
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from meshemu.errors import LabError
 from meshemu.model.policy import PolicyPlan
-from meshemu.model.routes import FibRoute, PoolRule
+from meshemu.model.routes import FibRoute, PoolRule, pool_kind
 from meshemu.model.sessions import Session
 from meshemu.model.wire import Fields, OneOf, Wire
 
@@ -250,6 +251,31 @@ class NodePlan:
     # bgpconfig.go); BIRD's calico_aggr exports a pod route inside a block only below it.
     route_priority4: int = 1024
     route_priority6: int = 1024
+    # The pool kinds (vxlan, ipip, none) whose cluster routes and blackholes Felix writes on
+    # this node (`model.cluster_routes`; its FelixConfiguration may be the node's own).
+    felix_programs: tuple[str, ...] = ()
+
+    def bird_fib(self, pools: Sequence[PoolPlan]) -> list[FibRoute]:
+        """What the node's BIRD (or its agent) writes: its `bgp` routes and the blackholes of
+        its blocks in the pools BIRD programs (the same blackhole Felix may write too)."""
+        programs = {p.name for p in pools if p.bird_programs}
+        bird_blocks = {b.cidr for b in self.blocks if b.pool in programs}
+        return [
+            r
+            for r in self.fib
+            if r.source == "bgp" or (r.type == "blackhole" and r.prefix in bird_blocks)
+        ]
+
+    def felix_fib(self, pools: Sequence[PoolPlan]) -> list[FibRoute]:
+        """What the node's Felix writes: its `felix` routes and the blackholes of its blocks
+        in the pools it programs (the same blackhole BIRD may write too)."""
+        kinds = {p.name: pool_kind(p.ipip_mode, p.vxlan_mode) for p in pools}
+        felix_blocks = {b.cidr for b in self.blocks if kinds.get(b.pool) in self.felix_programs}
+        return [
+            r
+            for r in self.fib
+            if r.source == "felix" or (r.type == "blackhole" and r.prefix in felix_blocks)
+        ]
 
     def address(self, family: int) -> str | None:
         return self.ipv4 if family == 4 else self.ipv6
@@ -310,6 +336,7 @@ class NodePlan:
             "speaker": self.speaker,
             "route_priority_ipv4": self.route_priority4,
             "route_priority_ipv6": self.route_priority6,
+            "felix_programs": list(self.felix_programs),
         }
 
     @classmethod
@@ -354,6 +381,7 @@ class NodePlan:
             speaker=speaker,
             route_priority4=f.number("route_priority_ipv4", default=1024),
             route_priority6=f.number("route_priority_ipv6", default=1024),
+            felix_programs=f.texts("felix_programs") if "felix_programs" in f.data else (),
         )
 
 
@@ -369,6 +397,9 @@ class PoolPlan(Wire):
     disable_bgp_export: bool
     disabled: bool
     rule: str
+    # Whether BIRD writes this pool's routes into the kernel (BGPConfiguration
+    # programClusterRoutes, global; `model.cluster_routes`); Felix's share is per node.
+    bird_programs: bool = True
 
     def route_rule(self) -> PoolRule:
         return PoolRule(self.name, self.cidr, self.ipip_mode, self.vxlan_mode)

@@ -16,7 +16,7 @@ import gc
 from collections.abc import Iterator, Mapping
 
 from meshemu.errors import ConfigError, Problem
-from meshemu.model import names, nat, services
+from meshemu.model import cluster_routes, names, nat, services
 from meshemu.model.labplan import (
     Block,
     LabPlan,
@@ -121,7 +121,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
     # every router and node it leaves without an address.)
     addresses, more = plan_node_addresses(topo, subnets, routers, kept)
     _gate(problems + more + nat.address_clash(topo, routers))
-    pools = plan_pools(topo)
+    pools = cluster_routes.with_bird_programs(topo, plan_pools(topo))
     ipam, problems = plan_ipam(topo, pools, addresses, sticky)
     _gate(problems)
     peering, problems = plan_peering(topo, addresses, routers)
@@ -212,6 +212,7 @@ def _nodes(
                 speaker=spec.speaker or topo.speaker,
                 route_priority4=topo.bgp.route_priority(4),
                 route_priority6=topo.bgp.route_priority(6),
+                felix_programs=cluster_routes.felix_programs(topo, name),
             )
         )
     return tuple(out)

@@ -20,7 +20,7 @@ import functools
 import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from meshemu.model.names import IPIP_DEVICE, UPLINK, VXLAN_DEVICE
 from meshemu.model.wire import Fields
@@ -63,16 +63,25 @@ class FibRoute:
     dev: str | None = None
     onlink: bool = False
     reason: str = ""
+    # Who writes it: felix (Felix's route managers), bgp (BIRD, or the agent standing in for
+    # it, from a BGP best path) or local (the node's own blackholes and pod routes); "" when
+    # unknown (an observed route of another protocol).
+    source: str = ""
+    # The kernel metric it is written with; None: the kernel's default (IPv4 0, IPv6 1024).
+    metric: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The one JSON form of a route (the plan's `fib` entries; field names are a contract)."""
+        """The one JSON form of a route (the plan's `fib` entries; field names, `source`
+        included, are a contract CI jobs may rely on)."""
         return {
             "prefix": self.prefix,
             "via": self.via,
             "dev": self.dev,
             "onlink": self.onlink,
             "type": self.type,
+            "source": self.source,
             "reason": self.reason,
+            **({"metric": self.metric} if self.metric is not None else {}),
         }
 
     @classmethod
@@ -92,6 +101,8 @@ class FibRoute:
             dev=fields.opt_text("dev"),
             onlink=fields.flag("onlink", default=False),
             reason=fields.text("reason", default=""),
+            source=fields.text("source", default=""),
+            metric=fields.opt_number("metric") if "metric" in fields.data else None,
         )
 
     def key(self) -> tuple[str, str, str | None, str | None, bool]:
@@ -109,6 +120,57 @@ class FibRoute:
         if self.onlink:
             parts.append("onlink")
         return " ".join(parts)
+
+
+# Kernel route protocols: Felix's (felix/dataplane/linux/dataplanedefs/dataplane_defs.go:24),
+# BIRD's (RTPROT_BIRD, BIRD 1.6.8 sysdep/linux/netlink.c:958) and the boot protocol Felix's
+# endpoint manager and VXLAN tunnel routes use (its DeviceRouteProtocol default 3).
+PROTO_FELIX = 80
+PROTO_BIRD = 12
+PROTO_BOOT = 3
+# BIRD's kernel metric of a BGP route is this minus its local preference (2147483547 for
+# the default 100): confd's `SetMetricForBGPRoutes`, bgp_processor.go:242-252.
+BIRD_METRIC_BASE = 2147483647
+
+
+def kernel_protocol(route: FibRoute) -> int:
+    """The protocol a route is written with, as Calico writes it: BIRD's routes 12; Felix's
+    80 (blackholes included), except its VXLAN tunnel routes, which carry the route table's
+    DeviceRouteProtocol (route_mgr.go:144-145), as pod routes do (endpoint_mgr.go:1026-1043).
+    The agent writes BIRD's blackholes with `PROTO_BIRD` itself."""
+    if route.source == "bgp":
+        return PROTO_BIRD
+    if route.dev in VXLAN_DEVICE.values() or (route.source == "local" and route.dev is not None):
+        return PROTO_BOOT
+    return PROTO_FELIX
+
+
+def source_of(proto: int, kind: str, dev: str | None) -> str:
+    """Which component wrote an observed route, from its protocol (the inverse of
+    `kernel_protocol`; Calico's e2e tests tell Felix's and BIRD's routes apart the same way,
+    e2e/pkg/tests/networking/routes.go:36-45): "" for a protocol no Calico component uses."""
+    if kind == "blackhole":
+        return "local" if proto in (PROTO_FELIX, PROTO_BIRD) else ""
+    if proto == PROTO_BIRD:
+        return "bgp"
+    if proto == PROTO_FELIX:
+        return "felix"
+    if proto == PROTO_BOOT and dev is not None:
+        return "felix" if dev in VXLAN_DEVICE.values() else "local"
+    return ""
+
+
+PoolKind = Literal["vxlan", "ipip", "none"]
+KINDS: tuple[PoolKind, ...] = ("vxlan", "ipip", "none")
+
+
+def pool_kind(ipip_mode: str, vxlan_mode: str) -> PoolKind:
+    """Felix's pool type (felix/calc/l3_route_resolver.go:626-640): VXLAN first."""
+    if vxlan_mode != "Never":
+        return "vxlan"
+    if ipip_mode != "Never":
+        return "ipip"
+    return "none"
 
 
 @dataclass(frozen=True)
@@ -154,6 +216,8 @@ class RouteContext:
     # The prefixes the default router installs from BGP (a router that runs BIRD); empty when
     # it knows no pod routes (meshemu's plain routers; the agents never need to know).
     gateway_routes: frozenset[str] = frozenset()
+    # Who writes these routes and why, in words, prefixed to each reason ("" for none).
+    programmer: str = ""
 
 
 def pool_of(prefix: str, pools: Sequence[PoolRule]) -> PoolRule | None:
@@ -175,7 +239,7 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
     pool = pool_of(prefix, pools)
     mode_ipip = pool.ipip_mode if pool else "Never"
     mode_vxlan = pool.vxlan_mode if pool else "Never"
-    pool_text = f"pool {pool.name}" if pool else "no pool"
+    pool_text = f"{ctx.programmer}pool {pool.name}" if pool else f"{ctx.programmer}no pool"
     if family == 4 and (mode_ipip == "Always" or (mode_ipip == "CrossSubnet" and not same_subnet)):
         return FibRoute(
             prefix,
@@ -185,6 +249,7 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
             True,
             f"{pool_text} ipipMode {mode_ipip}: next hop {next_hop} is {where} this node's "
             f"subnet {subnet}, so IP-in-IP through tunl0",
+            "bgp",
         )
     if mode_vxlan == "Always" or (mode_vxlan == "CrossSubnet" and not same_subnet):
         vtep = ctx.vteps.get(next_hop)
@@ -197,6 +262,7 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
                 True,
                 f"{pool_text} vxlanMode {mode_vxlan}: next hop {next_hop} is {where} this node's "
                 f"subnet {subnet}, so VXLAN to its VTEP {vtep}",
+                "bgp",
             )
     encap_mode = mode_ipip if family == 4 and mode_ipip != "Never" else mode_vxlan
     if same_subnet:
@@ -208,6 +274,7 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
             False,
             f"{pool_text} mode {encap_mode}: next hop {next_hop} is inside this node's subnet "
             f"{subnet}, so routed directly over {UPLINK}",
+            "bgp",
         )
     gateway = ctx.gateway.get(family)
     there = (
@@ -224,4 +291,5 @@ def route_for(prefix: str, next_hop: str, pools: Sequence[PoolRule], ctx: RouteC
         f"{pool_text} mode {encap_mode}: next hop {next_hop} is outside this node's subnet "
         f"{subnet} and the pool does not encapsulate, so the route resolves through the default "
         f"router {gateway}, {there}",
+        "bgp",
     )

@@ -58,6 +58,9 @@ PeerType = Literal["eBGP", "iBGP"]
 # The BGP daemon of a node: meshemu's ExaBGP speaker with its agent, or BIRD 1.6 with the
 # configuration Calico's confd renders (bird.cfg, bird6.cfg), as calico-node runs it.
 Speaker = Literal["exabgp", "bird"]
+# Who programs cluster routes (FelixConfiguration / BGPConfiguration `programClusterRoutes`,
+# the CRD enum of api/pkg/apis/projectcalico/v3/felixconfig.go:650 and bgpconfig.go:177).
+ClusterRoutes = Literal["Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly"]
 # Calico's route priorities (BGPConfiguration ipv4/6NormalRoutePriority, BGPFilter priority):
 # 1 .. 2^31-2, so that 2^31-1 - priority is a valid bgp_local_pref (api/.../v3/bgpconfig.go).
 Priority = Annotated[int, Strict(), Field(ge=1, le=2147483646)]
@@ -263,6 +266,22 @@ class RouterSpec(InputModel):
     bgp: RouterBgpSpec | None = None
 
 
+class FelixSpec(InputModel):
+    """Calico's FelixConfiguration: the fields that decide which cluster routes Felix programs
+    (api/pkg/apis/projectcalico/v3/felixconfig.go). Defaults are Calico's v3.33 line
+    (felix/config/config_params.go:318): Felix owns IPIP and VXLAN routes, BIRD unencapsulated."""
+
+    program_cluster_routes: ClusterRoutes = Field(
+        default="EnabledIPIPOnly", alias="programClusterRoutes"
+    )
+    # None: Felix decides from the pools (some IPIP / VXLAN pool exists), as Calico does
+    # (felix/calc/encapsulation_resolver.go:269-283); false turns the manager off.
+    ipip_enabled: Bool | None = Field(default=None, alias="ipipEnabled")
+    vxlan_enabled: Bool | None = Field(default=None, alias="vxlanEnabled")
+    # true: Felix programs no routes at all (felixconfig.go routeSyncDisabled).
+    route_sync_disabled: Bool = Field(default=False, alias="routeSyncDisabled")
+
+
 # A container port's name, as Kubernetes validates it (IANA_SVC_NAME, RFC 6335): at most 15
 # lower-case letters, digits and '-', at least one letter, no '-' at either end or twice in a row.
 PORT_NAME = re.compile(r"(?!-)(?!.*--)(?=.*[a-z])[a-z0-9-]{1,15}(?<!-)\Z")
@@ -357,6 +376,8 @@ class NodeSpec(InputModel):
     listen_port: Port | None = Field(default=None, alias="listenPort")
     # This node's BGP daemon; default: the lab's `speaker`.
     speaker: Speaker | None = None
+    # This node's own FelixConfiguration (Calico's `node.<name>`), replacing the lab's `felix`.
+    felix: FelixSpec | None = None
 
     @field_validator("labels", mode="before")
     @classmethod
@@ -550,6 +571,14 @@ class BgpSpec(InputModel):
     )
     peers: dict[Text, PeerSpec] = Field(default_factory=dict)
     filters: dict[Text, FilterSpec] = Field(default_factory=dict)
+    # Which pools' routes BIRD writes into the kernel (confd's kernel filter); Calico's default
+    # since v3.33 (bgpconfig.go:176, confd bgp_processor.go clusterRoutePolicyFromBGPConfig).
+    program_cluster_routes: ClusterRoutes = Field(
+        default="EnabledNoEncapOnly", alias="programClusterRoutes"
+    )
+    # false: no BGP at all (the operator's Installation `calicoNetwork.bgp: Disabled`): no
+    # speakers, no sessions; only Felix programs routes.
+    enabled: Bool = True
 
     def route_priority(self, family: int) -> int:
         """The normal route priority (kernel metric) of the family's routes."""
@@ -600,6 +629,7 @@ class Topology(InputModel):
     pools: dict[Text, PoolSpec] = Field(default_factory=dict)
     bgp: BgpSpec = Field(default_factory=BgpSpec)
     ipam: IpamSpec = Field(default_factory=IpamSpec)
+    felix: FelixSpec = Field(default_factory=FelixSpec)
     # Every node's BGP daemon unless the node names its own (`nodes.<n>.speaker`): "exabgp"
     # (meshemu's speaker and agent) or "bird" (BIRD 1.6 running Calico's rendered configuration).
     speaker: Speaker = "exabgp"

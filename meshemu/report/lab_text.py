@@ -125,13 +125,14 @@ def render_routes(lab: str, node: str, rows: list[RouteRow]) -> str:
         [
             r.prefix,
             (r.rib_next_hop or "-") + (f" from {r.rib_learned_from}" if r.rib_learned_from else ""),
+            r.source or "-",
             r.fib or "-",
             "ok" if r.matches_plan else f"expected: {r.expected or 'absent'}",
         ]
         for r in rows
     ]
     lines = [f"lab {lab}, node {node}: BGP best paths (RIB) beside kernel routes (FIB)"]
-    lines += table(body, ["PREFIX", "RIB NEXT HOP", "KERNEL ROUTE", "PLAN"])
+    lines += table(body, ["PREFIX", "RIB NEXT HOP", "WRITER", "KERNEL ROUTE", "PLAN"])
     return "\n".join(lines)
 
 

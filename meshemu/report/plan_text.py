@@ -141,15 +141,17 @@ def render_node(plan: LabPlan, node: NodePlan) -> list[str]:
     lines.append(f"  expected routes ({len(node.fib)}):")
     rib = {r.prefix: r for r in node.rib}
     for route in node.fib:
-        lines.append(f"    {route.text()}")
+        lines.append(f"    {route.text()}  [{route.source or 'unknown'}]")
         learned = rib.get(route.prefix)
-        if learned is not None and learned.learned_from is not None:
+        if learned is not None and learned.learned_from is not None and route.type != "blackhole":
             via = f"learned from {learned.learned_from}"
             if learned.originator_id:
                 via += (
                     f" (reflected: originator {learned.originator_id}, "
                     f"cluster list {' '.join(learned.cluster_list)})"
                 )
+            if route.source != "bgp":
+                via = f"BGP best path {via}, which BIRD does not write into the kernel"
             lines.append(f"      block of {learned.origin_node}, {via}")
         lines.append(f"      why: {route.reason}")
     return lines

@@ -1,6 +1,7 @@
 """Expected vs observed FIB of one node (pure).
 
-Owns the comparison `up` waits on and `verify` reports: only routes meshemu and Calico manage
+Owns the comparison `up` waits on and `verify` reports, per prefix and writer (Felix, BIRD or
+the node's own routes, told apart by kernel protocol): only routes meshemu and Calico manage
 are compared (prefixes inside the lab's pools: blackholes, learned blocks, pod host routes);
 the node's connected and default routes are not Calico's and are left out.
 """
@@ -29,10 +30,14 @@ class FibDiff:
         lines = [f"{self.node}: missing {r.text()}" for r in self.missing]
         lines += [f"{self.node}: unexpected {r.text()}" for r in self.unexpected]
         lines += [
-            f"{self.node}: {e.prefix} expected '{e.text()}', observed '{o.text()}'"
+            f"{self.node}: {e.prefix} expected '{e.text()}'{_by(e)}, observed '{o.text()}'{_by(o)}"
             for e, o in self.wrong
         ]
         return lines
+
+
+def _by(route: FibRoute) -> str:
+    return f" by {route.source}" if route.source else " by another protocol"
 
 
 def managed(routes: Iterable[FibRoute], pool_cidrs: Sequence[str]) -> list[FibRoute]:
@@ -51,11 +56,22 @@ def managed(routes: Iterable[FibRoute], pool_cidrs: Sequence[str]) -> list[FibRo
 def compare_fib(
     node: str, expected: Iterable[FibRoute], observed: Iterable[FibRoute], pool_cidrs: Sequence[str]
 ) -> FibDiff:
-    want = {r.prefix: r for r in managed(expected, pool_cidrs)}
-    have = {r.prefix: r for r in managed(observed, pool_cidrs)}
-    missing = tuple(want[p] for p in sorted(want) if p not in have)
-    unexpected = tuple(have[p] for p in sorted(have) if p not in want)
-    wrong = tuple(
-        (want[p], have[p]) for p in sorted(want) if p in have and want[p].key() != have[p].key()
-    )
-    return FibDiff(node, missing, unexpected, wrong)
+    """Routes are compared per prefix and writer (`source`): Felix's and BIRD's route to the
+    same prefix are two kernel routes (different metrics). A route present under another
+    writer than the plan's is reported as wrong (expected, observed), not as two problems."""
+    want = {(r.prefix, r.source): r for r in managed(expected, pool_cidrs)}
+    have = {(r.prefix, r.source): r for r in managed(observed, pool_cidrs)}
+    missing = [want[k] for k in sorted(want) if k not in have]
+    unexpected = [have[k] for k in sorted(have) if k not in want]
+    wrong = [
+        (want[k], have[k]) for k in sorted(want) if k in have and want[k].key() != have[k].key()
+    ]
+    # The same prefix missing from one writer and present from another: the wrong programmer.
+    extra = {r.prefix: r for r in unexpected}
+    for route in list(missing):
+        other = extra.pop(route.prefix, None)
+        if other is not None:
+            missing.remove(route)
+            unexpected.remove(other)
+            wrong.append((route, other))
+    return FibDiff(node, tuple(missing), tuple(unexpected), tuple(wrong))

@@ -1,7 +1,8 @@
 """A node's routes side by side: BGP best path, kernel route, the plan's expectation (pure).
 
 Owns the comparison `meshemu routes` shows: for every prefix the plan, the agent's RIB or the
-kernel knows (inside the lab's pools), what each says and whether the kernel matches the plan.
+kernel knows (inside the lab's pools), and every component writing it (Felix, BIRD, the
+node's own), what each says and whether the kernel matches the plan.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class RouteRow:
     fib: str | None
     expected: str | None
     matches_plan: bool
+    source: str = ""  # who writes the route: felix, bgp, local ("" for a BGP path alone)
 
     def to_json(self) -> dict[str, Any]:
         data = dict(self.__dict__)
@@ -35,13 +37,21 @@ class RouteRow:
 def route_rows(
     plan: LabPlan, node: NodePlan, agent: dict[str, Any] | None, observed: list[FibRoute]
 ) -> list[RouteRow]:
+    """One row per prefix and writer (a prefix Felix and BIRD both write has two), with the
+    BGP best path beside each; a prefix only BGP knows has a row of its own."""
     pools = [p.cidr for p in plan.pools]
-    expected = {r.prefix: r for r in node.fib}
-    fib = {r.prefix: r for r in managed(observed, pools)}
+    expected = {(r.prefix, r.source): r for r in node.fib}
+    fib = {(r.prefix, r.source): r for r in managed(observed, pools)}
     best = reported_best_paths(agent)
+    keys = set(expected) | set(fib)
+    keys |= {(p, "") for p in best if not any(k[0] == p for k in keys)}
     rows = []
-    for prefix in sorted(set(expected) | set(fib) | set(best), key=prefix_sort_key):
-        rib, kernel, want = best.get(prefix), fib.get(prefix), expected.get(prefix)
+    for prefix, source in sorted(keys, key=lambda k: (prefix_sort_key(k[0]), k[1])):
+        rib, kernel, want = (
+            best.get(prefix),
+            fib.get((prefix, source)),
+            expected.get((prefix, source)),
+        )
         rows.append(
             RouteRow(
                 prefix=prefix,
@@ -52,6 +62,7 @@ def route_rows(
                 fib=kernel.text() if kernel else None,
                 expected=want.text() if want else None,
                 matches_plan=kernel is not None and want is not None and kernel.key() == want.key(),
+                source=source,
             )
         )
     return rows

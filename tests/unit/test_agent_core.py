@@ -87,7 +87,10 @@ nodes:
 pools:
   p4: {cidr: 10.246.0.0/16, ipipMode: Always}
   p6: {cidr: "fd80:6::/64", vxlanMode: Always}
+# The classic behaviour: BIRD (here the agents) writes the IP-in-IP routes.
+felix: {programClusterRoutes: Disabled}
 bgp:
+  programClusterRoutes: Enabled
   nodeToNodeMeshEnabled: false
   peers:
     inner-edge: {node: inner, peerIP: 10.6.0.20, asNumber: 65010}
@@ -216,11 +219,11 @@ def test_own_blocks_are_blackholes_before_and_after_anything(reflectors: LabPlan
     node = reflectors.node("c1")
     core = make_core(reflectors, "c1")
     (block,) = [b.cidr for b in node.blocks]
-    assert core.route(block) == FibRoute(block, "blackhole")
+    assert core.route(block) == FibRoute(block, "blackhole", source="local")
     core.start()
     # A peer announcing the node's own block does not replace the blackhole.
     announce(core, RR1, Path(block, RR1))
-    assert core.route(block) == FibRoute(block, "blackhole")
+    assert core.route(block) == FibRoute(block, "blackhole", source="local")
 
 
 def test_start_announces_per_family(ebgp: LabPlan) -> None:
@@ -246,7 +249,7 @@ def test_a_pool_without_bgp_export_is_not_announced_but_still_blackholed() -> No
     core = make_core(plan, "c1")
     assert core.start() == []
     (block,) = [b.cidr for b in plan.node("c1").blocks]
-    assert core.route(block) == FibRoute(block, "blackhole")
+    assert core.route(block) == FibRoute(block, "blackhole", source="local")
 
 
 # --- learning, withdrawing, sessions -------------------------------------------------------------
@@ -394,6 +397,29 @@ def test_a_route_carrying_our_router_id_as_originator_is_dropped(reflectors: Lab
     commands = announce(core, RR1, Path(FOREIGN, C1, originator_id=C1, cluster_list=("244.0.0.7",)))
     assert commands == []
     assert core.route(FOREIGN) is None
+
+
+def test_under_calicos_defaults_the_agent_writes_no_ipip_or_vxlan_route_but_advertises_them() -> (
+    None
+):
+    """v3.33 defaults: Felix owns IPIP (and always VXLAN) routes; BIRD's kernel filter rejects
+    them, so a learned block of such a pool is in the RIB, exported, and not in the FIB; its
+    own blackhole is Felix's too."""
+    plan = _plan_text(
+        EBGP.replace("felix: {programClusterRoutes: Disabled}\n", "").replace(
+            "  programClusterRoutes: Enabled\n", ""
+        )
+    )
+    core, _ = started(plan, "edge")
+    inner = [b.cidr for b in plan.node("inner").blocks]
+    announce(core, "10.6.0.10", *(Path(b, "10.6.0.10", as_path=(64512,)) for b in inner[:1]))
+    assert inner[0] in core.best and core.route(inner[0]) is None
+    assert all(core.route(b.cidr) is None for b in plan.node("edge").blocks)
+    classic = _plan_text(EBGP)
+    core, _ = started(classic, "edge")
+    announce(core, "10.6.0.10", *(Path(b, "10.6.0.10", as_path=(64512,)) for b in inner[:1]))
+    assert core.route(inner[0]) is not None
+    assert core.route(inner[0]).metric == 2147483647 - 100  # type: ignore[union-attr]
 
 
 def test_a_looped_announcement_replaces_the_peers_earlier_path(reflectors: LabPlan) -> None:
@@ -711,10 +737,10 @@ def _pod_prefixes(node: NodePlan) -> set[str]:
     return out
 
 
-def _agent_fib(node: NodePlan) -> dict[str, FibRoute]:
-    """The plan's FIB without the pods' host routes (the dataplane builder installs those)."""
-    pods = _pod_prefixes(node)
-    return {r.prefix: r for r in node.fib if r.prefix not in pods}
+def _agent_fib(node: NodePlan, plan: LabPlan) -> dict[str, FibRoute]:
+    """The plan's FIB as BIRD writes it: without the pods' host routes (the dataplane builder
+    installs those) and without Felix's routes (the route programmer's Felix part)."""
+    return {r.prefix: r for r in node.bird_fib(plan.pools)}
 
 
 def _key(route: FibRoute | None) -> tuple[object, ...] | None:
@@ -786,7 +812,7 @@ def test_driven_with_the_neighbours_expected_rib_each_core_wants_the_plans_fib(
                 export(p, _speaker(neighbour), link_back) for p in _best_paths_of(plan, neighbour)
             ]
             announce(core, session.peer_ip, *(p for p in paths if p is not None))
-        wanted = _agent_fib(node)
+        wanted = _agent_fib(node, plan)
         for prefix in sorted(prefixes):
             assert _key(core.route(prefix)) == _key(wanted.get(prefix)), f"{node.name} {prefix}"
 
@@ -825,7 +851,7 @@ def test_a_converged_lab_of_cores_programs_the_plans_fib(plan: LabPlan) -> None:
     cores = _run_lab(plan)
     prefixes = _all_prefixes(plan)
     for node in plan.nodes:
-        wanted = _agent_fib(node)
+        wanted = _agent_fib(node, plan)
         have = {p: r for p in prefixes if (r := cores[node.name].route(p)) is not None}
         assert {p: r.key() for p, r in have.items()} == {p: r.key() for p, r in wanted.items()}, (
             node.name
@@ -1141,7 +1167,7 @@ def test_cease_withdraws_everything_sent_and_forgets_what_was_learned(reflectors
     assert core.snapshot()["adj_out"] == {peer: [] for peer in sent}
     assert core.route(FOREIGN) is None and core.route(OTHER) is None
     (block,) = [b.cidr for b in reflectors.node("rr1").blocks]
-    assert core.route(block) == FibRoute(block, "blackhole")
+    assert core.route(block) == FibRoute(block, "blackhole", source="local")
     assert {FOREIGN, OTHER} <= core.dirty  # their kernel routes go
     # ExaBGP's last messages change nothing: the peers were told to forget this node.
     assert announce(core, C1, Path(OTHER, C1)) == []

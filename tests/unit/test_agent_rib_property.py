@@ -31,7 +31,7 @@ from meshemu.model.agent_config import AgentConfig, agent_config_of
 from meshemu.model.bgp import Link, Path, Speaker, accept, best_path, export, received
 from meshemu.model.load import load_topology_text
 from meshemu.model.plan import LabPlan, NodePlan, build_plan
-from meshemu.model.routes import FibRoute, PoolRule, RouteContext, route_for
+from meshemu.model.routes import FibRoute, PoolRule, RouteContext, pool_of, route_for
 
 
 def make_core(plan: LabPlan, node_name: str) -> AgentCore:
@@ -57,7 +57,10 @@ nodes:
 pools:
   v4: {cidr: 10.248.0.0/16, ipipMode: CrossSubnet}
   v6: {cidr: "fd80:7::/64", vxlanMode: CrossSubnet}
+# BIRD writes the IPv4 (IP-in-IP) routes, as before Calico v3.33; the VXLAN ones are Felix's.
+felix: {programClusterRoutes: Disabled}
 bgp:
+  programClusterRoutes: Enabled
   nodeToNodeMeshEnabled: false
   peers:
     to-rr: {nodeSelector: all(), peerSelector: "rr == 'yes'"}
@@ -212,14 +215,17 @@ class Model:
             a: n.router_id for n in PLAN.nodes for a in (n.ipv4, n.ipv6) if a is not None
         }
         self.pools, self.ctx = _context(self.node)
-        self.blocks = {b.cidr for b in self.node.blocks}
+        # BIRD's kernel filter: only its pools' routes and blackholes reach the kernel.
+        self.felix_pools = [p.route_rule() for p in PLAN.pools if not p.bird_programs]
+        programs = {p.name for p in PLAN.pools if p.bird_programs}
+        self.blocks = {b.cidr for b in self.node.blocks if b.pool in programs}
         exported = {p.name for p in PLAN.pools if not p.disable_bgp_export}
         self.own = {
             b.cidr: Path(b.cidr, self.node.address(_family(b.cidr)) or "")
             for b in self.node.blocks
             if b.pool in exported
         }
-        self.seen = set(self.blocks)
+        self.seen = {b.cidr for b in self.node.blocks}
 
     def apply(self, event: Event) -> None:
         if isinstance(event, Announce):
@@ -244,9 +250,9 @@ class Model:
 
     def route(self, prefix: str) -> FibRoute | None:
         if prefix in self.blocks:
-            return FibRoute(prefix, "blackhole")
+            return FibRoute(prefix, "blackhole", source="local")
         chosen = self.best(prefix)
-        if chosen is None:
+        if chosen is None or pool_of(prefix, self.felix_pools) is not None:
             return None
         assert chosen.learned_from is not None
         return route_for(prefix, chosen.next_hop, self.pools, self.ctx)
@@ -382,7 +388,7 @@ def _check(harness: Harness, model: Model, step: str) -> None:
     assert harness.told == model.exports(), step
     assert harness.rib() == model.rib(), step
     for prefix in model.blocks:
-        assert harness.core.route(prefix) == FibRoute(prefix, "blackhole"), step
+        assert harness.core.route(prefix) == FibRoute(prefix, "blackhole", source="local"), step
 
 
 def _run(node: NodePlan, sequence: list[Event]) -> None:

@@ -9,6 +9,7 @@ observation and checks that exactly that thing fails, with a diagnosis that name
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -414,12 +415,27 @@ def test_a_fib_route_missing(mesh: LabPlan) -> None:
 def test_a_fib_route_wrong(mesh: LabPlan) -> None:
     observation = healthy(mesh)
     route = _learned_route(mesh, "node2")
-    wrong = FibRoute(route.prefix, "unicast", route.via, "tunl0", True)
+    wrong = FibRoute(route.prefix, "unicast", route.via, "tunl0", True, source="bgp")
     routes = observation.fibs["node2"]
     routes[routes.index(route)] = wrong
     (bad,) = failed(check_fib(mesh, observation.fibs))
     assert bad.details["lines"] == [
-        f"node2: {route.prefix} expected '{route.text()}', observed '{wrong.text()}'"
+        f"node2: {route.prefix} expected '{route.text()}' by bgp, observed '{wrong.text()}' by bgp"
+    ]
+
+
+def test_a_route_written_by_the_wrong_component(mesh: LabPlan) -> None:
+    """The right route, from Felix where the plan says BIRD: wrong, naming both writers."""
+    observation = healthy(mesh)
+    route = _learned_route(mesh, "node2")
+    assert route.source == "bgp"
+    by_felix = dataclasses.replace(route, source="felix")
+    routes = observation.fibs["node2"]
+    routes[routes.index(route)] = by_felix
+    (bad,) = failed(check_fib(mesh, observation.fibs))
+    assert bad.details["lines"] == [
+        f"node2: {route.prefix} expected '{route.text()}' by bgp, "
+        f"observed '{route.text()}' by felix"
     ]
 
 

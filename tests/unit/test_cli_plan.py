@@ -186,7 +186,7 @@ def test_text_mentions_tunnel_reasons(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0
     assert "192.168.0.128/26 via 10.10.2.2 dev tunl0 onlink" in out
     assert "so IP-in-IP through tunl0" in out
-    assert "so routed directly over eth0" in out
+    assert "so directly over eth0" in out
     assert "so VXLAN to its VTEP" in out
     assert "passive: 10.10.1.3 > 10.10.1.2 as text" in out
 

@@ -10,6 +10,7 @@ scenarios/graceful-restart.yaml.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import json
 import os
@@ -370,14 +371,16 @@ class Model:
 
     def route(self, prefix: str) -> FibRoute | None:
         if prefix in self.own:
-            return FibRoute(prefix, "blackhole")
+            return FibRoute(prefix, "blackhole", source="local")
         candidates = [rib[prefix] for rib in self.adj_in.values() if prefix in rib]
         chosen = best_path(candidates)
         if chosen is None:
             return None
         rules = [PoolRule(p.name, p.cidr, p.ipip_mode, p.vxlan_mode) for p in PLAN.pools]
         context = RouteContext({4: NODE.ipv4_prefix or ""}, {}, {})
-        return route_for(prefix, chosen.next_hop, rules, context)
+        # BIRD's metric for a BGP route (confd's SetMetricForBGPRoutes).
+        route = route_for(prefix, chosen.next_hop, rules, context)
+        return dataclasses.replace(route, metric=2147483647 - chosen.local_pref)
 
     def told(self) -> dict[tuple[str, str], Path]:
         out = {}

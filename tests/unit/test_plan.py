@@ -120,13 +120,15 @@ def test_flagship_node1_fib_exactly(flagship: LabPlan) -> None:
         # Calico's IPAM hands out ordinal 0 first: tunl0 has 192.168.0.0, the pods .1 and .2.
         f"192.168.0.1/32 dev {pods['pod1'].host_ifname}",
         f"192.168.0.2/32 dev {pods['pod2'].host_ifname}",
-        "192.168.0.64/26 via 10.10.1.3 dev eth0",
+        # Felix's routes (v3.33 defaults: IPIP and VXLAN pools are Felix's): the same-subnet
+        # route is onlink too (felix/routetable/defs.go: TargetTypeNoEncap sets it).
+        "192.168.0.64/26 via 10.10.1.3 dev eth0 onlink",
         "192.168.0.128/26 via 10.10.2.2 dev tunl0 onlink",
         "192.168.0.192/26 via 10.10.2.3 dev tunl0 onlink",
         "blackhole fd80:24e2:f998:72d7::/122",
         f"fd80:24e2:f998:72d7::1/128 dev {pods['pod1'].host_ifname}",
         f"fd80:24e2:f998:72d7::2/128 dev {pods['pod2'].host_ifname}",
-        "fd80:24e2:f998:72d7::40/122 via fd00:10:1::3 dev eth0",
+        "fd80:24e2:f998:72d7::40/122 via fd00:10:1::3 dev eth0 onlink",
         # The VTEPs, too, are ordinal 0 of their node's block.
         "fd80:24e2:f998:72d7::80/122 via fd80:24e2:f998:72d7::80 dev vxlan-v6.calico onlink",
         "fd80:24e2:f998:72d7::c0/122 via fd80:24e2:f998:72d7::c0 dev vxlan-v6.calico onlink",
@@ -145,8 +147,8 @@ def test_flagship_fib_rules_per_node(flagship: LabPlan, name: str) -> None:
         v4_block, v6_block = (b.cidr for b in other.blocks)
         same = other.subnet == node.subnet
         if same:
-            assert routes[v4_block] == ("unicast", other.ipv4, "eth0", False)
-            assert routes[v6_block] == ("unicast", other.ipv6, "eth0", False)
+            assert routes[v4_block] == ("unicast", other.ipv4, "eth0", True)
+            assert routes[v6_block] == ("unicast", other.ipv6, "eth0", True)
         else:
             assert routes[v4_block] == ("unicast", other.ipv4, "tunl0", True)
             vtep = other.vteps[0].address

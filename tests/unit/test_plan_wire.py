@@ -169,8 +169,10 @@ def test_plan_json_keeps_every_promised_and_former_field(secret_plan: LabPlan) -
             assert session["kind"] in ("mesh", "global", "node")
             assert isinstance(session["passive"], bool) and isinstance(session["rr_client"], bool)
         for route in node["fib"]:
-            assert set(route) == {"prefix", "via", "dev", "onlink", "type", "reason"}
+            assert set(route) == {"prefix", "via", "dev", "onlink", "type", "source", "reason"}
             assert route["type"] in ("unicast", "blackhole")
+            # A contract CI jobs may rely on: every expected route says who writes it.
+            assert route["source"] in ("felix", "bgp", "local")
     rr = next(n for n in data["nodes"] if n["name"] == "a")
     assert {s["cluster_id"] for s in rr["sessions"] if s["rr_client"]} == {"244.0.0.1"}
 
@@ -264,16 +266,21 @@ def test_any_damage_is_a_lab_error(data: st.DataObject, flagship_json: dict[str,
 
 
 def test_fib_route_json() -> None:
-    route = FibRoute("10.0.0.0/26", "unicast", "10.0.1.2", "tunl0", True, "why")
+    route = FibRoute("10.0.0.0/26", "unicast", "10.0.1.2", "tunl0", True, "why", "felix")
     assert route.to_json() == {
         "prefix": "10.0.0.0/26",
         "via": "10.0.1.2",
         "dev": "tunl0",
         "onlink": True,
         "type": "unicast",
+        "source": "felix",
         "reason": "why",
     }
     assert FibRoute.from_json(route.to_json()) == route
+    # BIRD's routes carry the metric they are written with (the agents' state files).
+    bird = FibRoute("10.0.0.0/26", "unicast", "10.0.1.2", "eth0", source="bgp", metric=2147483547)
+    assert bird.to_json()["metric"] == 2147483547
+    assert FibRoute.from_json(bird.to_json()) == bird
     # An observed route (the agents' state files) carries no reason.
     observed = {"prefix": "10.0.0.0/26", "via": None, "dev": None, "onlink": False}
     assert FibRoute.from_json({**observed, "type": "blackhole"}) == FibRoute(
@@ -377,7 +384,14 @@ def _old_core_state(plan_json: dict[str, Any], node_name: str) -> dict[str, Any]
             for p in plan_json["pools"]
         ],
         "own": own,
-        "blackholes": list(node["blocks"]),
+        # BIRD's static blackholes reach the kernel for the pools BIRD programs only.
+        "blackholes": [
+            b
+            for b in node["blocks"]
+            if next(p for p in plan_json["pools"] if p["name"] == node["block_pools"][b])[
+                "bird_programs"
+            ]
+        ],
         "ctx": RouteContext(
             node_subnet={f: node[f"subnet_ipv{f}"] for f in (4, 6) if node[f"subnet_ipv{f}"]},
             gateway={f: node[f"gateway{f}"] for f in (4, 6) if node[f"gateway{f}"]},

@@ -1,24 +1,33 @@
-"""Pass 7: the expected kernel FIB of every node.
+"""Pass 7: the expected kernel FIB of every node, and who writes each route.
 
-Owns which routes a node programs: for each learned best path the route `model.routes.route_for`
-decides (the pool's encapsulation, inside or outside the node's subnet), a blackhole for each
-own block (not for a one-address block: `routes.block_has_blackhole`), and a host route per own
-pod on its `cali` interface; sorted by prefix. Nodes that see a route alike (the same subnet and
-default router) share one `FibRoute` object for it.
+Owns which routes a node has, with their `source` (`model.cluster_routes` decides per pool
+kind who programs): BIRD's (`bgp`: for each learned best path of a pool BIRD owns on the node,
+or of a prefix outside every pool, the route `model.routes.route_for` decides from the BGP next
+hop), Felix's (`felix`: `model.felix`, from IPAM and Node addresses alone), and the node's own
+(`local`: blackholes for its blocks, written by whichever component owns the pool, not for a
+one-address block; a host route per own pod on its `cali` interface); sorted by prefix. Nodes
+that see a route alike share one `FibRoute` object for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
+from meshemu.model import cluster_routes
+from meshemu.model.cluster_routes import BGP, LOCAL
+from meshemu.model.felix import FelixNode, felix_routes
 from meshemu.model.labplan import PoolPlan, RibEntry, SubnetPlan
 from meshemu.model.phases.addresses import FAMILIES, NodeAddresses
 from meshemu.model.phases.allocation import NodeIpam
 from meshemu.model.routes import (
+    KINDS,
     FibRoute,
     PoolRule,
     RouteContext,
     block_has_blackhole,
+    pool_kind,
+    pool_of,
     prefix_sort_key,
     route_for,
 )
@@ -47,16 +56,22 @@ def route_context(
     )
 
 
-def _own_routes(ipam: NodeIpam) -> list[FibRoute]:
+def _own_routes(
+    ipam: NodeIpam, bird_kinds: frozenset[str], pools: Mapping[str, str]
+) -> list[FibRoute]:
+    """The node's pod routes, and BIRD's static blackholes for its blocks of the pools BIRD
+    programs (bird_aggr.cfg.template:5-16; they pass the same kernel filter as learned routes).
+    Felix's blackholes are `model.felix`'s. `pools`: pool name -> its kind."""
     routes = [
         FibRoute(
             block.cidr,
             "blackhole",
-            reason=f"own block of pool {block.pool}: unused addresses are dropped here, "
-            "not sent back to the default route",
+            reason=f"own block of pool {block.pool}, written by BIRD's static protocol: unused "
+            "addresses are dropped here, not sent back to the default route",
+            source=LOCAL,
         )
         for block in ipam.blocks
-        if block_has_blackhole(block.cidr)
+        if pools[block.pool] in bird_kinds and block_has_blackhole(block.cidr)
     ]
     for pod in ipam.pods:
         for pod_ip in (pod.ipv4, pod.ipv6):
@@ -69,7 +84,8 @@ def _own_routes(ipam: NodeIpam) -> list[FibRoute]:
                         None,
                         pod.host_ifname,
                         False,
-                        f"pod {pod.name} on this node",
+                        f"pod {pod.name} on this node (Felix's endpoint manager)",
+                        LOCAL,
                     )
                 )
     return routes
@@ -86,27 +102,44 @@ def plan_fibs(
     ribs: Mapping[str, tuple[RibEntry, ...]],
     installed: Mapping[str, frozenset[str]] | None = None,
 ) -> dict[str, tuple[FibRoute, ...]]:
-    """`installed`: router address -> the prefixes that router (BIRD) installs from BGP."""
+    """`installed`: router address -> the prefixes that router (BIRD) installs from BGP.
+
+    Each node's FIB is what its two programmers write: BIRD (the learned best paths of the
+    pools it owns on the node, and of prefixes outside every pool: confd's kernel filter
+    accepts those) and Felix (`model.felix`), plus its pod routes."""
     rules: list[PoolRule] = [p.route_rule() for p in pools]
+    kinds = {p.name: pool_kind(p.ipip_mode, p.vxlan_mode) for p in pools}
     by_name = {s.name: s for s in subnets}
-    # (subnet prefixes, default routers) -> (prefix, next hop) -> route: what a node programs
-    # for a learned route depends on nothing else of the node.
+    ownership = {name: cluster_routes.ownership(topo, name) for name in topo.nodes}
+    felix = felix_routes(_felix_nodes(topo, subnets, addresses, ipam), pools, ownership)
+    # (subnet prefixes, default routers, BIRD's pool kinds) -> (prefix, next hop) -> route:
+    # what a node programs for a learned route depends on nothing else of the node.
     shared: dict[tuple[object, ...], _Learned] = {}
     out = {}
     for name, spec in topo.nodes.items():
+        rule = ownership[name]
+        bird = frozenset(k for k in KINDS if BGP in rule.owners(k))
         ctx = route_context(by_name[spec.subnet], name, addresses, gateways, vteps, installed)
-        seen = shared.get(
-            key := (tuple(sorted(ctx.node_subnet.items())), tuple(sorted(ctx.gateway.items())))
+        key = (
+            tuple(sorted(ctx.node_subnet.items())),
+            tuple(sorted(ctx.gateway.items())),
+            bird,
+            rule.bgp_value,
         )
+        seen = shared.get(key)
         if seen is None:
-            seen = shared[key] = _Learned(rules, ctx)
+            ctx = replace(
+                ctx, programmer=f"BIRD (BGPConfiguration programClusterRoutes {rule.bgp_value}): "
+            )
+            seen = shared[key] = _Learned(rules, ctx, bird)
         known = seen.by_entry.get  # (inline: a FibRoute is never falsy)
         fib = [
-            known(id(entry)) or seen.route(entry)
+            route
             for entry in ribs[name]
             if entry.learned_from is not None
+            and (route := known(id(entry)) or seen.route(entry)) is not _NOT_PROGRAMMED
         ]
-        own = _own_routes(ipam[name])
+        own = _own_routes(ipam[name], bird, kinds) + felix[name]
         # Sorted by prefix, then type; the same order as sorting with that key (stable), with
         # each shared route's key found once for all nodes (two million routes in a mesh).
         keys = [*map(seen.keys.__getitem__, map(id, fib)), *map(_route_sort_key, own)]
@@ -115,16 +148,53 @@ def plan_fibs(
     return out
 
 
+def _felix_nodes(
+    topo: Topology,
+    subnets: Sequence[SubnetPlan],
+    addresses: NodeAddresses,
+    ipam: Mapping[str, NodeIpam],
+) -> list[FelixNode]:
+    """What Felix reads of every node: Node addresses and their subnets, VTEPs, IPAM."""
+    by_name = {s.name: s for s in subnets}
+    out = []
+    for name, spec in topo.nodes.items():
+        subnet, node = by_name[spec.subnet], ipam[name]
+        address = {f: a for f in FAMILIES if (a := addresses.of(name, f)) is not None}
+        prefix = {
+            f: p for f, p in ((4, subnet.ipv4), (6, subnet.ipv6)) if p is not None and f in address
+        }
+        allocated = [a for pod in node.pods for a in (pod.ipv4, pod.ipv6) if a is not None]
+        allocated += [v.address for v in node.vteps]
+        if node.ipip_tunnel_address is not None:
+            allocated.append(node.ipip_tunnel_address)
+        out.append(
+            FelixNode(
+                name,
+                address,
+                prefix,
+                {v.family: v.address for v in node.vteps},
+                node.blocks,
+                tuple(allocated),
+            )
+        )
+    return out
+
+
 def _route_sort_key(route: FibRoute) -> tuple[tuple[int, int, int, str], str]:
     return (prefix_sort_key(route.prefix), route.type)
+
+
+# What `_Learned.route` gives for a path BIRD does not write into the kernel (a pool Felix
+# owns, or nobody): the kernel filter rejects it, the path stays in BIRD's table.
+_NOT_PROGRAMMED = FibRoute("0.0.0.0/0", "blackhole", reason="not programmed")
 
 
 class _Learned:
     """The routes for learned paths of the nodes that see them alike, one per prefix and next
     hop, looked up by the (shared) RIB entry, and each route's sort key."""
 
-    def __init__(self, rules: Sequence[PoolRule], ctx: RouteContext) -> None:
-        self.rules, self.ctx = rules, ctx
+    def __init__(self, rules: Sequence[PoolRule], ctx: RouteContext, bird: frozenset[str]) -> None:
+        self.rules, self.ctx, self.bird = rules, ctx, bird
         self.by_path: dict[tuple[str, str], FibRoute] = {}
         self.by_entry: dict[int, FibRoute] = {}  # id of an entry of `ribs` (alive throughout)
         self.keys: dict[int, tuple[tuple[int, int, int, str], str]] = {}  # id of a route held
@@ -134,7 +204,11 @@ class _Learned:
         if route is None:
             route = self.by_path.get((entry.prefix, entry.next_hop))
             if route is None:
-                route = route_for(entry.prefix, entry.next_hop, self.rules, self.ctx)
+                pool = pool_of(entry.prefix, self.rules)
+                if pool is not None and pool_kind(pool.ipip_mode, pool.vxlan_mode) not in self.bird:
+                    route = _NOT_PROGRAMMED
+                else:
+                    route = route_for(entry.prefix, entry.next_hop, self.rules, self.ctx)
                 self.by_path[(entry.prefix, entry.next_hop)] = route
                 self.keys[id(route)] = _route_sort_key(route)
             self.by_entry[id(entry)] = route

@@ -1,0 +1,82 @@
+"""Felix's route programming in the lab: every node's Felix routes, kept in its kernel.
+
+Owns writing what the plan says each node's Felix writes (`NodePlan.felix_fib`: the cluster
+routes of the pools Felix owns on the node and their blocks' blackholes) into the node's main
+table, and putting them back when something removed them, as Felix's route table resyncs do
+(felix/routetable/route_table.go: a full resync every `routeRefreshInterval`, and on interface
+changes). It runs inside the lab's route programmer (`dataplane.fibd`), one process for the
+whole lab, and depends on no BGP process: Felix's routes stay when a speaker stops, as in
+Calico. Only routes Felix's protocols mark are touched (80, and the device protocol on the
+VXLAN devices: `routes.kernel_protocol`); BIRD's (12) and the pod routes are never.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from meshemu.dataplane.netlink import NetnsHandle
+from meshemu.errors import DataplaneError
+from meshemu.model.labplan import LabPlan
+from meshemu.model.routes import PROTO_FELIX, FibRoute, kernel_protocol
+
+
+def wanted_routes(plan: LabPlan) -> dict[str, list[FibRoute]]:
+    """Node namespace -> the routes its Felix writes."""
+    return {node.netns: node.felix_fib(plan.pools) for node in plan.nodes}
+
+
+def written_by_felix(route: FibRoute) -> bool:
+    """An observed route Felix wrote: its protocol says so (a blackhole's source is the node's
+    own, whichever component wrote it, so its protocol is read from the observation)."""
+    if route.type == "blackhole":
+        return route.reason == f"proto {PROTO_FELIX}"
+    return route.source == "felix"
+
+
+def reconcile(handle: NetnsHandle, wanted: Sequence[FibRoute]) -> list[str]:
+    """Make the namespace's Felix routes exactly `wanted`; the errors, one line each."""
+    errors = []
+    want = {r.key(): r for r in wanted}
+    have = {r.key(): r for r in handle.routes() if written_by_felix(r)}
+    for key, route in have.items():
+        if key not in want:
+            errors += _apply(handle, "del", route, _observed_protocol(route))
+    for key, route in want.items():
+        if key not in have:
+            errors += _apply(handle, "replace", route, kernel_protocol(route))
+    return errors
+
+
+def _observed_protocol(route: FibRoute) -> int:
+    return int(route.reason.split()[-1])
+
+
+def _apply(handle: NetnsHandle, op: str, route: FibRoute, proto: int) -> list[str]:
+    try:
+        handle.route(
+            op,
+            route.prefix,
+            via=route.via,
+            dev=route.dev,
+            onlink=route.onlink,
+            kind=route.type,
+            proto=proto,
+            metric=route.metric,
+        )
+    except DataplaneError as err:
+        return [f"{op} {route.text()}: {err}"]
+    return []
+
+
+def reconcile_all(
+    handles: Mapping[str, NetnsHandle], wanted: Mapping[str, Sequence[FibRoute]]
+) -> list[str]:
+    """Every node's Felix routes; a node whose namespace cannot be opened is an error line."""
+    errors = []
+    for netns, routes in wanted.items():
+        handle = handles.get(netns)
+        if handle is None:
+            errors.append(f"{netns}: no handle")
+            continue
+        errors += [f"{netns}: {line}" for line in reconcile(handle, routes)]
+    return errors
