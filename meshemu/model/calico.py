@@ -31,6 +31,7 @@ from meshemu.model.calico_fabric import build_fabric
 from meshemu.model.calico_inventory import Resources
 from meshemu.model.calico_nodes import build_nodes, lab_node_names
 from meshemu.model.calico_resources import CALICO_API, OPERATOR_API
+from meshemu.model.policy_bundle import add_policies
 from meshemu.model.topology import DNS_LABEL
 
 DEFAULT_PODS_PER_NODE = 2
@@ -95,6 +96,7 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: Res
         "bgp": bgp,
         "unsupported": found.unsupported,
     }
+    add_policies(conv.data, conv.origins, found)
     if found.ipam_config is not None:
         iloc, ispec = found.ipam_config
         conv.origins["ipam"] = iloc

@@ -35,6 +35,7 @@ from meshemu.model.calico_resources import (
     SecretResource,
 )
 from meshemu.model.calico_secrets import store_secret
+from meshemu.model.policy_bundle import read_policy_resource
 from meshemu.model.topology import loc_part, problems_from_validation
 
 _KNOWN_KINDS = ", ".join([*SPEC_MODELS, "Installation (operator.tigera.io/v1)", "Secret (v1)"])
@@ -211,6 +212,8 @@ def _read_resource(doc: Doc, found: Resources, problems: list[Problem]) -> None:
         return
     if kind == "Installation":
         _read_installation(doc, api, found, problems)
+        return
+    if read_policy_resource(doc.body, _resource_loc(doc, kind), found, problems):
         return
     if kind not in SPEC_MODELS:
         problems.append(

@@ -65,5 +65,8 @@ class Resources:
     secrets: dict[tuple[str, str, str], SecretValue] = field(default_factory=dict)
     installations: list[tuple[str, InstallationSpec]] = field(default_factory=list)
     unsupported: list[tuple[str, str]] = field(default_factory=list)
+    # Network policies as written (`model.policy` reads them), and v1 Namespaces' labels.
+    policies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    namespaces: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     # (kind, namespace, name) -> the document that defined it first
     seen: dict[tuple[str, str, str], Doc] = field(default_factory=dict)

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from meshemu.model.calico_resources import Metadata as ResourceMetadata
 from meshemu.model.topology import (
     DNS_SUBDOMAIN,
     Bool,
@@ -111,15 +112,14 @@ def _calico_port(value: object) -> object:
 K8sPortNumber = Annotated[int, Strict(), Field(ge=1, le=65535)]
 
 
-class Metadata(InputModel):
-    """The part of `metadata` a policy needs; labels and annotations are accepted and unused."""
+class Metadata(ResourceMetadata):
+    """A policy's metadata as `kubectl get -o yaml` writes it (the same fields as every
+    resource's); the name is an object name, the namespace `default` unless given."""
 
     name: Annotated[Text, AfterValidator(lambda v: _object_name(v))]
     namespace: Annotated[Text, AfterValidator(lambda v: check_dns_label(v, "namespace"))] = (
         "default"
     )
-    labels: dict[Text, Text] = Field(default_factory=dict)
-    annotations: dict[Text, Text] = Field(default_factory=dict)
 
 
 def _object_name(value: str) -> str:
@@ -321,3 +321,17 @@ def policy_model(value: object) -> type[PolicyObject]:
     if api == CALICO_API:
         return CalicoNetworkPolicy
     return K8sNetworkPolicy
+
+
+class NamespaceMetadata(ResourceMetadata):
+    name: Annotated[Text, AfterValidator(lambda v: check_dns_label(v, "namespace"))]
+    labels: Labels = Field(default_factory=dict)
+
+
+class NamespaceResource(InputModel):
+    """A v1 Namespace in a bundle: its labels are what namespaceSelectors match."""
+
+    api_version: Literal["v1"] = Field(alias="apiVersion")
+    kind: Literal["Namespace"]
+    metadata: NamespaceMetadata
+    spec: dict[Text, Any] = Field(default_factory=dict)

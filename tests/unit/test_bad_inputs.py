@@ -635,10 +635,10 @@ CASES: list[Any] = [
     ),
     pytest.param(
         bundle(
-            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: x}\n"
+            "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: x}\n"
         ),
         [],
-        ["document 3.kind", "unsupported kind 'GlobalNetworkPolicy'"],
+        ["document 3.kind", "unsupported kind 'HostEndpoint'"],
         id="calico-unknown-kind",
     ),
     pytest.param(

@@ -428,3 +428,24 @@ def test_plan_json_carries_the_policies() -> None:
     back = LabPlan.from_json(plan.to_json(secrets=True))
     assert back.policy == plan.policy
     assert plan.to_json()["policy"]["policies"][0]["name"] == "g"
+
+
+def test_a_bundle_carries_policies_and_namespaces() -> None:
+    import yaml
+
+    bundle = (ROOT / "topologies" / "calico-bundle.yaml").read_text()
+    extra = [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": "default", "labels": {"team": "core"}, "resourceVersion": "1"}},
+        k8s("deny-all", "default", {"podSelector": {}}),
+        calico("icmp", {"order": 5, "ingress": [{"action": "Allow", "protocol": "ICMP"}]}),
+    ]  # fmt: skip
+    text = bundle + "".join("---\n" + yaml.safe_dump(doc) for doc in extra)
+    plan = build_plan(load_topology_text(text, "b.yaml", "bundle"))
+    assert plan.policy is not None
+    assert [p.ident for p in plan.policy.policies] == ["icmp", "default/knp.default.deny-all"]
+    assert plan.policy.namespace_labels("default")["team"] == "core"
+    bad = text.replace("order: 5", "order: 5\n  selector: app = x")
+    with pytest.raises(ConfigError) as err:
+        load_topology_text(bad, "b.yaml", "bundle")
+    assert [p.location for p in err.value.problems] == ["GlobalNetworkPolicy/icmp.spec.selector"]
