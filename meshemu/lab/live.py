@@ -121,6 +121,7 @@ class ChangeSummary:
     reconfigured_routers: list[str] = field(default_factory=list)
     pods_added: int = 0
     pods_removed: int = 0
+    policy_nodes: int = 0  # nodes whose network policy tables were loaded again
 
     def text(self) -> str:
         parts = []
@@ -135,6 +136,8 @@ class ChangeSummary:
                 parts.append(f"{label}: {', '.join(items)}")
         if self.pods_added or self.pods_removed:
             parts.append(f"pods +{self.pods_added} -{self.pods_removed}")
+        if self.policy_nodes:
+            parts.append(f"network policy loaded on {self.policy_nodes} nodes")
         return "; ".join(parts) or "nothing to change"
 
 
@@ -187,7 +190,7 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     # Network policy as Felix follows the datastore: each node's tables replaced whole (pods
     # and policies may both have changed); `force` clears them after the last policy is gone.
     if old.policy is not None or new.policy is not None:
-        policy.apply_policy(new, force=True)
+        summary.policy_nodes = policy.apply_policy(new, force=True)
     return new, summary
 
 

@@ -77,7 +77,8 @@ def test_policy_matrix_both_ways(lab_env: Path) -> None:
         "spec": {"podSelector": {}},
     }
     changed = topo.model_copy(update={"policies": [*topo.policies, tenant_open]})
-    new_plan, _summary = live.apply_topology(state, plan, changed)
+    new_plan, summary = live.apply_topology(state, plan, changed)
+    assert "network policy loaded on 2 nodes" in summary.text()
     with entered(plan.node("node1").netns):
         subprocess.run(["nft", "list", "table", "ip", "calico-policy"], check=True)
     again, _ = verify_lab(state, new_plan)
