@@ -12,7 +12,14 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from meshemu.cli import check_cmds, lab_cmds, model_cmds
+from meshemu.cli import (
+    check_cmds,
+    clab_cmds,
+    ecosystem_cmds,
+    insight_cmds,
+    lab_cmds,
+    model_cmds,
+)
 from meshemu.cli.common import PODS_MAX
 from meshemu.errors import EXIT_BAD_INPUT, ConfigError, MeshemuError
 
@@ -26,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_cmds.add_commands(sub)
     lab_cmds.add_commands(sub)
     check_cmds.add_commands(sub)
+    insight_cmds.add_commands(sub)
+    clab_cmds.add_commands(sub)
+    ecosystem_cmds.add_commands(sub)
     return parser
 
 

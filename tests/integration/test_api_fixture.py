@@ -6,7 +6,6 @@ test that breaks a link. Both in a private state folder, and checked for leftove
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,13 +16,6 @@ from meshemu import Lab
 from meshemu.errors import UsageError
 
 from .conftest import lab_leftovers
-
-# Where meshemu is installed with its pytest11 entry point, pytest has loaded the plugin; a
-# checkout installed before the entry point existed loads it here.
-if not any(
-    ep.value == "meshemu.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11")
-):
-    pytest_plugins = ["meshemu.pytest_plugin"]
 
 SHARED, OWN = "apitest", "apitest-ln"
 pytestmark = [

@@ -4,7 +4,6 @@ and a graph of the lab once it is down refused (exit 2)."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import time
@@ -14,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from meshemu.cli import ecosystem_cmds
 from meshemu.lab import live
 from meshemu.state import LabState
+
+# (the module, not the `main` function `meshemu.cli` exports under the same name)
+cli_main = importlib.import_module("meshemu.cli.main")
 
 pytestmark = pytest.mark.integration
 
@@ -24,24 +25,11 @@ TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 
 
 @pytest.fixture
-def cli(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., tuple[int, str, str]]:
-    """`meshemu ARGS...` in this process, `graph` registered (until main.py registers it)."""
-    main = importlib.import_module("meshemu.cli.main")
-    build = main.build_parser
-
-    def with_graph() -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = build()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "graph" not in sub.choices:
-            ecosystem_cmds.add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(main, "build_parser", with_graph)
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """`meshemu ARGS...` in this process."""
 
     def run(*args: str) -> tuple[int, str, str]:
-        code: int = main.main(list(args))
+        code: int = cli_main.main(list(args))
         out, err = capsys.readouterr()
         return code, out, err
 
