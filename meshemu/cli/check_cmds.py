@@ -21,6 +21,7 @@ from meshemu.lab import resolve_lab
 from meshemu.report.convergence import plot_convergence, plot_path
 from meshemu.report.figures import check_output
 from meshemu.report.lab_text import render_observed_matrix
+from meshemu.report.policy_text import render_policy_matrix
 from meshemu.report.progress import ProgressBar
 from meshemu.report.terminal import render_report
 from meshemu.scenario.model import load_scenario
@@ -45,6 +46,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if observation.matrix:
             print()
             print(render_observed_matrix(plan, observation.matrix))
+        policy = render_policy_matrix(report.results)
+        if policy:
+            print()
+            print(policy)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 

@@ -449,3 +449,28 @@ def test_a_bundle_carries_policies_and_namespaces() -> None:
     with pytest.raises(ConfigError) as err:
         load_topology_text(bad, "b.yaml", "bundle")
     assert [p.location for p in err.value.problems] == ["GlobalNetworkPolicy/icmp.spec.selector"]
+
+
+def test_text_matrix_marks_each_probe() -> None:
+    from meshemu.report.policy_text import render_policy_matrix
+    from meshemu.verify.observation import Cell, PathCell
+    from meshemu.verify.policy import check_policy
+
+    plan = plan_of(DENY_PROD, WEB_FROM_DEV)
+    assert plan.policy is not None
+    cells = expected_matrix(plan, plan.policy)
+    echoes = [
+        PathCell(Cell(c.source, c.target, c.family, c.source_ip, c.target_ip, "local",
+                      1.0 if c.allowed or c.target == "node1/db" else None), None, "local")
+        for c in cells
+        if c.packet.icmp_type is not None
+    ]  # fmt: skip
+    ports = {c.key: c.allowed for c in cells if c.packet.icmp_type is None}
+    results = check_policy(cells, echoes, ports)
+    text = render_policy_matrix(results)
+    # client -> web: echo denied and dropped, http allowed and through; -> db: echo got through.
+    row = next(line for line in text.splitlines() if "node2/client" in line)
+    assert ".+" in row and "X." in row
+    failed = [r for r in results if r.status == "fail"]
+    assert failed and all(r.details["target"] == "node1/db" for r in failed)
+    assert "not enforced" in failed[0].diagnosis
