@@ -16,9 +16,9 @@ Also `route_path` (how a kernel route carries traffic: direct, ipip, vxlan, rout
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TypeVar
 
 from meshemu.errors import ConfigError, Problem
 from meshemu.model.labplan import LabPlan, NodePlan, PoolPlan, RibEntry
@@ -28,6 +28,9 @@ from meshemu.model.routes import FibRoute, pool_of
 from meshemu.model.selector import parse_selector
 from meshemu.model.sessions import Session
 from meshemu.model.topology import PeerSpec, Topology
+from meshemu.model.wire import Wire
+
+T = TypeVar("T")
 
 # How a route carries a packet (also the pod-pair paths of `model.impact`).
 PATHS = ("local", "blackhole", "direct", "ipip", "vxlan", "router", "none")
@@ -43,19 +46,16 @@ PATH_WORDS = {
 
 
 @dataclass(frozen=True)
-class Reason:
+class Reason(Wire):
     """One step of an explanation and the Calico field (with its value here) that decided it."""
 
     text: str
     field: str = ""  # e.g. "IPPool ipv4-pool spec.ipipMode"; "" for a consequence of the others
     value: str = ""
 
-    def to_json(self) -> dict[str, str]:
-        return {"text": self.text, "field": self.field, "value": self.value}
-
 
 @dataclass(frozen=True)
-class SessionWhy:
+class SessionWhy(Wire):
     """One session of the node, why it exists, and how it behaves."""
 
     peer_ip: str
@@ -69,23 +69,9 @@ class SessionWhy:
     reasons: tuple[Reason, ...]
     observed: str | None = None  # the running lab's state of it (verify.explain)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "peer_ip": self.peer_ip,
-            "peer_name": self.peer_name,
-            "family": f"ipv{self.family}",
-            "kind": self.kind,
-            "rule": self.rule,
-            "source": self.source,
-            "comes_up": self.comes_up,
-            "summary": self.summary,
-            "reasons": [r.to_json() for r in self.reasons],
-            "observed": self.observed,
-        }
-
 
 @dataclass(frozen=True)
-class RouteWhy:
+class RouteWhy(Wire):
     """One expected kernel route of the node, why it is there, and the path it gives."""
 
     prefix: str
@@ -96,20 +82,9 @@ class RouteWhy:
     reasons: tuple[Reason, ...]
     observed: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "route": self.route,
-            "path": self.path,
-            "source": self.source,
-            "summary": self.summary,
-            "reasons": [r.to_json() for r in self.reasons],
-            "observed": self.observed,
-        }
-
 
 @dataclass(frozen=True)
-class Explanation:
+class Explanation(Wire):
     lab: str
     node: str
     target: str | None
@@ -120,20 +95,6 @@ class Explanation:
     notes: tuple[str, ...] = ()  # the plan's notes about this node
     differences: tuple[str, ...] = ()  # a running lab: where it differs from the plan
     observed: bool = False  # whether a running lab was read
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "lab": self.lab,
-            "node": self.node,
-            "target": self.target,
-            "facts": [r.to_json() for r in self.facts],
-            "sessions": [s.to_json() for s in self.sessions],
-            "routes": [r.to_json() for r in self.routes],
-            "absent": [r.to_json() for r in self.absent],
-            "notes": list(self.notes),
-            "observed": self.observed,
-            "differences": list(self.differences),
-        }
 
 
 # -- paths ---------------------------------------------------------------------------------------
@@ -151,6 +112,28 @@ def route_path(node: NodePlan, route: FibRoute) -> str:
         return "local"
     family = ipaddress.ip_network(route.prefix).version
     return "router" if route.via == node.gateway(family) else "direct"
+
+
+def router_addresses(plan: LabPlan) -> dict[str, str]:
+    """Every address of the lab's routers -> the router's name."""
+    return {a: r.name for r in plan.routers for i in r.interfaces for a in (i.ipv4, i.ipv6) if a}
+
+
+def longest_match(
+    items: Iterable[T],
+    prefix: Callable[[T], str],
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> T | None:
+    """The item whose prefix is the longest that contains `network` (the kernel's choice)."""
+    best: T | None = None
+    best_len = -1
+    for item in items:
+        candidate = ipaddress.ip_network(prefix(item))
+        if candidate.version != network.version or candidate.prefixlen <= best_len:
+            continue
+        if network.subnet_of(candidate):  # type: ignore[arg-type]
+            best, best_len = item, candidate.prefixlen
+    return best
 
 
 def route_source(route: FibRoute) -> str | None:
@@ -197,13 +180,7 @@ class _Explainer:
         self.nodes = {n.name: n for n in plan.nodes}
         self.by_ip = {a: n for n in plan.nodes for a in (n.ipv4, n.ipv6) if a is not None}
         self.routers = {r.name: r for r in plan.routers}
-        self.router_at = {
-            a: r.name
-            for r in plan.routers
-            for i in r.interfaces
-            for a in (i.ipv4, i.ipv6)
-            if a is not None
-        }
+        self.router_at = router_addresses(plan)
         self.pools = {p.name: p for p in plan.pools}
         self.rules = [p.route_rule() for p in plan.pools]
         self.rib = {r.prefix: r for r in node.rib}
@@ -258,12 +235,8 @@ class _Explainer:
             return [], found, absent
         if "/" in target:  # NODE/POD: the route to each of the pod's addresses
             owner, _, pod_name = target.partition("/")
-            pod = next(
-                (p for p in self.nodes[owner].pods if p.name == pod_name)
-                if owner in self.nodes
-                else iter(()),
-                None,
-            )
+            pods = self.nodes[owner].pods if owner in self.nodes else ()
+            pod = next((p for p in pods if p.name == pod_name), None)
             if pod is None:
                 raise ConfigError([_unknown_target(target, self.plan)])
             found = []
@@ -992,15 +965,7 @@ def _inside(prefix: str, network: ipaddress.IPv4Network | ipaddress.IPv6Network)
 def _longest_match(
     routes: Sequence[RouteWhy], network: ipaddress.IPv4Network | ipaddress.IPv6Network
 ) -> list[RouteWhy]:
-    """The route the kernel would pick for `network` (longest prefix containing it)."""
-    best: RouteWhy | None = None
-    best_len = -1
-    for route in routes:
-        candidate = ipaddress.ip_network(route.prefix)
-        if candidate.version != network.version:
-            continue
-        if network.subnet_of(candidate) and candidate.prefixlen > best_len:  # type: ignore[arg-type]
-            best, best_len = route, candidate.prefixlen
+    best = longest_match(routes, lambda r: r.prefix, network)
     return [best] if best is not None else []
 
 
@@ -1038,8 +1003,10 @@ __all__ = [
     "RouteWhy",
     "SessionWhy",
     "explain_node",
+    "longest_match",
     "route_path",
     "route_source",
+    "router_addresses",
     "session_words",
     "with_observed",
 ]

@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meshemu.errors import ConfigError, Problem
-from meshemu.model.explain import route_path, session_words
+from meshemu.model.explain import longest_match, route_path, router_addresses, session_words
 from meshemu.model.labplan import LabPlan, NodePlan, PodPlan
 from meshemu.model.policy_eval import Verdicts, echo, endpoints_of
 from meshemu.model.routes import FibRoute, prefix_sort_key
 from meshemu.model.sessions import Session
 from meshemu.model.topology import Topology
+from meshemu.model.wire import Wire
 
 FAMILIES = (4, 6)
 # A packet crosses at most this many nodes and routers; more is a forwarding loop.
@@ -51,14 +52,7 @@ class Reach:
 
 def _lookup(routes: Iterable[FibRoute], address: str) -> FibRoute | None:
     """The longest-prefix route for `address` among `routes`."""
-    ip = ipaddress.ip_address(address)
-    best: FibRoute | None = None
-    best_len = -1
-    for route in routes:
-        network = ipaddress.ip_network(route.prefix)
-        if network.version == ip.version and ip in network and network.prefixlen > best_len:
-            best, best_len = route, network.prefixlen
-    return best
+    return longest_match(routes, lambda r: r.prefix, ipaddress.ip_network(address))
 
 
 class _Forwarding:
@@ -69,13 +63,7 @@ class _Forwarding:
         self.nodes = {n.name: n for n in plan.nodes}
         self.node_at = {a: n.name for n in plan.nodes for a in (n.ipv4, n.ipv6) if a}
         self.vtep_of = {v.address: n.name for n in plan.nodes for v in n.vteps}
-        self.router_at = {
-            a: r.name
-            for r in plan.routers
-            for i in r.interfaces
-            for a in (i.ipv4, i.ipv6)
-            if a is not None
-        }
+        self.router_at = router_addresses(plan)
         self.router_fib = {r.name: (r.bgp.fib() if r.bgp is not None else ()) for r in plan.routers}
         self.plain = {r.name for r in plan.routers if r.bgp is None}
 
@@ -177,7 +165,7 @@ def _pod(node: NodePlan, pod: PodPlan) -> str:
 
 
 @dataclass(frozen=True)
-class SessionChange:
+class SessionChange(Wire):
     node: str
     change: str  # added | removed | changed
     peer: str  # the peer's name, or its address outside the lab
@@ -187,21 +175,9 @@ class SessionChange:
     old_reason: str
     new_reason: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "change": self.change,
-            "peer": self.peer,
-            "family": f"ipv{self.family}",
-            "peer_ip": self.peer_ip,
-            "what": list(self.what),
-            "old_reason": self.old_reason,
-            "new_reason": self.new_reason,
-        }
-
 
 @dataclass(frozen=True)
-class RouteChange:
+class RouteChange(Wire):
     node: str
     change: str  # added | removed | path | changed
     prefix: str
@@ -211,21 +187,9 @@ class RouteChange:
     new_path: str
     why: str  # the new route's reason (the old one's when removed)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "change": self.change,
-            "prefix": self.prefix,
-            "old_route": self.old_route,
-            "new_route": self.new_route,
-            "old_path": self.old_path,
-            "new_path": self.new_path,
-            "why": self.why,
-        }
-
 
 @dataclass(frozen=True)
-class PairChange:
+class PairChange(Wire):
     source: str  # node/pod
     target: str
     family: int
@@ -238,20 +202,9 @@ class PairChange:
     def key(self) -> PairKey:
         return (self.source, self.target, self.family)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "source": self.source,
-            "target": self.target,
-            "family": f"ipv{self.family}",
-            "change": self.change,
-            "old_path": self.old_path,
-            "new_path": self.new_path,
-            "why": self.why,
-        }
-
 
 @dataclass(frozen=True)
-class NodeImpact:
+class NodeImpact(Wire):
     node: str
     status: str  # kept | added | removed
     sessions: tuple[SessionChange, ...]
@@ -261,17 +214,9 @@ class NodeImpact:
     def changed(self) -> bool:
         return self.status != "kept" or bool(self.sessions or self.routes)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "status": self.status,
-            "sessions": [s.to_json() for s in self.sessions],
-            "routes": [r.to_json() for r in self.routes],
-        }
-
 
 @dataclass(frozen=True)
-class Breach:
+class Breach(Wire):
     """A protected pod pair that the change would break."""
 
     rule: str  # the protect entry, e.g. "pairs[0] node1/pod1 -> node3/pod1"
@@ -279,15 +224,6 @@ class Breach:
     target: str
     family: int
     why: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "source": self.source,
-            "target": self.target,
-            "family": f"ipv{self.family}",
-            "why": self.why,
-        }
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,7 @@ def test_json_and_text_forms(rr: tuple[Topology, LabPlan]) -> None:
     topo, plan = rr
     ex = explain_node(topo, plan, "node1")
     data = json.loads(json.dumps(ex.to_json()))
+    assert Explanation.from_json(data, "explanation") == ex
     assert data["node"] == "node1" and data["observed"] is False
     assert {s["rule"] for s in data["sessions"]} == {"peerSelector"}
     assert all(r["field"] or r["text"] for s in data["sessions"] for r in s["reasons"])
