@@ -24,6 +24,12 @@ def _mark(result: CheckResult) -> str:
     return "X" if passed else "."
 
 
+def _probe(result: CheckResult) -> str:
+    """The probe's name, the same in both families (the echo is ICMP or ICMPv6)."""
+    probe = str(result.details["probe"])
+    return "echo" if probe.startswith("ICMP") else probe
+
+
 def render_policy_matrix(results: Sequence[CheckResult]) -> str:
     """The matrix of the report's `policy` results; "" when it has none."""
     cells = [r for r in results if r.category == "policy"]
@@ -36,8 +42,8 @@ def render_policy_matrix(results: Sequence[CheckResult]) -> str:
             if pod not in pods:
                 pods.append(pod)
         seen = probes.setdefault(r.details["target"], [])
-        if r.details["probe"] not in seen:
-            seen.append(r.details["probe"])
+        if _probe(r) not in seen:
+            seen.append(_probe(r))
     width = max(len(p) for p in probes.values()) + 1
     name_width = max(len(p) for p in pods) + 4
     lines = []
@@ -46,10 +52,10 @@ def render_policy_matrix(results: Sequence[CheckResult]) -> str:
         for r in cells:
             if r.details["family"] == family:
                 key = (r.details["source"], r.details["target"])
-                by_cell.setdefault(key, {})[r.details["probe"]] = _mark(r)
+                by_cell.setdefault(key, {})[_probe(r)] = _mark(r)
         if not by_cell:
             continue
-        lines.append(f"IPv{family} network policy, per probe (echo, then each port): {MARKS}")
+        lines.append(f"IPv{family} network policy, one mark per probe (echo, then each port)")
         lines.append(" " * name_width + "".join(str(i + 1).ljust(width) for i in range(len(pods))))
         for i, source in enumerate(pods):
             row = []
@@ -58,6 +64,7 @@ def render_policy_matrix(results: Sequence[CheckResult]) -> str:
                 text = "".join(got.get(p, "?") for p in probes.get(target, [])) if got else ""
                 row.append((text or " ").ljust(width))
             lines.append(f"{i + 1:>2} {source:<{name_width - 3}}" + "".join(row).rstrip())
+    lines.append(f"marks: {MARKS}")
     lines.append(
         "probes per target: " + "; ".join(f"{t}: {', '.join(p)}" for t, p in probes.items())
     )
