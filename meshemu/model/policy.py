@@ -50,6 +50,7 @@ from meshemu.model.policy_resources import (
     check_label_key,
     policy_model,
 )
+from meshemu.model.rules import _check_selector
 from meshemu.model.selector import (
     And,
     CompareOp,
@@ -61,7 +62,6 @@ from meshemu.model.selector import (
     Not,
     Or,
     Selector,
-    SelectorError,
     parse_selector,
 )
 from meshemu.model.topology import problems_from_validation
@@ -496,20 +496,7 @@ def merge_ranges(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
 
 
 def _selector_problem(text: str | None, where: str) -> list[Problem]:
-    if not text:
-        return []
-    try:
-        parse_selector(text)
-    except SelectorError as err:
-        return [
-            Problem(
-                where,
-                f"selector does not parse: {err.reason} (at position {err.position})",
-                "Calico selectors look like app == 'web' && has(tier); quote values, join "
-                "with && and ||",
-            )
-        ]
-    return []
+    return _check_selector(text or None, where)
 
 
 def _net_problems(values: Sequence[str], where: str) -> list[Problem]:

@@ -20,7 +20,6 @@ scenario can add and remove them whole; `model.policy` validates each with `poli
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -33,6 +32,7 @@ from pydantic import (
 )
 
 from meshemu.model.calico_resources import Metadata as ResourceMetadata
+from meshemu.model.rules import LABEL_KEY, LABEL_VALUE
 from meshemu.model.topology import (
     DNS_SUBDOMAIN,
     Bool,
@@ -40,6 +40,7 @@ from meshemu.model.topology import (
     Int,
     Text,
     check_dns_label,
+    check_port_name,
     labels_as_text,
 )
 
@@ -47,25 +48,15 @@ K8S_API = "networking.k8s.io/v1"
 CALICO_API = "projectcalico.org/v3"
 
 # Kubernetes port names (IANA_SVC_NAME, RFC 6335), as the API server checks a NetworkPolicy's.
-_PORT_NAME = re.compile(r"(?!-)(?!.*--)(?=.*[a-z])[a-z0-9-]{1,15}(?<!-)\Z")
-# A label key: an optional DNS-subdomain prefix and '/', then a name of at most 63 characters
-# (k8s.io/apimachinery validation IsQualifiedName); a value: the same name characters or empty.
-_LABEL_NAME = r"[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?"
-_LABEL_KEY = re.compile(rf"([a-z0-9]([a-z0-9.-]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}\Z")
-_LABEL_VALUE = re.compile(rf"({_LABEL_NAME})?\Z")
 
 
 def _port_name(value: str) -> str:
-    if not _PORT_NAME.fullmatch(value):
-        raise ValueError(
-            f"port {value!r} is neither a number nor a port name (at most 15 lower-case "
-            "letters, digits and '-', with a letter, no '-' at either end or twice in a row)"
-        )
-    return value
+    """A named port: Kubernetes' IANA_SVC_NAME, as pods' ports are checked."""
+    return check_port_name(value)
 
 
 def check_label_key(key: str) -> str:
-    if not _LABEL_KEY.fullmatch(key):
+    if not LABEL_KEY.fullmatch(key):
         raise ValueError(
             f"{key!r} is not a label key: an optional DNS prefix and '/', then at most 63 "
             "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -76,7 +67,7 @@ def check_label_key(key: str) -> str:
 def _labels(value: dict[str, str]) -> dict[str, str]:
     for key, text in value.items():
         check_label_key(key)
-        if not _LABEL_VALUE.fullmatch(text):
+        if not LABEL_VALUE.fullmatch(text):
             raise ValueError(
                 f"label value {text!r} (of {key}) is not a label value: at most 63 letters, "
                 "digits, '-', '_' or '.', starting and ending with a letter or digit"
@@ -148,7 +139,7 @@ class Requirement(InputModel):
         if self.operator in ("Exists", "DoesNotExist") and self.values:
             raise ValueError(f"operator {self.operator} takes no values")
         for value in self.values:
-            if not _LABEL_VALUE.fullmatch(value):
+            if not LABEL_VALUE.fullmatch(value):
                 raise ValueError(f"{value!r} is not a label value")
         return self
 

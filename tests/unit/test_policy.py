@@ -324,7 +324,7 @@ def test_nft_accepts_the_ruleset_of_the_shipped_topology() -> None:
 @pytest.mark.parametrize(
     ("policy", "location", "words"),
     [
-        (calico("g", {"selector": "app == web"}), "policies[0].spec.selector", "does not parse"),
+        (calico("g", {"selector": "app == web"}), "policies[0].spec.selector", "invalid selector"),
         (
             k8s("p", "prod", {"podSelector": {}, "ingress": [{"ports": [{"port": 70000}]}]}),
             "policies[0].spec.ingress[0].ports[0].port",
