@@ -27,6 +27,7 @@ from meshemu.lab.converge import checked_routers, fib_diffs
 from meshemu.lab.status import lab_status
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.model.policy_eval import expected_matrix
+from meshemu.model.routes import FibRoute
 from meshemu.model.topology import Topology
 from meshemu.scenario.evolve import apply_step_to_topology, evolve
 from meshemu.scenario.expectations import router_next_hop, router_peer_address
@@ -132,7 +133,15 @@ class Runner:
         route = expect.route
         assert route is not None
         node = self.plan.node(route.node)
-        observed = {r.prefix: r for r in read_fib(node.netns)}
+        observed: dict[str, FibRoute] = {}
+        # Felix's and BIRD's route to one prefix may both be there (they differ in metric):
+        # the one asked for by `source`, else the one the kernel uses (the lowest metric).
+        for seen in read_fib(node.netns):
+            if route.source is not None and seen.source != route.source:
+                continue
+            kept = observed.get(seen.prefix)
+            if kept is None or (seen.metric or 0) < (kept.metric or 0):
+                observed[seen.prefix] = seen
         prefixes = self._prefixes(route)
         if not prefixes:
             return Outcome(
@@ -439,7 +448,11 @@ def describe(step: Step) -> str:
             return "converged (every FIB equals the plan, every session up)"
         if arg.kind == "route":
             target = what.prefix or f"{what.to}'s {what.family} block"
-            detail = "".join(f" {k} {v}" for k, v in (("via", what.via), ("dev", what.dev)) if v)
+            detail = "".join(
+                f" {k} {v}"
+                for k, v in (("via", what.via), ("dev", what.dev), ("by", what.source))
+                if v
+            )
             presence = "present" if what.present else "absent"
             return f"route on {what.node} to {target} {presence}{detail}"
         if arg.kind == "session":

@@ -166,6 +166,9 @@ class RouteExpect(_Strict):
     # family on the node's subnet)
     via: str | None = None
     dev: str | None = None
+    # Who must have written it (the kernel protocol tells): felix, bgp (BIRD or the agent) or
+    # local; None: whichever route the kernel uses.
+    source: Literal["felix", "bgp", "local"] | None = None
 
     @model_validator(mode="after")
     def _one_target(self) -> RouteExpect:
