@@ -45,6 +45,10 @@ which needs Go's math/rand to reproduce). meshemu walks them from the pool's sta
 are readable and deterministic; `_block_order` is the one place to replace. Affine blocks are
 tried in the order they were claimed (Calico: by BlockAffinity name, a string order).
 
+Also owns reading borrowing back from a plan (`borrowed_addresses`, `node_borrowed`): which
+addresses of a node lie in a block affine to another node (or to none), for the routes Felix
+gives every other node to the borrower (felix/calc/l3_route_resolver.go) and for the report.
+
 Addresses are handed out lazily, so memory grows with nodes and pods, not with block sizes.
 """
 
@@ -53,9 +57,10 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from meshemu.model.addressing import IPAddress, IPNetwork
+from meshemu.model.labplan import Block, LabPlan, NodePlan, PodPlan, PoolPlan, Vtep
 from meshemu.model.selector import parse_selector
 
 TUNNEL_KINDS = ("ipip", "vxlan")
@@ -116,6 +121,7 @@ class Refusal:
     family: int
     kind: str
     message: str
+    pools: tuple[str, ...] = ()  # the pools it was asked from, in the order Calico tries them
 
 
 class Assigned(NamedTuple):
@@ -508,7 +514,8 @@ def allocate(
                     continue
                 got = state.assign(node.name, family, candidates[(node.name, family)])
                 if isinstance(got, _Failure):
-                    refusal = Refusal(index, family, got.kind, got.message)
+                    asked = tuple(p.name for p in candidates[(node.name, family)])
+                    refusal = Refusal(index, family, got.kind, got.message, asked)
                     break
                 pod[family] = got
             if refusal is None:
@@ -535,3 +542,93 @@ def allocate(
             tunnel_refused=tuple(tunnel_refused[node.name]),
         )
     return result
+
+
+# --- Borrowed addresses, read from a plan ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Borrowed:
+    """An address a node uses that lies in a block affine to another node, or to none."""
+
+    node: str  # the borrower: where the address lives (a pod or a tunnel device)
+    kind: str  # "pod", "ipip" (tunl0's address) or "vxlan" (a VTEP's address)
+    pod: str | None  # the pod's name for kind "pod"
+    address: str
+    pool: str
+    block: str
+    owner: str | None  # the block's affine node; None: affine to no node
+
+    @property
+    def prefix(self) -> str:
+        """The host route other nodes need for it (/32, /128)."""
+        return f"{self.address}/{128 if ':' in self.address else 32}"
+
+    def text(self) -> str:
+        owner = f"{self.owner}'s block" if self.owner else "a block affine to no node,"
+        return (
+            f"{self.address} borrowed from {owner} {self.block} (pool {self.pool}): Felix on "
+            f"every other node routes {self.prefix} to {self.node}, not to the block"
+        )
+
+
+class AddressHolder(Protocol):
+    """What a node's IPAM result has in a plan (`NodePlan`) and while planning (`NodeIpam`)."""
+
+    @property
+    def blocks(self) -> tuple[Block, ...]: ...
+    @property
+    def pods(self) -> tuple[PodPlan, ...]: ...
+    @property
+    def ipip_tunnel_address(self) -> str | None: ...
+    @property
+    def vteps(self) -> tuple[Vtep, ...]: ...
+
+
+def _held(node: AddressHolder) -> Iterator[tuple[str, str | None, str]]:
+    """(kind, pod name, address) of every address IPAM gave the node."""
+    for pod in node.pods:
+        for address in (pod.ipv4, pod.ipv6):
+            if address is not None:
+                yield "pod", pod.name, address
+    if node.ipip_tunnel_address is not None:
+        yield "ipip", None, node.ipip_tunnel_address
+    for vtep in node.vteps:
+        yield "vxlan", None, vtep.address
+
+
+def borrowed_addresses(
+    nodes: Mapping[str, AddressHolder], pools: Sequence[PoolPlan]
+) -> dict[str, tuple[Borrowed, ...]]:
+    """Per node that borrows (in `nodes` order), its addresses outside its own blocks: in a
+    block of another node (`blocks` of the plan) or of none. Pure; one pass over the plan."""
+    owners = {b.cidr: name for name, node in nodes.items() for b in node.blocks}
+    networks = [(p, ipaddress.ip_network(p.cidr)) for p in pools]
+    out = {}
+    for name, node in nodes.items():
+        found = []
+        for kind, pod, text in _held(node):
+            address = ipaddress.ip_address(text)
+            pool = next((p for p, n in networks if address in n), None)
+            if pool is None:
+                continue
+            block = str(ipaddress.ip_network(f"{address}/{pool.block_size}", strict=False))
+            owner = owners.get(block)
+            if owner != name:
+                found.append(Borrowed(name, kind, pod, text, pool.name, block, owner))
+        if found:
+            out[name] = tuple(found)
+    return out
+
+
+def plan_borrowed(plan: LabPlan) -> dict[str, tuple[Borrowed, ...]]:
+    """`borrowed_addresses` of a whole plan."""
+    return borrowed_addresses({n.name: n for n in plan.nodes}, plan.pools)
+
+
+def node_borrowed(plan: LabPlan, node: NodePlan) -> tuple[Borrowed, ...]:
+    """One node's borrowed addresses; cheap when it borrows none (the usual case)."""
+    own = [ipaddress.ip_network(b.cidr) for b in node.blocks]
+    if all(any(ipaddress.ip_address(a) in b for b in own) for _, _, a in _held(node)):
+        return ()
+    return plan_borrowed(plan).get(node.name, ())

@@ -169,6 +169,12 @@ class PodPlan(Wire):
     ipv6: str | None
     pool4: str | None
     pool6: str | None
+    # The IPAM block each address lies in and that block's affine node: another node's means
+    # the address is borrowed (model.ipam); None with a block: affine to no node.
+    block4: str | None = None
+    block6: str | None = None
+    block4_node: str | None = None
+    block6_node: str | None = None
     # The pod's Kubernetes namespace, labels and ports (Services select pods by them). Plans
     # written before pods had them read back as `default`, no labels, no ports.
     namespace: str = "default"
@@ -182,6 +188,14 @@ class PodPlan(Wire):
     def from_json(cls, data: object, where: str) -> PodPlan:
         if isinstance(data, dict) and "namespace" not in data:
             data = {**data, "namespace": "default", "labels": {}, "ports": []}
+        if isinstance(data, dict) and "block4" not in data:  # (plans before blocks per pod)
+            data = {
+                **data,
+                "block4": None,
+                "block6": None,
+                "block4_node": None,
+                "block6_node": None,
+            }
         return super().from_json(data, where)
 
 
@@ -518,6 +532,8 @@ class Sticky:
     addresses: dict[str, tuple[str, dict[int, str]]]  # node -> (subnet, family -> address)
     affinity: dict[str, list[tuple[str, str]]]  # node -> [(pool, block)]
     pods: dict[str, list[dict[int, tuple[str, str]]]]  # node -> per pod: family -> (pool, ip)
+    # node -> "ipip4" / "vxlan4" / "vxlan6" -> (pool, address): tunnel addresses stay too.
+    tunnels: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)
     # node -> the names of `pods`, in the same order (a pod keeps its address by name; records
     # written before pods had names: pod1, pod2, ...).
     pod_names: dict[str, list[str]] = field(default_factory=dict)
@@ -536,6 +552,7 @@ class Sticky:
             },
             affinity={n.name: [(b.pool, b.cidr) for b in n.blocks] for n in plan.nodes},
             pods={n.name: [_pod_allocation(p) for p in n.pods] for n in plan.nodes},
+            tunnels={n.name: _tunnel_allocations(plan, n) for n in plan.nodes},
             pod_names={n.name: [p.name for p in n.pods] for n in plan.nodes},
         )
 
@@ -546,6 +563,7 @@ class Sticky:
                 for n, (subnet, a) in self.addresses.items()
             },
             "affinity": {n: [list(x) for x in blocks] for n, blocks in self.affinity.items()},
+            "tunnels": {n: {k: list(v) for k, v in t.items()} for n, t in self.tunnels.items()},
             "pods": {
                 n: [{f"ipv{f}": list(v) for f, v in pod.items()} for pod in pods]
                 for n, pods in self.pods.items()
@@ -587,13 +605,43 @@ class Sticky:
         if f.has("pod_names"):
             names_of = f.obj("pod_names")
             pod_names = {node: list(names_of.texts(node)) for node in names_of.data}
-        return cls(addresses=addresses, affinity=affinity, pods=pods, pod_names=pod_names)
+        tunnels: dict[str, dict[str, tuple[str, str]]] = {}
+        if f.has("tunnels"):  # (records written before tunnels were kept have none)
+            tunnels_of = f.obj("tunnels")
+            for node in tunnels_of.data:
+                held = tunnels_of.obj(node)
+                tunnels[node] = {
+                    k: _text_pair(v, f"{held.where}.{k}") for k, v in held.data.items()
+                }
+        return cls(
+            addresses=addresses,
+            affinity=affinity,
+            pods=pods,
+            tunnels=tunnels,
+            pod_names=pod_names,
+        )
 
 
 def _text_pair(value: object, where: str) -> tuple[str, str]:
     if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
         raise LabError(f"{where}: expected a pair of texts like [pool, address]")
     return (value[0], value[1])
+
+
+def _tunnel_allocations(plan: LabPlan, node: NodePlan) -> dict[str, tuple[str, str]]:
+    """A running node's tunnel addresses with their pools, which a live change keeps."""
+    held = {
+        "ipip4": node.ipip_tunnel_address,
+        **{f"vxlan{v.family}": v.address for v in node.vteps},
+    }
+    out = {}
+    for key, text in held.items():
+        if text is not None:
+            address = ipaddress.ip_address(text)
+            for pool in plan.pools:
+                if address in ipaddress.ip_network(pool.cidr):
+                    out[key] = (pool.name, text)
+    return out
 
 
 def _pod_allocation(pod: PodPlan) -> dict[int, tuple[str, str]]:

@@ -5,6 +5,7 @@ Owns formatting only; every fact comes from the `LabPlan`.
 
 from __future__ import annotations
 
+from meshemu.model.ipam import Borrowed, node_borrowed
 from meshemu.model.plan import LabPlan, NodePlan, RouterPlan
 
 
@@ -114,16 +115,24 @@ def render_node(plan: LabPlan, node: NodePlan) -> list[str]:
         f"AS {node.as_number}; router ID {node.router_id}; listens on port {node.listen_port}",
         f"  default routes via {_join(node.gateway4, node.gateway6) or 'none (single subnet)'}",
     ]
+    borrowed: dict[str | None, list[Borrowed]] = {}
+    for b in node_borrowed(plan, node):
+        borrowed.setdefault(b.pod, []).append(b)
     if node.ipip_tunnel_address:
         lines.append(f"  tunl0 address {node.ipip_tunnel_address}")
     for vtep in node.vteps:
         lines.append(f"  VXLAN VTEP (IPv{vtep.family}) {vtep.address} mac {vtep.mac}")
+    lines += [f"    {b.text()}" for b in borrowed.get(None, ())]
     lines.append(
         "  blocks (affinity): "
-        + (", ".join(f"{b.cidr} ({b.pool})" for b in node.blocks) or "none (no pods)")
+        + (
+            ", ".join(f"{b.cidr} ({b.pool})" for b in node.blocks)
+            or ("none (borrowed addresses only)" if node.pods else "none (no pods)")
+        )
     )
     for pod in node.pods:
         lines.append(f"  pod {pod.name}: {_join(pod.ipv4, pod.ipv6)} on {pod.host_ifname}")
+        lines += [f"    {b.text()}" for b in borrowed.get(pod.name, ())]
     lines.append(f"  BGP sessions ({len(node.sessions)}):")
     if not node.sessions:
         lines.append("    none: this node learns no routes and advertises none")

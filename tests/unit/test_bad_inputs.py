@@ -355,7 +355,7 @@ CASES: list[Any] = [
             )
         ),
         [],
-        ["nodes.node2.pods", "strict affinity enabled", "strictAffinity: false"],
+        ["pools.v4", "(node2: 2, node3: 2)", "strict affinity enabled", "strictAffinity: false"],
         id="pool-too-small-for-nodes",
     ),
     pytest.param(
@@ -367,7 +367,7 @@ CASES: list[Any] = [
             )
         ),
         [],
-        ["nodes.node1.pods", "36 of its 100 pods get no address", "a larger pool cidr"],
+        ["pools.v4", "left for 40 pod(s) (node1: 36, node2: 2, node3: 2)", "a larger pool cidr"],
         id="pool-too-small-many-pods",
     ),
     pytest.param(

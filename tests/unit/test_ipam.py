@@ -8,7 +8,17 @@ import pytest
 import yaml
 
 from meshemu.errors import ConfigError
-from meshemu.model.ipam import Assigned, IpamConfig, NodeInput, PoolInput, allocate
+from meshemu.model.ipam import (
+    Assigned,
+    Borrowed,
+    IpamConfig,
+    NodeInput,
+    PoolInput,
+    allocate,
+    node_borrowed,
+    plan_borrowed,
+)
+from meshemu.model.labplan import LabPlan, Sticky
 from meshemu.model.plan import build_plan
 from meshemu.model.topology import Topology
 
@@ -274,7 +284,8 @@ def test_topology_ipam_section_strict_is_bad_input() -> None:
     with pytest.raises(ConfigError) as err:
         build_plan(_topo("ipam: {strictAffinity: true}\n", "192.168.0.0/30"))
     (problem,) = err.value.problems  # a holds both blocks of two: b is left without
-    assert problem.location == "nodes.b.pods" and "strictAffinity: false" in problem.hint
+    assert problem.location == "pools.p" and "strictAffinity: false" in problem.hint
+    assert "pool p has no free block left for 1 pod(s) (b: 1)" in problem.message
     # The same pool without strict affinity: b borrows a's last address.
     plan = build_plan(_topo("", "192.168.0.0/30"))
     assert [p.ipv4 for p in plan.node("b").pods] == ["192.168.0.3"]
@@ -308,3 +319,171 @@ ipam: {strictAffinity: true}
     assert plan.node("a").ipip_tunnel_address == "192.168.0.0"
     assert plan.node("b").ipip_tunnel_address is None
     assert any(n.startswith("b: gets no IPIP tunnel address") for n in plan.notes), plan.notes
+
+
+# --- borrowing in a plan ----------------------------------------------------------------------
+
+# topologies/ipam-borrow.yaml's allocation: each node's tunl0 claims one of the four blocks;
+# node1's pods 4 and 5 borrow .5 and .6 from node2's block.
+BORROW_TOPOLOGY = """
+name: ipam-borrow
+subnets: {lan: {ipv4: 10.21.0.0/24}}
+nodes:
+  node1: {subnet: lan, pods: 5}
+  node2: {subnet: lan, pods: 1}
+  node3: {subnet: lan, pods: 2}
+  node4: {subnet: lan, pods: 1}
+pools: {small: {cidr: 10.250.0.0/28, blockSize: 30, ipipMode: Always}}
+"""
+
+
+def _borrow_topo(extra: str = "", **pods: int) -> Topology:
+    data = yaml.safe_load(BORROW_TOPOLOGY + extra)
+    for name, count in pods.items():
+        data["nodes"].setdefault(name, {"subnet": "lan"})["pods"] = count
+    return Topology.model_validate(data)
+
+
+def test_a_plan_records_the_block_and_its_node_per_pod_address() -> None:
+    plan = build_plan(_borrow_topo())
+    node1 = plan.node("node1")
+    assert [(p.ipv4, p.block4, p.block4_node) for p in node1.pods] == [
+        ("10.250.0.1", "10.250.0.0/30", "node1"),
+        ("10.250.0.2", "10.250.0.0/30", "node1"),
+        ("10.250.0.3", "10.250.0.0/30", "node1"),
+        ("10.250.0.5", "10.250.0.4/30", "node2"),
+        ("10.250.0.6", "10.250.0.4/30", "node2"),
+    ]
+    assert [b.cidr for b in node1.blocks] == ["10.250.0.0/30"]
+    assert [b.cidr for b in plan.node("node2").blocks] == ["10.250.0.4/30"]  # still node2's
+    assert [p.ipv4 for p in plan.node("node2").pods] == ["10.250.0.7"]
+    assert plan_borrowed(plan) == {
+        "node1": (
+            Borrowed("node1", "pod", "pod4", "10.250.0.5", "small", "10.250.0.4/30", "node2"),
+            Borrowed("node1", "pod", "pod5", "10.250.0.6", "small", "10.250.0.4/30", "node2"),
+        )
+    }
+    assert node_borrowed(plan, node1)[1].prefix == "10.250.0.6/32"
+    assert node_borrowed(plan, plan.node("node2")) == ()
+    assert not any("not created" in n for n in plan.notes), plan.notes
+
+
+def test_the_borrow_records_survive_the_plan_json() -> None:
+    plan = build_plan(_borrow_topo())
+    data = plan.to_json(secrets=True)
+    pod = data["nodes"][0]["pods"][3]
+    assert (pod["block4"], pod["block4_node"], pod["block6"]) == ("10.250.0.4/30", "node2", None)
+    assert LabPlan.from_json(data) == plan
+    # A plan written before pods recorded their blocks still reads back, without them.
+    for node in data["nodes"]:
+        for old in node["pods"]:
+            for key in ("block4", "block6", "block4_node", "block6_node"):
+                del old[key]
+    assert LabPlan.from_json(data).node("node1").pods[3].block4 is None
+
+
+def test_strict_affinity_refuses_the_borrow_topology_at_the_pool() -> None:
+    with pytest.raises(ConfigError) as err:
+        build_plan(_borrow_topo("ipam: {strictAffinity: true}\n"))
+    (problem,) = err.value.problems
+    assert problem.location == "pools.small"
+    assert "pool small has no free block left for 2 pod(s) (node1: 2)" in problem.message
+    assert "No more free affine blocks and strict affinity enabled" in problem.message
+    assert "larger pool cidr" in problem.hint
+
+
+def test_a_live_change_keeps_borrowed_addresses_and_the_lender_borrows_in_turn() -> None:
+    """A new node5 and a second pod on node2, whose block is full (its tunl0, node1's two, its
+    pod): node1 keeps its borrowed addresses; every tunnel comes before any pod, so node5's
+    tunl0 borrows first (node3's last address), then node2 and node5's pod borrow node4's."""
+    running = build_plan(_borrow_topo())
+    sticky = Sticky.from_json(Sticky.of(running).to_json())
+    changed = build_plan(_borrow_topo(node2=2, node5=1), sticky=sticky)
+    assert changed.node("node1").pods == running.node("node1").pods
+    assert [(p.ipv4, p.block4_node) for p in changed.node("node2").pods] == [
+        ("10.250.0.7", "node2"),
+        ("10.250.0.14", "node4"),
+    ]
+    node5 = changed.node("node5")
+    assert node5.blocks == ()
+    assert (node5.ipip_tunnel_address, [p.ipv4 for p in node5.pods]) == (
+        "10.250.0.11",
+        ["10.250.0.15"],
+    )
+    assert [(b.kind, b.owner) for b in plan_borrowed(changed)["node5"]] == [
+        ("pod", "node4"),
+        ("ipip", "node3"),
+    ]
+    # One more pod anywhere: the pool is full, so Calico creates it not; a note (run time).
+    full = build_plan(_borrow_topo(node2=2, node5=1, node3=3), previous=changed)
+    assert [p.ipv4 for p in full.node("node3").pods] == ["10.250.0.9", "10.250.0.10"]
+    assert any(
+        n.startswith("node3: pod3 is not created")
+        and "No IPs available in pools: [10.250.0.0/28]" in n
+        for n in full.notes
+    ), full.notes
+
+
+def test_removed_pods_free_borrowed_addresses_for_the_next_borrower() -> None:
+    running = build_plan(_borrow_topo())
+    changed = build_plan(_borrow_topo(node1=3, node4=3), previous=running)
+    assert [p.ipv4 for p in changed.node("node1").pods] == [
+        "10.250.0.1",
+        "10.250.0.2",
+        "10.250.0.3",
+    ]
+    # node4 fills its own block (.14, .15), then borrows node2's first free address again.
+    assert [(p.ipv4, p.block4_node) for p in changed.node("node4").pods] == [
+        ("10.250.0.13", "node4"),
+        ("10.250.0.14", "node4"),
+        ("10.250.0.15", "node4"),
+    ]
+    more = build_plan(_borrow_topo(node1=3, node4=4), previous=changed)
+    assert [(p.ipv4, p.block4_node) for p in more.node("node4").pods][3] == ("10.250.0.5", "node2")
+
+
+IPIP_TUNNELS = """
+name: tunnels
+subnets: {lan: {ipv4: 10.0.0.0/24}}
+nodes: {a: {subnet: lan, pods: 0}, b: {subnet: lan, pods: 0}, c: {subnet: lan, pods: 0}}
+pools: {p: {cidr: 192.168.0.0/30, blockSize: 31, ipipMode: Always}}
+"""
+
+
+def test_a_borrowed_tunnel_address_is_reported_and_kept_live() -> None:
+    first = build_plan(Topology.model_validate(yaml.safe_load(IPIP_TUNNELS)))
+    assert [first.node(n).ipip_tunnel_address for n in "abc"] == [
+        "192.168.0.0",
+        "192.168.0.2",
+        "192.168.0.1",
+    ]
+    (borrowed,) = plan_borrowed(first)["c"]
+    assert (borrowed.kind, borrowed.pod, borrowed.owner) == ("ipip", None, "a")
+    sticky = Sticky.from_json(Sticky.of(first).to_json())
+    assert sticky.tunnels["c"] == {"ipip4": ("p", "192.168.0.1")}
+    # b gets a pod: a fresh walk would give c's tunnel .3 now; Calico keeps it.
+    grown = yaml.safe_load(IPIP_TUNNELS)
+    grown["nodes"]["b"]["pods"] = 1
+    later = build_plan(Topology.model_validate(grown), sticky=sticky)
+    assert later.node("c").ipip_tunnel_address == "192.168.0.1"
+    assert [p.ipv4 for p in later.node("b").pods] == ["192.168.0.3"]
+
+
+def test_one_address_blocks_dual_stack_no_blackhole_nothing_borrowed() -> None:
+    text = """
+name: ones
+subnets: {lan: {ipv4: 10.0.0.0/24, ipv6: "fd00::/64"}}
+nodes: {a: {subnet: lan, pods: 2}, b: {subnet: lan, pods: 1}}
+pools:
+  p4: {cidr: 192.168.0.0/30, blockSize: 32}
+  p6: {cidr: "fd10::/126", blockSize: 128}
+"""
+    plan = build_plan(Topology.model_validate(yaml.safe_load(text)))
+    a, b = plan.node("a"), plan.node("b")
+    assert [(p.ipv4, p.block4, p.ipv6, p.block6) for p in a.pods] == [
+        ("192.168.0.0", "192.168.0.0/32", "fd10::", "fd10::/128"),
+        ("192.168.0.1", "192.168.0.1/32", "fd10::1", "fd10::1/128"),
+    ]
+    assert [p.block6_node for p in b.pods] == ["b"]
+    assert not [r for n in plan.nodes for r in n.fib if r.type == "blackhole"]
+    assert plan_borrowed(plan) == {}

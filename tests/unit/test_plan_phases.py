@@ -148,7 +148,7 @@ def test_a_small_pool_stops_planning_before_sessions(monkeypatch: pytest.MonkeyP
             "ipam: {strictAffinity: true}\n"
         )
     # a holds the pool's only block; under strict affinity b's pods get no address.
-    assert [p.location for p in err.value.problems] == ["nodes.b.pods"]
+    assert [p.location for p in err.value.problems] == ["pools.p"]
 
 
 def test_a_bad_duration_is_located() -> None:
@@ -252,8 +252,8 @@ FEW_ONE_ADDRESS_BLOCKS = (
 def test_one_address_blocks_too_few_strict() -> None:
     with pytest.raises(ConfigError) as err:
         plan_of(FEW_ONE_ADDRESS_BLOCKS + "ipam: {strictAffinity: true}\n")
-    assert err.value.problems[0].location == "nodes.a.pods"
-    assert "1 of its 5 pods get no address" in err.value.problems[0].message
+    assert err.value.problems[0].location == "pools.p"
+    assert "no free block left for 1 pod(s) (a: 1)" in err.value.problems[0].message
 
 
 def test_one_address_blocks_too_few_nothing_to_borrow() -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from meshemu.errors import Problem
 from meshemu.model import names
 from meshemu.model.addressing import parse_network
-from meshemu.model.ipam import IpamConfig, NodeAllocation, NodeInput, PoolInput, allocate
+from meshemu.model.ipam import IpamConfig, NodeAllocation, NodeInput, PoolInput, Refusal, allocate
 from meshemu.model.labplan import Block, PodPlan, PodPort, PoolPlan, Sticky, Vtep
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.routes import PoolRule
@@ -54,6 +54,46 @@ class NodeIpam:
     vteps: tuple[Vtep, ...]
     # Pods IPAM could not give an address, so not created, with Calico's reason (plan notes).
     notes: tuple[str, ...] = ()
+
+
+def _strict_shortage(allocations: Mapping[str, NodeAllocation]) -> list[Problem]:
+    """Pods refused under strictAffinity in a topology as written: bad input, located at the
+    pool (the first by name of the pools those pods could use; Calico tries them in order)."""
+    short: dict[str, list[tuple[str, Refusal]]] = {}
+    for node, allocation in allocations.items():
+        for refusal in allocation.refused:
+            if refusal.kind == "strict":
+                short.setdefault(refusal.pools[0], []).append((node, refusal))
+    problems = []
+    for pool, refused in short.items():
+        nodes: dict[str, int] = {}
+        for node, _ in refused:
+            nodes[node] = nodes.get(node, 0) + 1
+        problems.append(
+            Problem(
+                f"pools.{pool}",
+                f"under ipam.strictAffinity: true, {_pools_have(refused[0][1].pools)} no free "
+                f"block left for {len(refused)} pod(s) ("
+                + ", ".join(f"{n}: {count}" for n, count in nodes.items())
+                + f"), which Calico does not create: {refused[0][1].message}",
+                "use a larger pool cidr, a smaller blockSize (longer prefix), fewer pods, or "
+                "ipam.strictAffinity: false (then nodes borrow addresses from other nodes' blocks)",
+            )
+        )
+    return problems
+
+
+def _pools_have(pools: Sequence[str]) -> str:
+    return f"pool {pools[0]} has" if len(pools) == 1 else f"pools {', '.join(pools)} have"
+
+
+def _tunnels_before(sticky: Sticky) -> dict[str, dict[tuple[str, int], tuple[str, str]]]:
+    """The running lab's tunnel addresses (`Sticky.tunnels`) as `ipam.allocate` takes them."""
+    kinds = {"ipip4": ("ipip", 4), "vxlan4": ("vxlan", 4), "vxlan6": ("vxlan", 6)}
+    return {
+        node: {kinds[key]: got for key, got in held.items() if key in kinds}
+        for node, held in sticky.tunnels.items()
+    }
 
 
 def vtep_mac(lab: str, node: str, family: int) -> str:
@@ -96,22 +136,9 @@ def plan_ipam(
         affinity=sticky.affinity if sticky is not None else None,
         pods_before=_pods_before(topo, sticky) if sticky is not None else None,
         config=IpamConfig(topo.ipam.strict_affinity, topo.ipam.max_blocks_per_host),
+        tunnels_before=_tunnels_before(sticky) if sticky is not None else None,
     )
-    problems = []
-    if sticky is None:
-        for name, allocation in allocations.items():
-            strict = [r for r in allocation.refused if r.kind == "strict"]
-            if strict:
-                problems.append(
-                    Problem(
-                        f"nodes.{name}.pods",
-                        f"{len(strict)} of its {topo.nodes[name].pod_count} pods get no address: "
-                        f"{strict[0].message} (ipam.strictAffinity: true, and the pools that "
-                        "select this node have no free block left)",
-                        "use a larger pool cidr, a smaller blockSize (longer prefix), fewer "
-                        "pods, or ipam.strictAffinity: false",
-                    )
-                )
+    problems = _strict_shortage(allocations) if sticky is None else []
     if problems:
         return {}, problems
     return {
@@ -141,16 +168,21 @@ def _node_ipam(lab: str, node: str, alloc: NodeAllocation, wanted: list[Pod]) ->
     created = [pod for i, pod in enumerate(wanted) if i not in refused]
     for spec, addrs in zip(created, alloc.pod_addresses, strict=False):
         pod = spec.name
+        v4, v6 = addrs.get(4), addrs.get(6)
         pods.append(
             PodPlan(
                 name=pod,
                 node=node,
                 netns=names.pod_netns(lab, node, pod),
                 host_ifname=names.pod_host_ifname(lab, node, pod),
-                ipv4=str(addrs[4][1]) if 4 in addrs else None,
-                ipv6=str(addrs[6][1]) if 6 in addrs else None,
-                pool4=addrs[4][0] if 4 in addrs else None,
-                pool6=addrs[6][0] if 6 in addrs else None,
+                ipv4=None if v4 is None else str(v4.address),
+                ipv6=None if v6 is None else str(v6.address),
+                pool4=None if v4 is None else v4.pool,
+                pool6=None if v6 is None else v6.pool,
+                block4=None if v4 is None else str(v4.block),
+                block6=None if v6 is None else str(v6.block),
+                block4_node=None if v4 is None else v4.affinity,
+                block6_node=None if v6 is None else v6.affinity,
                 namespace=spec.namespace,
                 labels=dict(spec.labels),
                 ports=tuple(PodPort(p.name, p.port, p.protocol) for p in spec.ports),
