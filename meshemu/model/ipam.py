@@ -57,7 +57,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from meshemu.model.addressing import IPAddress, IPNetwork
 from meshemu.model.labplan import Block, LabPlan, NodePlan, PodPlan, PoolPlan, Vtep
@@ -124,12 +124,12 @@ class Refusal:
     pools: tuple[str, ...] = ()  # the pools it was asked from, in the order Calico tries them
 
 
-class Assigned(NamedTuple):
+@dataclass(frozen=True)
+class Assigned:
     """One address IPAM handed out and the block it lies in.
 
     `affinity` is the block's affine node: the address's own node, or another node when it was
-    borrowed (ipam.go:876-950), or None for a block affine to no node (its node was removed).
-    (A NamedTuple: readers of the former (pool, address) pairs index its head.)"""
+    borrowed (ipam.go:876-950), or None for a block affine to no node (its node was removed)."""
 
     pool: str
     address: IPAddress

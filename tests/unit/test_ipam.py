@@ -42,7 +42,7 @@ def net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def ips(alloc: object) -> list[str]:
-    return [str(p[4][1]) for p in alloc.pod_addresses]  # type: ignore[attr-defined]
+    return [str(p[4].address) for p in alloc.pod_addresses]  # type: ignore[attr-defined]
 
 
 def test_tunnel_takes_ordinal_zero_before_any_pod() -> None:
@@ -68,7 +68,7 @@ def test_pools_by_name_not_round_robin() -> None:
     out = allocate(pools, [node("a", 10)])
     assert ips(out["a"])[:8] == [f"10.1.0.{i}" for i in range(8)]
     assert ips(out["a"])[8:] == ["10.9.0.0", "10.9.0.1"]
-    assert [p[4][0] for p in out["a"].pod_addresses] == ["alpha"] * 8 + ["zeta"] * 2
+    assert [p[4].pool for p in out["a"].pod_addresses] == ["alpha"] * 8 + ["zeta"] * 2
 
 
 def test_a_node_fills_its_block_in_a_later_pool_before_the_first_pool() -> None:
