@@ -474,6 +474,9 @@ def describe(step: Step) -> str:
         fields = arg.model_dump(by_alias=True, include=arg.changed())
         shown = ", ".join(f"{key} {_shown(key, value)}" for key, value in sorted(fields.items()))
         return f"set-peer {arg.peer}: {shown}"
+    if kind in ("apply-policy", "remove-policy"):
+        _api, what, namespace, name = arg.key()
+        return f"{kind} {what} {namespace + '/' if namespace else ''}{name}"
     if kind == "set-router":
         return f"set-router {arg.router}: nodePassword " + (
             "(changed)" if arg.node_password else "removed"
