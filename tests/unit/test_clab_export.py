@@ -1,10 +1,9 @@
 """`meshemu export clab`: every shipped lab as a containerlab topology that containerlab's
-schema accepts, with the plan's addresses, Felix's routes, BIRD files that BIRD parses, and an
-export folder that is written whole or not at all."""
+schema accepts, with the plan's addresses and Felix's routes, and BIRD files that BIRD parses
+(the command itself: test_clab_cli.py)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -16,9 +15,6 @@ import jsonschema
 import pytest
 import yaml
 
-from meshemu.cli import clab_cmds
-from meshemu.cli.main import report_error
-from meshemu.errors import EXIT_BAD_INPUT, MeshemuError
 from meshemu.model.bird_router import render_router_config
 from meshemu.model.calico_bird import render_node_bird
 from meshemu.model.clab import labels as L
@@ -205,80 +201,3 @@ def test_file_paths_stay_inside_the_folder() -> None:
     for path in FILES:
         for relative, _ in export_clab(*_lab(path)).files:
             assert not Path(relative).is_absolute() and ".." not in Path(relative).parts
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
-
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="meshemu")
-    clab_cmds.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except MeshemuError as err:
-        return report_error(err)
-    return code
-
-
-def test_cli_writes_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "lab"
-    flagship = str(TOPOLOGIES / "flagship.yaml")
-    assert _run(["export", "clab", flagship, "-o", str(out)]) == 0
-    expected = export_clab(*_lab(TOPOLOGIES / "flagship.yaml"))
-    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert written == sorted(name for name, _ in expected.files)
-    assert (out / "flagship.clab.yml").read_text() == expected.files[0][1]
-    assert (out / "bridges.sh").stat().st_mode & 0o111
-    assert "containerlab deploy -t" in capsys.readouterr().out
-    assert [p.name for p in tmp_path.iterdir()] == ["lab"]  # no temporary folder left
-
-
-def test_cli_refuses_a_full_folder_unless_forced(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "lab"
-    out.mkdir()
-    (out / "mine.txt").write_text("keep")
-    mesh = str(TOPOLOGIES / "mesh.yaml")
-    assert _run(["export", "clab", mesh, "-o", str(out)]) == EXIT_BAD_INPUT
-    assert "not empty" in capsys.readouterr().err
-    assert [p.name for p in out.iterdir()] == ["mine.txt"]
-    assert _run(["export", "clab", mesh, "-o", str(out), "--force"]) == 0
-    assert not (out / "mine.txt").exists() and (out / "mesh.clab.yml").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lab"]
-
-
-def test_cli_unwritable_destination(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")  # a folder cannot be made under a regular file, even by root
-    mesh = str(TOPOLOGIES / "mesh.yaml")
-    assert _run(["export", "clab", mesh, "-o", str(blocker / "out")]) == EXIT_BAD_INPUT
-    err = capsys.readouterr().err
-    assert "cannot write" in err and "hint:" in err
-    assert [p.name for p in tmp_path.iterdir()] == ["file"]
-
-
-def test_cli_failure_halfway_leaves_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    written: list[Path] = []
-    real = Path.write_text
-
-    def failing(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
-        if written:
-            raise OSError(28, "No space left on device")
-        written.append(self)
-        return real(self, text, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "write_text", failing)
-    out = tmp_path / "lab"
-    assert _run(["export", "clab", str(TOPOLOGIES / "mesh.yaml"), "-o", str(out)]) == 2
-    assert "No space left on device" in capsys.readouterr().err
-    assert written and list(tmp_path.iterdir()) == []
-
-
-def test_cli_neither_file_nor_lab(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert _run(["export", "clab", str(tmp_path / "missing.yaml")]) == EXIT_BAD_INPUT
-    assert "missing.yaml" in capsys.readouterr().err

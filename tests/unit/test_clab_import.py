@@ -4,7 +4,6 @@ what meshemu cannot map is exit 2 with the node, kind or link named."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -12,9 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from meshemu.cli import clab_cmds
-from meshemu.cli.main import report_error
-from meshemu.errors import EXIT_BAD_INPUT, ConfigError, MeshemuError
+from meshemu.errors import ConfigError
 from meshemu.model.clab import labels as L
 from meshemu.model.clab.export import export_clab
 from meshemu.model.clab.imports import import_clab
@@ -181,6 +178,7 @@ def test_unmappable_kind_names_node_and_kind() -> None:
         ('"rr:eth1", "lan1:p4"', '"rr:eth1", "nowhere:p4"', "endpoint 'nowhere'"),
         ('"r1:eth2", "r2:eth1"', '"r1:eth2", "lan1:p9"', "disagree"),
         ("meshemu.as: 65000,", "meshemu.as: sixty,", "'sixty' is not an AS number"),
+        ('{"pools"', '{"nodes": {}, "pools"', "holds 'nodes'"),
         ('{"pools"', "{pools", "meshemu.lab: is not JSON"),
         ("dev cali1", "dev eth1", "two IPv4 addresses"),
         ('ipv4: ["", "10.9.0.2/29"]', 'ipv4: ["", "10.8.0.2/29"]', "addresses disagree"),
@@ -196,67 +194,10 @@ def test_not_a_topology() -> None:
     assert "is not a mapping" in _problems("- a\n")[0]
 
 
-# ---------------------------------------------------------------------------------------------
-# The command
-
-
-def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="meshemu")
-    clab_cmds.add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        code: int = args.func(args)
-    except MeshemuError as err:
-        return report_error(err)
-    return code
-
-
-def test_cli_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    flagship = TOPOLOGIES / "flagship.yaml"
-    assert _run(["export", "clab", str(flagship), "-o", str(tmp_path / "x")]) == 0
-    out = tmp_path / "back.yaml"
-    assert _run(["import", "clab", str(tmp_path / "x/flagship.clab.yml"), "-o", str(out)]) == 0
-    assert "wrote" in capsys.readouterr().out
-    assert build_plan(load_topology(out)).to_json() == build_plan(load_topology(flagship)).to_json()
-    # Without -o the topology goes to stdout.
-    assert _run(["import", "clab", str(tmp_path / "x/flagship.clab.yml")]) == 0
-    assert yaml.safe_load(capsys.readouterr().out)["name"] == "flagship"
-
-
-def test_cli_bad_file_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    source = tmp_path / "bad.clab.yml"
-    source.write_text(_hand("lan1: {kind: bridge}", "lan1: {kind: arista_ceos}"))
-    out = tmp_path / "out.yaml"
-    assert _run(["import", "clab", str(source), "-o", str(out)]) == EXIT_BAD_INPUT
-    err = capsys.readouterr().err
-    assert "lan1" in err and "arista_ceos" in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.clab.yml"]
-
-
-def test_cli_topology_problems_stop_the_write(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """A file meshemu maps, but whose lab breaks meshemu's rules: exit 2, nothing written."""
-    source = tmp_path / "lab.clab.yml"
-    source.write_text(_hand("meshemu.as: 65000,", "meshemu.as: 0,"))
-    out = tmp_path / "out.yaml"
-    assert _run(["import", "clab", str(source), "-o", str(out)]) == EXIT_BAD_INPUT
-    assert "routers.r1.bgp.asNumber" in capsys.readouterr().err
-    assert not out.exists()
-
-
-def test_cli_unwritable_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    source = tmp_path / "lab.clab.yml"
-    source.write_text(HAND)
-    (tmp_path / "file").write_text("")
-    assert _run(["import", "clab", str(source), "-o", str(tmp_path / "file/x.yaml")]) == 2
-    assert "cannot write" in capsys.readouterr().err
-
-
 def test_labels_json_is_what_the_export_wrote() -> None:
     """The lab-wide label holds every top-level section but the structural ones."""
     topo = load_topology(TOPOLOGIES / "route-reflectors.yaml")
     doc = yaml.safe_load(export_clab(build_plan(topo), topo).files[0][1])
     lab = json.loads(doc["topology"]["defaults"]["labels"][L.LAB])
-    assert not {"name", "subnets", "routers", "nodes", "outside"} & set(lab)
+    assert not L.STRUCTURE & set(lab)
     assert lab["bgp"] == topo.bgp.model_dump(mode="json", by_alias=True, exclude_defaults=True)

@@ -7,9 +7,10 @@ Owns what the exported lab is made of:
   available/bird/run and bird6/run), on the files `model.calico_bird` renders as confd would,
   bind-mounted at confd's output folder; whatever the node's meshemu speaker, since BIRD is what
   calico-node runs;
-- what Felix would program, which no BIRD does (IPIP and VXLAN routes
-  and their blocks' blackholes, the tunl0 and VXLAN devices with their neighbour and FDB
-  entries), as post-deploy `exec` commands from the plan: a snapshot, not a running Felix;
+- what Felix would program (`NodePlan.felix_fib`: the routes whose writer is Felix, as
+  `model.cluster_routes` decides from programClusterRoutes, and their blocks' blackholes; the
+  tunl0 and VXLAN devices with their neighbour and FDB entries), as post-deploy `exec`
+  commands from the plan: a snapshot, not a running Felix;
 - pods as addresses on dummy `cali...` interfaces of their node (pod-like: they answer pings
   and are routed to like pods; no pod namespaces, no workload routes);
 - every BGP router a container of the BIRD 2 image containerlab's own peering lab uses, on
@@ -39,6 +40,7 @@ from typing import Any, Literal
 
 import yaml
 
+from meshemu.errors import ConfigError, Problem
 from meshemu.model import names
 from meshemu.model.bird_router import render_router_config
 from meshemu.model.calico_bird import FILES, render_node_bird
@@ -92,12 +94,10 @@ class ClabExport:
 
 @dataclass(frozen=True)
 class _Member:
-    """One container's interface on a subnet."""
+    """One container's interface on a subnet (container None: the outside host)."""
 
-    container: str
+    container: str | None
     ifname: str
-    ipv4: str | None
-    ipv6: str | None
 
 
 def export_clab(
@@ -116,34 +116,29 @@ def export_clab(
     images = images or Images()
     router_configs = router_configs or {}
     members = _members(plan)
-    taken = {n.name for n in plan.nodes} | {r.name for r in plan.routers} | {L.OUTSIDE}
+    taken = {n.name for n in plan.nodes} | {r.name for r in plan.routers}
+    outside = _free_name(L.OUTSIDE, taken)
     segments = _segment_names(plan, members, fabric, taken)
     files: list[tuple[str, str]] = []
     nodes: dict[str, Any] = {}
     links: list[dict[str, Any]] = []
     for subnet in plan.subnets:
-        here = members[subnet.name]
+        here = [
+            (outside if m.container is None else m.container, m.ifname)
+            for m in members[subnet.name]
+        ]
         segment = segments.get(subnet.name)
         if segment is None:
-            links.append({"endpoints": [f"{m.container}:{m.ifname}" for m in here]})
+            links.append({"endpoints": [f"{c}:{i}" for c, i in here]})
             continue
         if fabric == "bridge":
             nodes[segment] = {"kind": "bridge", "labels": _subnet_labels(subnet)}
-            for i, m in enumerate(here):
-                links.append(
-                    {
-                        "endpoints": [
-                            f"{m.container}:{m.ifname}",
-                            f"{segment}:{_port(plan.name, subnet, i)}",
-                        ]
-                    }
-                )
         else:
             nodes[segment] = _switch(subnet, len(here), images.host)
-            for i, m in enumerate(here):
-                links.append(
-                    {"endpoints": [f"{m.container}:{m.ifname}", f"{segment}:{L.lab_ifname(i)}"]}
-                )
+        for k, (container, ifname) in enumerate(here):
+            # A host bridge's ports are host interfaces; a switch's are its own eth1...
+            port = _port(plan.name, subnet, k) if fabric == "bridge" else L.lab_ifname(k)
+            links.append({"endpoints": [f"{container}:{ifname}", f"{segment}:{port}"]})
     for router in plan.routers:
         nodes[router.name], router_files = _router(
             plan, topo, router, images.router, router_configs
@@ -153,7 +148,7 @@ def export_clab(
         nodes[node.name], node_files = _node(plan, topo, node, images.node)
         files += node_files
     if plan.outside is not None:
-        nodes[L.OUTSIDE] = _outside(plan, topo, images.host)
+        nodes[outside] = _outside(plan, images.host)
     clab: dict[str, Any] = {
         "name": plan.name,
         "topology": {"defaults": {"labels": _lab_labels(topo)}, "nodes": nodes},
@@ -181,13 +176,21 @@ def _members(plan: LabPlan) -> dict[str, list[_Member]]:
     out: dict[str, list[_Member]] = {s.name: [] for s in plan.subnets}
     for router in plan.routers:
         for i, iface in enumerate(router.interfaces):
-            out[iface.subnet].append(_Member(router.name, L.lab_ifname(i), iface.ipv4, iface.ipv6))
+            out[iface.subnet].append(_Member(router.name, L.lab_ifname(i)))
     for node in plan.nodes:
-        out[node.subnet].append(_Member(node.name, _UPLINK, node.ipv4, node.ipv6))
+        out[node.subnet].append(_Member(node.name, _UPLINK))
     if plan.outside is not None:
-        o = plan.outside
-        out[o.subnet].append(_Member(L.OUTSIDE, _UPLINK, o.ipv4, o.ipv6))
+        out[plan.outside.subnet].append(_Member(None, _UPLINK))
     return out
+
+
+def _free_name(name: str, taken: set[str]) -> str:
+    """`name`, or `name-2`, `name-3`... when a node or router has it already; taken now."""
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    taken.add(candidate)
+    return candidate
 
 
 def _segment_names(
@@ -205,11 +208,9 @@ def _segment_names(
             name = f"{plan.name}-{subnet.name}"
             if len(name) > names.IFNAME_MAX or name in taken:
                 name = "mx" + _digest(plan.name, subnet.name)[:8]
+            taken.add(name)
         else:
-            name = f"sw-{subnet.name}"
-            while name in taken:
-                name = f"sw{subnet.index}-{name}"
-        taken.add(name)
+            name = _free_name(f"sw-{subnet.name}", taken)
         out[subnet.name] = name
     return out
 
@@ -279,7 +280,7 @@ def _node(
     exec_ += _felix(plan, node)
     for pod in node.pods:
         exec_ += [f"ip link add {pod.host_ifname} type dummy", f"ip link set {pod.host_ifname} up"]
-        exec_ += _addresses(pod.host_ifname, pod.ipv4, "/32", pod.ipv6, "/128")
+        exec_ += _addresses(pod.host_ifname, pod.ipv4, "/32", pod.ipv6, "/128")  # host routes
     return {
         "kind": L.LINUX,
         "image": image,
@@ -308,7 +309,11 @@ def _router(
             text = own[router.name]
             bgp["config"] = path  # relative to the topology file, as the import reads it
         else:
-            text = render_router_config(router, plan.hold_time)
+            try:
+                text = render_router_config(router, plan.hold_time)
+            except ValueError as err:  # what `up` would refuse too (lab.routers)
+                where = f"routers.{router.name}"
+                raise ConfigError([Problem(where, str(err), "the lab cannot run either")]) from err
         if bgp:
             dumped["bgp"] = bgp
         files.append((path, text))
@@ -333,9 +338,9 @@ def _router(
     return out, files
 
 
-def _outside(plan: LabPlan, topo: Topology, image: str) -> dict[str, Any]:
+def _outside(plan: LabPlan, image: str) -> dict[str, Any]:
     o = plan.outside
-    assert o is not None and topo.outside is not None
+    assert o is not None
     labels = {L.ROLE: L.OUTSIDE, L.SUBNET: o.subnet}
     exec_ = _addresses(_UPLINK, o.ipv4, o.prefix4, o.ipv6, o.prefix6)
     for family, gateway in ((4, o.gateway4), (6, o.gateway6)):
@@ -402,8 +407,8 @@ def _length(prefix: str) -> str:
 def _felix(plan: LabPlan, node: NodePlan) -> list[str]:
     """The devices and routes Felix programs on `node`, as commands."""
     out = []
-    routes = _felix_routes(plan, node)
-    if node.ipip_tunnel_address is not None and any(r.dev == names.IPIP_DEVICE for r in routes):
+    routes = node.felix_fib(plan.pools)
+    if node.ipip_tunnel_address is not None:
         # With the ipip module loaded every namespace has tunl0; adding it loads the module.
         out.append(f"sh -c 'ip link add name {names.IPIP_DEVICE} type ipip 2>/dev/null; true'")
         out.append(f"ip link set {names.IPIP_DEVICE} up")
@@ -435,25 +440,6 @@ def _felix(plan: LabPlan, node: NodePlan) -> list[str]:
     return out
 
 
-def _felix_routes(plan: LabPlan, node: NodePlan) -> list[FibRoute]:
-    """The routes of the node's FIB that Felix writes: those of the encapsulating (IPIP,
-    VXLAN) pools, which confd's kernel filter leaves to Felix (`calico_bird._pool_statements`),
-    the blackholes of the node's blocks in them included; not its pods' own routes."""
-    pools = [
-        ipaddress.ip_network(p.cidr)
-        for p in plan.pools
-        if p.ipip_mode != "Never" or p.vxlan_mode != "Never"
-    ]
-    out = []
-    for route in node.fib:
-        prefix = ipaddress.ip_network(route.prefix)
-        if (route.dev or "").startswith("cali"):
-            continue
-        if any(prefix.network_address in p and prefix.prefixlen >= p.prefixlen for p in pools):
-            out.append(route)
-    return out
-
-
 def _route_command(route: FibRoute) -> str:
     family = ipaddress.ip_network(route.prefix).version
     if route.type == "blackhole":
@@ -466,6 +452,8 @@ def _route_command(route: FibRoute) -> str:
             text += f" dev {_UPLINK if route.dev == names.UPLINK else route.dev}"
         if route.onlink:
             text += " onlink"
+    if route.metric is not None:
+        text += f" metric {route.metric}"
     return text
 
 
@@ -489,7 +477,7 @@ def _spec_label(model: InputModel, exclude: set[str]) -> dict[str, str]:
 def _lab_labels(topo: Topology) -> dict[str, str]:
     """The lab-wide sections (pools, bgp, ipam, ...): every top-level field the containers,
     bridges and links do not already say."""
-    data = _dump(topo, {"name", "subnets", "routers", "nodes", "outside"})
+    data = _dump(topo, set(L.STRUCTURE))
     return {L.LAB: _json(data)} if data else {L.LAB: "{}"}
 
 

@@ -93,7 +93,10 @@ def import_clab(
     if run.problems:
         raise ConfigError(run.problems)
     data: dict[str, Any] = {"name": name if name is not None else doc.get("name")}
-    lab = _json_label(run, _mapping(defaults.get("labels")), "topology.defaults.labels")
+    where = "topology.defaults.labels"
+    lab = _json_label(run, _mapping(defaults.get("labels")), L.LAB, where)
+    for key in L.STRUCTURE & set(lab):
+        run.fail(f"{where}.{L.LAB}", f"holds {key!r}", "the nodes and links say that, not a label")
     data["subnets"] = _subnets(run, order, segments, containers)
     routers = {c.name: _router(run, c, base_dir, out_dir) for c in containers if c.role == L.ROUTER}
     nodes = {
@@ -436,7 +439,7 @@ def _fixed(addresses: Mapping[int, tuple[str, int]]) -> dict[str, str]:
 
 
 def _router(run: _Import, c: _Container, base_dir: str, out_dir: str) -> dict[str, Any]:
-    spec = _json_label(run, c.labels, f"{c.where}.labels")
+    spec = _json_label(run, c.labels, L.SPEC, f"{c.where}.labels")
     ifnames = sorted(c.subnets, key=_natural)
     out: dict[str, Any] = {"subnets": [c.subnets[i] for i in ifnames]}
     addresses = {c.subnets[i]: _fixed(c.addresses[i]) for i in ifnames if c.addresses.get(i)}
@@ -454,11 +457,11 @@ def _router(run: _Import, c: _Container, base_dir: str, out_dir: str) -> dict[st
         out["bgp"] = bgp
     elif bgp:
         run.fail(f"{c.where}.labels", f"router {c.name!r} has BGP settings but no {L.AS_NUMBER}")
-    return {**out, **spec}
+    return {**spec, **out}  # what the links and exec commands say wins
 
 
 def _node(run: _Import, c: _Container, subnets: Mapping[str, dict[str, str]]) -> dict[str, Any]:
-    spec = _json_label(run, c.labels, f"{c.where}.labels")
+    spec = _json_label(run, c.labels, L.SPEC, f"{c.where}.labels")
     ((ifname, subnet),) = c.subnets.items()
     said = c.labels.get(L.SUBNET)
     if said is not None and str(said) != subnet:
@@ -473,7 +476,7 @@ def _node(run: _Import, c: _Container, subnets: Mapping[str, dict[str, str]]) ->
         out["asNumber"] = as_number
     if c.role == L.ROUTE_REFLECTOR:
         out["routeReflectorClusterID"] = str(c.labels.get(L.CLUSTER_ID, L.DEFAULT_CLUSTER_ID))
-    return {**out, **spec}
+    return {**spec, **out}  # what the links and exec commands say wins
 
 
 def _as_number(run: _Import, c: _Container) -> int | None:
@@ -487,8 +490,7 @@ def _as_number(run: _Import, c: _Container) -> int | None:
     return int(text)
 
 
-def _json_label(run: _Import, labels: Mapping[str, Any], where: str) -> dict[str, Any]:
-    key = L.LAB if where == "topology.defaults.labels" else L.SPEC
+def _json_label(run: _Import, labels: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
     text = labels.get(key)
     if text is None:
         return {}

@@ -16,6 +16,9 @@ AS_NUMBER = "meshemu.as"
 CLUSTER_ID = "meshemu.rr-cluster-id"
 SPEC = "meshemu.spec"  # JSON: the element's other native fields (non-default ones)
 LAB = "meshemu.lab"  # JSON, on topology.defaults: the lab-wide native sections
+# The topology's top-level fields the containers, bridges and links say; `meshemu.lab` holds
+# all the others.
+STRUCTURE = frozenset({"name", "subnets", "routers", "nodes", "outside"})
 IPV4 = "meshemu.ipv4"  # a bridge's or switch's subnet prefix (optional on import)
 IPV6 = "meshemu.ipv6"
 
