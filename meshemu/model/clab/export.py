@@ -5,8 +5,9 @@ Owns what the exported lab is made of:
   calico-node's runit scripts start it (`bird -s /var/run/calico/bird.ctl -d -c
   /etc/calico/confd/config/bird.cfg`, projectcalico/calico node/filesystem/etc/service/
   available/bird/run and bird6/run), on the files `model.calico_bird` renders as confd would,
-  bind-mounted at confd's output folder; whatever the node's meshemu speaker, since BIRD is what
-  calico-node runs;
+  bind-mounted at confd's output folder (BIRD resolves `include "bird_aggr.cfg"` beside the
+  including file: projectcalico/bird conf/cf-lex.l `cf_include`); whatever the node's meshemu
+  speaker, since BIRD is what calico-node runs;
 - what Felix would program (`NodePlan.felix_fib`: the routes whose writer is Felix, as
   `model.cluster_routes` decides from programClusterRoutes, and their blocks' blackholes; the
   tunl0 and VXLAN devices with their neighbour and FDB entries), as post-deploy `exec`
