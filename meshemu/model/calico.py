@@ -7,10 +7,11 @@ A bundle is what `calicoctl get nodes,ippools,bgpconfig,bgppeers -o yaml` export
 parts, one job each: `calico_resources` (the input models), `calico_bundle` (documents ->
 `calico_inventory.Resources`, with duplicate and shape checks), `calico_secrets` (Secret keys
 and passwords), `calico_installation` (the operator's pools), `calico_nodes` (nodes, segments,
-lab names), `calico_bgp` (BGPConfiguration and BGPPeers), `calico_fabric` (a BIRD router at
-each BGPPeer address no node has, and a spine joining them). This module adds what a bundle
-does not say: one router joining every node subnet when `calico_fabric` placed none, and the
-same number of pods on every node.
+lab names), `calico_bgp` (BGPConfiguration and BGPPeers), `calico_felix` (FelixConfiguration and
+the Installation's bgp and clusterRoutingMode: who programs cluster routes), `calico_fabric` (a
+BIRD router at each BGPPeer address no node has, and a spine joining them). This module adds
+what a bundle does not say: one router joining every node subnet when `calico_fabric` placed
+none, and the same number of pods on every node.
 
 Nothing is silently lost: every problem is located in the bundle, and `origins` maps each part
 of the native topology back to the resource (or the Secret key) it came from, so that the rules
@@ -28,6 +29,7 @@ from meshemu.errors import Problem
 from meshemu.model.calico_bgp import build_bgp
 from meshemu.model.calico_bundle import looks_like_bundle, read_bundle
 from meshemu.model.calico_fabric import build_fabric
+from meshemu.model.calico_felix import apply_installations, build_felix
 from meshemu.model.calico_inventory import Resources
 from meshemu.model.calico_nodes import build_nodes, lab_node_names
 from meshemu.model.calico_resources import CALICO_API, OPERATOR_API
@@ -79,6 +81,7 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: Res
         if name not in found.nodes:
             conv.problems.append(Problem(ploc, f"configures unknown node {name!r}", ""))
     bgp = build_bgp(found, names, conv.origins, conv.problems)
+    felix = build_felix(found, names, node_data, conv.origins, conv.problems)
     for name, (ploc, _) in found.pools.items():
         conv.origins[f"pools.{name}"] = ploc
     fabric = build_fabric(found, node_data, subnets, bgp, conv.origins, conv.problems)
@@ -94,8 +97,10 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: Res
         "nodes": node_data,
         "pools": {name: data for name, (_, data) in found.pools.items()},
         "bgp": bgp,
+        "felix": felix,
         "unsupported": found.unsupported,
     }
+    apply_installations(found, conv.data, conv.origins, conv.problems)
     add_policies(conv.data, conv.origins, found)
     if found.ipam_config is not None:
         iloc, ispec = found.ipam_config

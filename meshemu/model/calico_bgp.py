@@ -1,8 +1,9 @@
-"""A bundle's BGPConfiguration, BGPPeers and BGPFilters as the native topology's `bgp` section:
-the cluster AS, mesh, port, restart time, route priorities, communities and prefix
-advertisements of the default BGPConfiguration (and a node's own prefix advertisements), each
-BGPPeer's fields (its node renamed as the lab names it), every BGPFilter, both kinds' passwords
-from their Secrets, and the fields meshemu accepts without emulating them, listed by location.
+"""A bundle's BGPConfiguration, BGPPeers and BGPFilters as the native topology's `bgp` section: the
+cluster AS, mesh, port, restart time, route priorities, programClusterRoutes, communities and
+prefix advertisements of the default BGPConfiguration (and a node's own prefix advertisements),
+each BGPPeer's fields (its node renamed as the lab names it), every BGPFilter, both kinds'
+passwords from their Secrets, and the fields meshemu accepts without emulating them, listed by
+location.
 
 Follows projectcalico/calico `api/pkg/apis/projectcalico/v3/bgpconfig.go` (the default and
 `node.<name>` BGPConfigurations) and `bgppeer.go`, and `confd/pkg/backends/calico/client.go`
@@ -46,7 +47,6 @@ _CONFIG_NOT_EMULATED = {
     "ignoredInterfaces": "not relevant in the lab",
     "localWorkloadPeeringIPV4": "peering with workloads is not emulated",
     "localWorkloadPeeringIPV6": "peering with workloads is not emulated",
-    "programClusterRoutes": "the lab's agents program every pool's routes",
     "ipv4NormalRoutePriority": "kept in the plan (the sessions' filters); the agents use "
     "their own metric",
     "ipv6NormalRoutePriority": "kept in the plan (the sessions' filters); the agents use "
@@ -95,6 +95,7 @@ def _default_config(spec: BGPConfigurationSpec) -> dict[str, Any]:
         "nodeMeshMaxRestartTime",
         "ipv4NormalRoutePriority",
         "ipv6NormalRoutePriority",
+        "programClusterRoutes",
     )
     data = {name: getattr(spec, name) for name in copied if getattr(spec, name) is not None}
     if spec.communities is not None:
@@ -188,6 +189,12 @@ def note_unsupported_bgpconfig(
         reasons["nodeToNodeMeshEnabled"] = "only the default BGPConfiguration decides the mesh"
         reasons["nodeMeshPassword"] = "only the default BGPConfiguration's is read (as confd)"
         reasons["nodeMeshMaxRestartTime"] = "only the default BGPConfiguration's is read"
+        # confd caches programClusterRoutes from the default BGPConfiguration only
+        # (confd/pkg/backends/calico/client.go:1224-1231).
+        reasons["programClusterRoutes"] = (
+            "only the default BGPConfiguration's is read (as confd): BIRD programs the same "
+            "pools on every node"
+        )
         reasons["prefixAdvertisements"] = (
             "kept in the plan for this node (apply_communities); the ExaBGP speakers attach none"
         )

@@ -3,9 +3,9 @@
 by kind and name, and every problem located (`document 3.kind`, `BGPPeer/p.spec.peerIP`).
 
 Nothing is silently lost: a resource defined twice, a document of the wrong shape, a kind or
-apiVersion meshemu does not read, a BGPConfiguration named neither `default` nor `node.<name>`,
-are each a located problem. Kinds and their group versions follow projectcalico/calico
-`api/pkg/apis/projectcalico/v3/` (`register.go`, one file a kind) and
+apiVersion meshemu does not read, a BGPConfiguration or FelixConfiguration named neither
+`default` nor `node.<name>`, are each a located problem. Kinds and their group versions follow
+projectcalico/calico `api/pkg/apis/projectcalico/v3/` (`register.go`, one file a kind) and
 `libcalico-go/lib/apis/internalapi/node.go` (Node); the operator's Installation is
 tigera/operator `api/v1/installation_types.go`. A name is unique per kind (a Secret's per
 namespace), as in the datastore. Secrets' keys are decoded by `calico_secrets`, Installation
@@ -27,6 +27,8 @@ from meshemu.model.calico_resources import (
     SPEC_MODELS,
     BGPConfigurationSpec,
     BGPPeerSpec,
+    FelixConfigurationSpec,
+    FelixEmulatedFields,
     InstallationSpec,
     IPAMConfigurationSpec,
     IPPoolResourceSpec,
@@ -221,8 +223,8 @@ def _read_resource(doc: Doc, found: Resources, problems: list[Problem]) -> None:
                 f"{doc.where}.kind",
                 f"unsupported kind {kind!r} (apiVersion {api!r})",
                 "a bundle holds projectcalico.org/v3 Node, IPPool, BGPConfiguration, "
-                "BGPPeer, BGPFilter, IPAMConfiguration, an operator Installation, or v1 "
-                "Secrets for BGP passwords",
+                "BGPPeer, BGPFilter, IPAMConfiguration, FelixConfiguration, an operator "
+                "Installation, or v1 Secrets for BGP passwords",
             )
         )
         return
@@ -266,21 +268,41 @@ def _read_calico_resource(doc: Doc, kind: str, found: Resources, problems: list[
                 )
     elif isinstance(spec, BGPPeerSpec):
         found.peers[meta.name] = (loc + ".spec", spec)
-    elif isinstance(spec, BGPConfigurationSpec):
-        if meta.name == "default":
-            found.bgp_default = (loc + ".spec", spec)
-        elif meta.name.startswith("node."):
-            found.per_node_bgp[meta.name[5:]] = (loc + ".spec", spec)
-        else:
-            problems.append(
-                Problem(
-                    f"{loc}.metadata.name",
-                    f"BGPConfiguration {meta.name!r} is neither 'default' nor 'node.<node>'",
-                    "",
-                )
-            )
+    elif isinstance(spec, (BGPConfigurationSpec, FelixConfigurationSpec)):
+        _read_config(loc, kind, meta.name, spec, found, problems)
     elif isinstance(spec, IPAMConfigurationSpec):
         _read_ipam_config(loc, meta.name, spec, found, problems)
+
+
+def _read_config(
+    loc: str,
+    kind: str,
+    name: str,
+    spec: BGPConfigurationSpec | FelixEmulatedFields,
+    found: Resources,
+    problems: list[Problem],
+) -> None:
+    """A BGPConfiguration or FelixConfiguration: the cluster's `default` or a node's own
+    `node.<name>` (libcalico-go/lib/backend/syncersv1/updateprocessors/configurationprocessor.go:
+    98); any other name is configuration nothing reads."""
+    if name == "default":
+        if isinstance(spec, BGPConfigurationSpec):
+            found.bgp_default = (loc + ".spec", spec)
+        else:
+            found.felix_default = (loc + ".spec", spec)
+    elif name.startswith("node.") and len(name) > 5:
+        if isinstance(spec, BGPConfigurationSpec):
+            found.per_node_bgp[name[5:]] = (loc + ".spec", spec)
+        else:
+            found.per_node_felix[name[5:]] = (loc + ".spec", spec)
+    else:
+        problems.append(
+            Problem(
+                f"{loc}.metadata.name",
+                f"{kind} {name!r} is neither 'default' nor 'node.<node>'",
+                "name it default (the whole cluster) or node.<node name> (one node)",
+            )
+        )
 
 
 def _read_ipam_config(
@@ -348,7 +370,3 @@ def _read_installation(doc: Doc, api: object, found: Resources, problems: list[P
         problems += problems_from_validation(err, f"{loc}.spec")
         return
     found.installations.append((loc, inst))
-    if inst.calicoNetwork.bgp == "Disabled":
-        found.unsupported.append(
-            (f"{loc}.spec.calicoNetwork.bgp", "Disabled: the lab still runs BGP between nodes")
-        )

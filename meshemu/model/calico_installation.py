@@ -59,11 +59,8 @@ def _pool_data(pool: InstallationPool, inst: InstallationSpec) -> dict[str, Any]
     (tigera/operator pkg/controller/ippool/defaults.go): IPv4 IPIP (None when the CNI plugin
     is not Calico) with natOutgoing Enabled; IPv6 encapsulation None with natOutgoing Disabled."""
     v6 = _family(pool.cidr) == 6
-    cni = (inst.cni or {}).get("type", "Calico")
-    default_encap: str = "None" if v6 or cni != "Calico" else "IPIP"
-    encap = pool.encapsulation or default_encap
     nat = pool.natOutgoing or ("Disabled" if v6 else "Enabled")
-    ipip, vxlan = INSTALLATION_ENCAP[encap]
+    ipip, vxlan = INSTALLATION_ENCAP[installation_encapsulation(pool, inst)]
     return {
         "cidr": pool.cidr,
         "blockSize": pool.blockSize,
@@ -74,6 +71,14 @@ def _pool_data(pool: InstallationPool, inst: InstallationSpec) -> dict[str, Any]
         "disableBGPExport": bool(pool.disableBGPExport),
         "disabled": False,
     }
+
+
+def installation_encapsulation(pool: InstallationPool, inst: InstallationSpec) -> str:
+    """The pool's encapsulation after the operator's defaults: its own, else IPv4 IPIP (None
+    when the CNI plugin is not Calico), IPv6 None."""
+    cni = (inst.cni or {}).get("type", "Calico")
+    default: str = "None" if _family(pool.cidr) == 6 or cni != "Calico" else "IPIP"
+    return pool.encapsulation or default
 
 
 def add_installation_pools(

@@ -17,6 +17,7 @@ from typing import Any
 from meshemu.model.calico_resources import (
     BGPConfigurationSpec,
     BGPPeerSpec,
+    FelixEmulatedFields,
     InstallationSpec,
     IPAMConfigurationSpec,
     Metadata,
@@ -61,6 +62,9 @@ class Resources:
     bgp_default: tuple[str, BGPConfigurationSpec] | None = None
     per_node_bgp: dict[str, tuple[str, BGPConfigurationSpec]] = field(default_factory=dict)
     ipam_config: tuple[str, IPAMConfigurationSpec] | None = None
+    # FelixConfiguration `default` and `node.<name>` (by the Kubernetes node name).
+    felix_default: tuple[str, FelixEmulatedFields] | None = None
+    per_node_felix: dict[str, tuple[str, FelixEmulatedFields]] = field(default_factory=dict)
     # (namespace, name, key) -> value
     secrets: dict[tuple[str, str, str], SecretValue] = field(default_factory=dict)
     installations: list[tuple[str, InstallationSpec]] = field(default_factory=list)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, create_model, field_validator
 
 from meshemu.model.topology import (
     DNS_SUBDOMAIN,
     AsNumber,
     Bool,
+    ClusterRoutes,
     CommunitySpec,
     Duration,
     EncapMode,
@@ -155,9 +156,7 @@ class BGPConfigurationSpec(InputModel):
     ignoredInterfaces: list[Text] | None = None
     localWorkloadPeeringIPV4: Text | None = None
     localWorkloadPeeringIPV6: Text | None = None
-    programClusterRoutes: (
-        Literal["Enabled", "Disabled", "EnabledIPIPOnly", "EnabledNoEncapOnly"] | None
-    ) = None
+    programClusterRoutes: ClusterRoutes | None = None
     ipv4NormalRoutePriority: Priority | None = None
     ipv6NormalRoutePriority: Priority | None = None
 
@@ -217,6 +216,8 @@ class InstallationPool(InputModel):
 class CalicoNetworkSpec(InputModel):
     ipPools: list[InstallationPool] | None = None
     bgp: Literal["Enabled", "Disabled"] | None = None
+    # Who programs cluster routes (installation_types.go:683-696; mapped by `calico_felix`).
+    clusterRoutingMode: Literal["BIRD", "Felix", "FelixIPIPOnly"] | None = None
     mtu: Int | None = None
     linuxDataplane: Text | None = None
     nodeAddressAutodetectionV4: dict[Text, Any] | None = None
@@ -258,6 +259,79 @@ class IPAMConfigurationSpec(InputModel):
     ipCooldownSeconds: Int | None = Field(default=None, ge=0, le=1200)
 
 
+class FelixEmulatedFields(InputModel):
+    """The FelixConfiguration fields the lab emulates (`calico_felix`), with the types and the
+    CRD enum of api/pkg/apis/projectcalico/v3/felixconfig.go (426, 434, 650-651, 1090)."""
+
+    programClusterRoutes: ClusterRoutes | None = None
+    ipipEnabled: Bool | None = None
+    vxlanEnabled: Bool | None = None
+    routeSyncDisabled: Bool | None = None
+
+
+# Every other field of FelixConfigurationSpec, by its JSON name, in the struct's order
+# (felixconfig.go at projectcalico/calico 87c15906, 188 fields in all): accepted, of any value
+# (the API server checks them; the lab does not act on them), and listed by `calico_felix` as
+# read but not emulated. A name not here and not emulated is an unknown field.
+_FELIX_NAMES = """
+    nodeSelector useInternalDataplaneDriver dataplaneDriver dataplaneWatchdogTimeout
+    ipv6Support routeRefreshInterval interfaceRefreshInterval iptablesRefreshInterval
+    iptablesPostWriteCheckInterval iptablesLockProbeInterval featureDetectOverride featureGates
+    ipsetsRefreshInterval maxIpsetSize iptablesBackend xdpRefreshInterval netlinkTimeout
+    metadataAddr metadataPort openstackRegion interfacePrefix interfaceExclude chainInsertMode
+    defaultEndpointToHostAction iptablesFilterAllowAction iptablesMangleAllowAction
+    iptablesFilterDenyAction logPrefix logActionRateLimit logActionRateLimitBurst logFilePath
+    logSeverityFile logSeverityScreen logSeveritySys logDebugFilenameRegex ipipMTU vxlanMTU
+    vxlanMTUV6 vxlanPort vxlanVNI allowVXLANPacketsFromWorkloads allowIPIPPacketsFromWorkloads
+    reportingInterval reportingTTL endpointReportingEnabled endpointReportingDelay
+    endpointStatusPathPrefix iptablesMarkMask disableConntrackInvalidCheck healthEnabled
+    healthHost healthPort healthTimeoutOverrides prometheusMetricsEnabled prometheusMetricsHost
+    prometheusMetricsPort prometheusGoMetricsEnabled prometheusProcessMetricsEnabled
+    prometheusWireGuardMetricsEnabled prometheusMetricsCAFile prometheusMetricsCertFile
+    prometheusMetricsKeyFile prometheusMetricsClientAuth failsafeInboundHostPorts
+    failsafeOutboundHostPorts kubeNodePortRanges policySyncPathPrefix usageReportingEnabled
+    usageReportingInitialDelay usageReportingInterval natPortRange natOutgoingAddress
+    natOutgoingExclusions deviceRouteSourceAddress deviceRouteSourceAddressIPv6
+    deviceRouteProtocol removeExternalRoutes ipForwarding externalNodesList
+    debugMemoryProfilePath debugDisableLogDropping debugSimulateCalcGraphHangAfter
+    debugSimulateDataplaneHangAfter debugSimulateDataplaneApplyDelay debugHost debugPort
+    iptablesNATOutgoingInterfaceFilter sidecarAccelerationEnabled xdpEnabled genericXDPEnabled
+    nftablesMode nftablesFlowTableOffload nftablesFlowTableDataIfacePattern
+    nftablesRefreshInterval nftablesFilterAllowAction nftablesMangleAllowAction
+    nftablesFilterDenyAction nftablesMarkMask bpfEnabled bpfOverlayHostSourceIP
+    bpfDisableUnprivileged bpfJITHardening bpfLogLevel bpfConntrackLogLevel bpfConntrackMode
+    bpfConntrackTimeouts bpfIPFragTimeout bpfLogFilters bpfCTLBLogFilter bpfDataIfacePattern
+    bpfL3IfacePattern bpfConnectTimeLoadBalancingEnabled bpfConnectTimeLoadBalancing
+    bpfHostNetworkedNATWithoutCTLB bpfExternalServiceMode bpfDSROptoutCIDRs
+    bpfExtToServiceConnmark bpfKubeProxyIptablesCleanupEnabled bpfKubeProxyMinSyncPeriod
+    bpfKubeProxyHealthzPort bpfPSNATPorts bpfMapSizeNATFrontend bpfMapSizeNATBackend
+    bpfMapSizeNATAffinity bpfMapSizeRoute bpfMapSizeConntrack bpfMapSizePerCpuConntrack
+    bpfMapSizeConntrackScaling bpfMapSizeConntrackCleanupQueue bpfMapSizeIPSets
+    bpfMapSizeIfState bpfHostConntrackBypass bpfIPFragmentReassemblyEnabled bpfEnforceRPF
+    bpfPolicyDebugEnabled bpfForceTrackPacketsFromIfaces bpfDisableGROForIfaces
+    bpfExcludeCIDRsFromNAT bpfExportBufferSizeMB istioAmbientMode istioDSCPMark cgroupV2Path
+    flowLogsPolicyEvaluationMode bpfRedirectToPeer bpfAttachType flowLogsFlushInterval
+    flowLogsCollectorDebugTrace flowLogsGoldmaneServer flowLogsLocalReporter bpfProfiling
+    routeSource routeTableRanges routeTableRange ipv4NormalRoutePriority
+    ipv4ElevatedRoutePriority ipv6NormalRoutePriority ipv6ElevatedRoutePriority
+    liveMigrationRouteConvergenceTime wireguardEnabled wireguardEnabledV6
+    wireguardThreadingEnabled wireguardListeningPort wireguardListeningPortV6
+    wireguardRoutingRulePriority wireguardInterfaceName wireguardInterfaceNameV6 wireguardMTU
+    wireguardMTUV6 wireguardHostEncryptionEnabled wireguardKeepAlive awsSrcDstCheck
+    serviceLoopPrevention workloadSourceSpoofing mtuIfacePattern floatingIPs
+    localSubnetL2Reachability localSubnetL2ReachabilityRefreshInterval
+    windowsManageFirewallRules goGCThreshold goMemoryLimitMB goMaxProcs requireMTUFile
+    bpfMaglevMaxEndpointsPerService bpfMaglevMaxServices
+"""
+FELIX_NOT_EMULATED = tuple(_FELIX_NAMES.split())
+
+_ANY_VALUE: dict[str, Any] = {name: (Any, None) for name in FELIX_NOT_EMULATED}
+FelixConfigurationSpec = create_model(
+    "FelixConfigurationSpec",
+    __base__=FelixEmulatedFields,
+    **_ANY_VALUE,
+)
+
 # The projectcalico.org/v3 kinds a bundle may hold, by kind, with the model of their spec.
 SPEC_MODELS: dict[str, type[BaseModel]] = {
     "Node": NodeResourceSpec,
@@ -266,4 +340,5 @@ SPEC_MODELS: dict[str, type[BaseModel]] = {
     "BGPPeer": BGPPeerSpec,
     "BGPFilter": BGPFilterSpec,
     "IPAMConfiguration": IPAMConfigurationSpec,
+    "FelixConfiguration": FelixConfigurationSpec,
 }
