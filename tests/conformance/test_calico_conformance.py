@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from meshemu.model import bgp_policy
+from meshemu.model.labplan import NodePlan, PoolPlan
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
 from meshemu.model.sessions import Session
@@ -162,13 +163,47 @@ def planned_session(session: Session, topo: Topology) -> dict[str, Any]:
     }
 
 
-def bird_encapsulation(text: str) -> dict[str, str]:
-    """Per pool CIDR: what Calico's kernel-programming filter does with its routes."""
+_KERNEL_STATEMENT = re.compile(r"^  if \(net ~ (\S+)\) then \{ (.*) \}(?: # (.*))?$", re.M)
+_CROSS_SUBNET = re.compile(
+    r'if \(defined\(bgp_next_hop\)&&\(bgp_next_hop ~ (\S+)\)\) then krt_tunnel=""; '
+    r'else krt_tunnel="tunl0"; accept;'
+)
+
+
+def bird_kernel_rules(text: str) -> dict[str, str]:
+    """Per pool CIDR: what Calico's kernel-programming filter does with its routes (confd
+    processIPPool): `felix vxlan`, `felix` (left to Felix), `bird` (BIRD writes the route),
+    `bird tunl0` (through the tunnel), `bird tunl0 outside <subnet>` (IPIP CrossSubnet)."""
     body = text.split("filter calico_kernel_programming", 1)[1]
     rules = {}
-    for cidr, comment in re.findall(r"if \(net ~ (\S+)\) then \{ reject; \} # (.*)", body):
-        rules[cidr] = "vxlan" if comment.startswith("VXLAN") else "ipip"
+    for cidr, action, comment in _KERNEL_STATEMENT.findall(body):
+        if action == "reject;":
+            rules[cidr] = "felix vxlan" if comment.startswith("VXLAN") else "felix"
+        elif action == 'krt_tunnel="tunl0"; accept;':
+            rules[cidr] = "bird tunl0"
+        elif match := _CROSS_SUBNET.fullmatch(action):
+            rules[cidr] = f"bird tunl0 outside {match.group(1)}"
+        else:
+            assert action == "accept;", action
+            rules[cidr] = "bird"
     return rules
+
+
+def planned_kernel_rule(pool: PoolPlan, node: NodePlan) -> str | None:
+    """What the plan says of the pool's routes on `node`, as `bird_kernel_rules` reads
+    Calico's filter; None where confd writes no statement (an IPv6 pool BIRD programs: the
+    filter's final accept takes it)."""
+    if pool.vxlan_mode != "Never":
+        return "felix vxlan"
+    if not pool.bird_programs:
+        return "felix"
+    if ":" in pool.cidr:
+        return None
+    if pool.ipip_mode == "Always":
+        return "bird tunl0"
+    if pool.ipip_mode == "CrossSubnet":
+        return f"bird tunl0 outside {node.subnet_prefix(4)}"
+    return "bird"
 
 
 def exported_pools(text: str) -> set[str]:
@@ -249,7 +284,7 @@ def check_case(folder: Path) -> None:
         return
     _check_sessions(folder, topo, node.sessions)
     _check_policy(folder, topo, node_name)
-    _check_pools(folder, plan)
+    _check_pools(folder, plan, node)
     expected_routes = set()
     for name in ("bird_aggr.cfg", "bird6_aggr.cfg"):
         if (folder / name).exists():
@@ -298,14 +333,14 @@ def _check_policy(folder: Path, topo: Topology, node: str) -> None:
             assert bird_communities(text) == planned, name
 
 
-def _check_pools(folder: Path, plan: LabPlan) -> None:
+def _check_pools(folder: Path, plan: LabPlan, node: NodePlan) -> None:
+    """Who writes each pool's routes on the node (BGPConfiguration programClusterRoutes, in the
+    plan as `bird_programs`) and through which device, as Calico's kernel filter says."""
     calico_rules: dict[str, str] = {}
     exported: set[str] = set()
     for part in ((folder / "bird_ipam.cfg").read_text(), (folder / "bird6_ipam.cfg").read_text()):
-        calico_rules.update(bird_encapsulation(part))
+        calico_rules.update(bird_kernel_rules(part))
         exported |= exported_pools(part)
-    for pool in plan.pools:
-        if pool.disabled:
-            continue
-        assert pool.route_rule().encapsulation() == calico_rules.get(pool.cidr, "none"), pool.name
+    planned = {pool.cidr: rule for pool in plan.pools if (rule := planned_kernel_rule(pool, node))}
+    assert planned == calico_rules
     assert exported == {p.cidr for p in plan.pools if not p.disable_bgp_export and not p.disabled}

@@ -95,7 +95,8 @@ def _protocol(text: str, name: str) -> str:
 
 
 def _bird_check(tmp_path: Path, files: dict[str, str]) -> None:
-    """Both of BIRD 1.6's daemons read the files (`-p`: parse only)."""
+    """Both of BIRD 1.6's daemons read the files (`-p`: parse only); where BIRD programs IPIP
+    pools, Debian's BIRD 1.6 stops exactly at confd's `krt_tunnel` (Calico's fork only)."""
     assert BIRD1 is not None
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -104,6 +105,14 @@ def _bird_check(tmp_path: Path, files: dict[str, str]) -> None:
         result = subprocess.run(
             [str(binary), "-p", "-c", str(main)], capture_output=True, text=True, timeout=60
         )
+        ipam_name = FILES[family][2]
+        ipam = files[ipam_name]
+        if "krt_tunnel" in ipam:
+            line = 1 + ipam[: ipam.index("krt_tunnel")].count("\n")
+            assert result.returncode != 0, main.name
+            assert f"{ipam_name}:{line}:" in result.stderr, result.stderr
+            assert "You may set only variables" in result.stderr, result.stderr
+            continue
         assert result.returncode == 0, (main.name, result.stderr)
 
 
@@ -169,6 +178,84 @@ def test_pools_follow_the_default_program_cluster_routes() -> None:
     assert "if (net ~ 10.246.0.0/16) then { reject; } # BGP export is disabled." in export
     assert "if (net ~ 10.246.0.0/16) then { accept; }" not in export
     assert "if (net ~ 10.245.0.0/16) then { accept; }" in export
+
+
+CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
+# confd's own cases of BGPConfiguration programClusterRoutes (extra_oneshot_test.go
+# TestClusterRoutesTemplates, TestFelixClusterRoutingTemplates): three wait in pending/ until
+# the bundle converter carries the value (tests/conformance/PENDING.md).
+CLUSTER_ROUTE_CASES = {
+    "cluster_routes_default": None,
+    "cluster_routes_noencap-only": "EnabledNoEncapOnly",
+    "cluster_routes_enabled": "Enabled",
+    "cluster_routes_ipip-only": "EnabledIPIPOnly",
+    "felix_cluster_routing": "Disabled",
+}
+
+
+def _case_folder(case: str) -> Path:
+    for kind in ("cases", "pending"):
+        if (CONFORMANCE / kind / case).is_dir():
+            return CONFORMANCE / kind / case
+    raise AssertionError(f"conformance case {case} is neither in cases/ nor in pending/")
+
+
+def _cluster_route_case(case: str) -> tuple[Path, Topology, LabPlan]:
+    """The case's topology with its BGPConfiguration's programClusterRoutes set natively."""
+    folder = _case_folder(case)
+    text = (folder / "input.yaml").read_text()
+    assert (f"programClusterRoutes: {CLUSTER_ROUTE_CASES[case]}" in text) == bool(
+        CLUSTER_ROUTE_CASES[case]
+    )
+    topo = load_topology(folder / "input.yaml", name="conf")
+    value = CLUSTER_ROUTE_CASES[case] or "EnabledNoEncapOnly"
+    topo = topo.model_copy(
+        update={"bgp": topo.bgp.model_copy(update={"program_cluster_routes": value})}
+    )
+    return folder, topo, build_plan(topo)
+
+
+def _statements(text: str) -> list[str]:
+    """A file's lines without the blank and whole-line comment lines (its header among them);
+    a comment after a statement (`# Cluster routes are handled by Felix.`) is kept."""
+    return [line.rstrip() for line in text.splitlines() if line.strip()[:1] not in ("", "#")]
+
+
+@pytest.mark.parametrize("case", sorted(CLUSTER_ROUTE_CASES))
+@pytest.mark.parametrize("with_bgp", [True, False], ids=["bgp", "plan-only"])
+def test_confd_cluster_route_cases(case: str, with_bgp: bool) -> None:
+    """bird_ipam.cfg / bird6_ipam.cfg line for line as confd rendered them for each value:
+    the iBGP export reject of `tunl0` exactly when Felix owns IPIP, the kernel filter's reject,
+    accept or `krt_tunnel` per pool. Without `bgp` the plan's pools (`bird_programs`) say it."""
+    folder, topo, plan = _cluster_route_case(case)
+    for family in (4, 6):
+        files = render_node_bird(plan, "kube-master", family, bgp=topo.bgp if with_bgp else None)
+        name = FILES[family][2]
+        assert _statements(files[name]) == _statements((folder / name).read_text()), name
+
+
+def test_only_calico_s_bird_fork_reads_krt_tunnel(tmp_path: Path) -> None:
+    """BGP programClusterRoutes Enabled: BIRD writes IPIP routes with `krt_tunnel`, which
+    Debian's BIRD 1.6 does not know (why model.rules refuses a BIRD node there)."""
+    _, topo, plan = _cluster_route_case("cluster_routes_enabled")
+    files = _all(topo, plan, "kube-master")
+    assert 'krt_tunnel="tunl0"; accept;' in files["bird_ipam.cfg"]
+    if not BIRD1:
+        pytest.skip("BIRD 1.6 not found: run scripts/setup.sh or set MESHEMU_BIRD1")
+    _bird_check(tmp_path, files)
+
+
+def test_vxlan_pools_stay_felix_s_whoever_programs_the_rest() -> None:
+    for value in ("Enabled", "EnabledIPIPOnly", "EnabledNoEncapOnly", "Disabled"):
+        topo, plan = _lab(
+            LAB.replace("  asNumber: 64512", f"  asNumber: 64512\n  programClusterRoutes: {value}")
+        )
+        ipam = render_node_bird(plan, "a", 4, bgp=topo.bgp)["bird_ipam.cfg"]
+        assert (
+            "if (net ~ 10.246.0.0/16) then { reject; } # VXLAN routes are handled by Felix." in ipam
+        )
+        tunl0 = '|| (ifname ~ "tunl0")' in ipam
+        assert tunl0 == (value in ("Disabled", "EnabledNoEncapOnly")), value
 
 
 def test_communities_are_applied_on_export() -> None:
