@@ -807,48 +807,53 @@ def _check_restart_times(topo: Topology) -> list[Problem]:
 
 
 def _check_bird_nodes(topo: Topology) -> list[Problem]:
-    """A BIRD node (`speaker: bird`) cannot be in a family whose routes an encapsulating pool
-    holds.
+    """A BIRD node (`speaker: bird`) cannot be where BIRD programs IPIP pools' routes.
 
-    Calico's BIRD leaves every route of an IPIP or VXLAN pool to Felix: its kernel filter
-    `calico_kernel_programming` rejects the pool (`# Cluster routes are handled by Felix.`,
-    `# VXLAN routes are handled by Felix.`: bird_ipam.cfg.template with the default
-    programClusterRoutes), the learned blocks and the node's own blackholes alike. meshemu's
-    BIRD nodes run no Felix, so nothing would program those routes. A disabled pool hands out
-    no block and has no route: it does not matter. One problem per pool, at the node's
-    `speaker` (or the lab's, when the node takes the lab's).
+    With BGPConfiguration `programClusterRoutes` Enabled or EnabledIPIPOnly (BIRD owns IPIP,
+    confd bgp_processor.go:1158-1192), confd's kernel filter sets `krt_tunnel` for every IPv4
+    IPIP pool (extraStatementForKernelProgrammingIPIPNoEncap, bgp_processor.go:1211-1224; a
+    disabled pool too: processIPPools does not look at `disabled`). Only Calico's BIRD fork
+    knows that attribute: Debian's BIRD 1.6, which meshemu's BIRD nodes run, refuses the file.
+    Felix-owned IPIP pools (Calico's default) and VXLAN pools are fine: the lab's route
+    programmer writes Felix's routes on BIRD nodes too, and the kernel filter only rejects
+    them. One problem per pool, at the node's `speaker` (or the lab's, when the node takes
+    the lab's).
     """
-    encapsulating = []
+    value = topo.bgp.program_cluster_routes
+    # clusterRoutePolicyFromBGPConfig: BIRD's `ipip` share; without BGP no BIRD runs.
+    if not topo.bgp.enabled or value not in ("Enabled", "EnabledIPIPOnly"):
+        return []
+    ipip = []
     for name, pool in topo.pools.items():
-        if pool.disabled or (pool.ipip_mode == "Never" and pool.vxlan_mode == "Never"):
+        # poolUsesVXLAN first, then poolUsesIPIP (processIPPool, bgp_processor.go:1115-1131)
+        if pool.vxlan_mode != "Never" or pool.ipip_mode not in ("Always", "CrossSubnet"):
             continue
         try:
-            family = parse_network(pool.cidr).version
+            if parse_network(pool.cidr).version == 4:  # krt_tunnel is IPv4's only
+                ipip.append((name, pool.ipip_mode))
         except ValueError:
             continue  # reported by _check_pools
-        mode = f"ipipMode {pool.ipip_mode}" if pool.ipip_mode != "Never" else ""
-        mode = mode or f"vxlanMode {pool.vxlan_mode}"
-        encapsulating.append((name, family, mode))
     problems: list[Problem] = []
     reported: set[tuple[str, str]] = set()
     for node_name, node in topo.nodes.items():
-        if (node.speaker or topo.speaker) != "bird":
+        if (node.speaker or topo.speaker) != "bird" or 4 not in node_families(topo, node_name):
             continue
         where = f"nodes.{loc_part(node_name)}.speaker" if node.speaker else "speaker"
-        families = node_families(topo, node_name)
-        for pool_name, family, mode in encapsulating:
-            if family not in families or (where, pool_name) in reported:
+        for pool_name, mode in ipip:
+            if (where, pool_name) in reported:
                 continue
             reported.add((where, pool_name))
             who = f"node {node_name} runs" if node.speaker else "the lab's nodes run"
             problems.append(
                 Problem(
                     where,
-                    f"{who} BIRD, but pool {pool_name} encapsulates ({mode}): Calico's BIRD "
-                    "leaves an encapsulating pool's routes to Felix, which meshemu's BIRD "
-                    f"nodes do not run, so no route of the pool would reach their kernel",
-                    f"set ipipMode and vxlanMode of pools.{loc_part(pool_name)} to Never, or "
-                    "use speaker: exabgp for this node",
+                    f"{who} BIRD 1.6, and bgp.programClusterRoutes {value} makes BIRD program "
+                    f"the routes of IPIP pool {pool_name} (ipipMode {mode}): confd's kernel "
+                    "filter then sets krt_tunnel, which only Calico's BIRD fork knows; "
+                    "Debian's BIRD 1.6 refuses that configuration",
+                    "keep Felix programming IPIP routes, Calico's default: set "
+                    "bgp.programClusterRoutes to EnabledNoEncapOnly (or Disabled), or use "
+                    "speaker: exabgp for this node",
                 )
             )
     return problems

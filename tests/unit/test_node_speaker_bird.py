@@ -1,8 +1,8 @@
 """BIRD as a node speaker (`speaker: bird`), everything but the running lab.
 
 The topology field (per lab, per node) and its place in the plan and the plan's JSON (older
-plans read as ExaBGP), the rule refusing BIRD nodes beside encapsulating pools (located, with a
-hint), Felix's route priority carried for the pod routes, finding BIRD 1.6 (`bird1_binaries`:
+plans read as ExaBGP), the rule refusing BIRD nodes where BIRD would program IPIP pools (located,
+with a hint), Felix's route priority carried for the pod routes, finding BIRD 1.6 (`bird1_binaries`:
 `$MESHEMU_BIRD1` or exit 3 with the setup command), which records are a node's current
 speaker processes, and `bird_report`: what BIRD 1.6.8 said over its control socket (captured
 from a lab's BIRD client of two ExaBGP route reflectors, `data/bird_node/`) in the agent's
@@ -124,54 +124,85 @@ def test_a_plan_with_an_unknown_speaker_is_a_lab_error() -> None:
         LabPlan.from_json(data)
 
 
-# -- the rule: no encapsulating pool beside a BIRD node ------------------------------------------
+# -- the rule: BIRD 1.6 nodes only where Felix owns IPIP routes ----------------------------------
+
+CLASSIC = "bgp: {programClusterRoutes: Enabled}\n"
 
 
-def test_bird_node_beside_an_ipip_pool_is_refused_at_its_speaker() -> None:
+def test_bird_node_beside_a_felix_owned_ipip_pool_and_a_vxlan_pool_is_fine() -> None:
+    # Calico's default: Felix owns IPIP (and always VXLAN); BIRD's kernel filter only rejects.
+    text = MESH.replace(
+        "p4: {cidr: 10.244.0.0/16}", "p4: {cidr: 10.244.0.0/16, ipipMode: CrossSubnet}"
+    ).replace('p6: {cidr: "fd00:244::/64"}', 'p6: {cidr: "fd00:244::/64", vxlanMode: Always}')
+    plan = plan_of(text)
+    node = plan.node("node1")
+    assert node.speaker == "bird"
+    assert {p.name: p.bird_programs for p in plan.pools} == {"p4": False, "p6": False}
+    assert set(node.felix_programs) >= {"ipip", "vxlan"}
+    # Felix's routes are in the BIRD node's plan: the route programmer writes them.
+    assert {r.source for r in node.fib if r.type != "blackhole"} >= {"felix"}
+    ipip_only = text.replace("name: birds", "name: birds\nbgp: {programClusterRoutes: Disabled}")
+    assert plan_of(ipip_only).node("node1").speaker == "bird"
+
+
+@pytest.mark.parametrize("value", ["Enabled", "EnabledIPIPOnly"])
+def test_bird_owning_an_ipip_pool_on_a_bird_node_is_refused_at_its_speaker(value: str) -> None:
     problems = problems_of(
         MESH.replace(
             "p4: {cidr: 10.244.0.0/16}", "p4: {cidr: 10.244.0.0/16, ipipMode: CrossSubnet}"
         )
+        + f"bgp: {{programClusterRoutes: {value}}}\n"
     )
     assert len(problems) == 1
     where, message, hint = problems[0]
     assert where == "nodes.node1.speaker"
-    assert "pool p4" in message and "ipipMode CrossSubnet" in message and "Felix" in message
-    assert "pools.p4" in hint and "Never" in hint
+    assert "pool p4" in message and "ipipMode CrossSubnet" in message
+    assert f"programClusterRoutes {value}" in message and "krt_tunnel" in message
+    assert "EnabledNoEncapOnly" in hint and "exabgp" in hint
 
 
-def test_lab_wide_bird_beside_a_vxlan_pool_is_refused_once_at_the_labs_speaker() -> None:
+def test_lab_wide_bird_owning_ipip_is_refused_once_at_the_labs_speaker() -> None:
     text = (
         MESH.replace("name: birds", "name: birds\nspeaker: bird")
-        .replace('p6: {cidr: "fd00:244::/64"}', 'p6: {cidr: "fd00:244::/64", vxlanMode: Always}')
+        .replace("p4: {cidr: 10.244.0.0/16}", "p4: {cidr: 10.244.0.0/16, ipipMode: Always}")
         .replace("node2: {subnet: lan}", "node2: {subnet: lan}\n  node3: {subnet: lan}")
-    )
+    ) + CLASSIC
     problems = problems_of(text)
     # node1 names its own speaker; node2 and node3 take the lab's: one problem there.
-    assert [(p[0], "pool p6" in p[1], "vxlanMode Always" in p[1]) for p in problems] == [
+    assert [(p[0], "pool p4" in p[1], "ipipMode Always" in p[1]) for p in problems] == [
         ("nodes.node1.speaker", True, True),
         ("speaker", True, True),
     ]
     assert "the lab's nodes run BIRD" in problems[1][1]
 
 
-def test_encapsulation_that_cannot_touch_a_bird_node_is_fine() -> None:
-    # A disabled pool hands out nothing; an IPv6 VXLAN pool does not concern an IPv4-only
-    # node; ExaBGP nodes may sit beside any pool.
-    disabled = MESH.replace(
+def test_bird_owning_ipip_that_cannot_touch_a_bird_node_is_fine() -> None:
+    # An IPv6-only BIRD node renders no IPv4 kernel filter; ExaBGP nodes may sit beside any
+    # pool; a VXLAN pool is Felix's whatever the setting; without BGP no BIRD runs.
+    ipip = MESH.replace("p4: {cidr: 10.244.0.0/16}", "p4: {cidr: 10.244.0.0/16, ipipMode: Always}")
+    v6_only = ipip.replace(
+        "node1: {subnet: lan, speaker: bird}",
+        "node1: {subnet: lan, speaker: bird, families: [ipv6]}",
+    )
+    assert plan_of(v6_only + CLASSIC).node("node1").ipv4 is None
+    exabgp = ipip.replace("speaker: bird", "speaker: exabgp")
+    assert plan_of(exabgp + CLASSIC).node("node1").speaker == "exabgp"
+    vxlan = MESH.replace(
+        "p4: {cidr: 10.244.0.0/16}", "p4: {cidr: 10.244.0.0/16, vxlanMode: Always}"
+    )
+    assert plan_of(vxlan + CLASSIC).node("node1").speaker == "bird"
+    no_bgp = "bgp: {programClusterRoutes: Enabled, enabled: false}\n"
+    assert plan_of(ipip + no_bgp).node("node1").speaker == "bird"
+
+
+def test_a_disabled_ipip_pool_still_counts_when_bird_owns_ipip() -> None:
+    # confd renders every pool, disabled ones too: krt_tunnel would be in the file all the same.
+    text = MESH.replace(
         "p4: {cidr: 10.244.0.0/16}",
         "p4: {cidr: 10.244.0.0/16}\n  p9: {cidr: 10.9.0.0/16, ipipMode: Always, disabled: true}",
     )
-    assert plan_of(disabled).node("node1").speaker == "bird"
-    v4_only = MESH.replace(
-        "node1: {subnet: lan, speaker: bird}",
-        "node1: {subnet: lan, speaker: bird, families: [ipv4]}",
-    ).replace('p6: {cidr: "fd00:244::/64"}', 'p6: {cidr: "fd00:244::/64", vxlanMode: Always}')
-    assert plan_of(v4_only).node("node1").ipv6 is None
-    exabgp = MESH.replace("speaker: bird", "speaker: exabgp").replace(
-        "p4: {cidr: 10.244.0.0/16}", "p4: {cidr: 10.244.0.0/16, ipipMode: Always}"
-    )
-    assert plan_of(exabgp).node("node1").speaker == "exabgp"
+    assert [p[0] for p in problems_of(text + CLASSIC)] == ["nodes.node1.speaker"]
+    assert plan_of(text).node("node1").speaker == "bird"
 
 
 # -- finding BIRD 1.6 ----------------------------------------------------------------------------
