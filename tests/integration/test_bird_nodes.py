@@ -9,8 +9,12 @@ scripts/setup.sh) with the configuration Calico's confd renders for them. Here:
 - a BIRD node as client of meshemu's own (ExaBGP) route reflectors accepts the reflected routes:
   `birdc` shows each with the ORIGINATOR_ID and CLUSTER_LIST the plan expects;
 - without BIRD 1.6 `up` is exit 3 with the setup command, and leaves nothing behind;
+- BIRD nodes beside Felix: an IPIP CrossSubnet pool (Felix's, Calico's default) and a VXLAN
+  IPv6 pool across two subnets; Felix's routes (written by the lab's route programmer, proto 80
+  or the device's) are on the BIRD nodes, BIRD's kernel filter leaves them alone, `verify`
+  passes in full;
 - `down` leaves nothing (the fixture's leak check, and an explicit one).
-Lab names start with `itb` (12 characters at most).
+Lab names start with `itb` or `birdfx` (12 characters at most).
 """
 
 from __future__ import annotations
@@ -59,6 +63,24 @@ bgp:
     peer-with-reflectors:
       nodeSelector: all()
       peerSelector: route-reflector == 'true'
+"""
+
+FELIX_POOLS = """
+name: birdfx
+description: BIRD nodes beside Felix-owned IPIP (CrossSubnet) and VXLAN (IPv6) pools
+subnets:
+  rack1: {ipv4: 10.62.1.0/24, ipv6: "fd00:62:1::/64"}
+  rack2: {ipv4: 10.62.2.0/24, ipv6: "fd00:62:2::/64"}
+routers:
+  r: {subnets: [rack1, rack2]}
+nodes:
+  node1: {subnet: rack1, speaker: bird}
+  node2: {subnet: rack1}
+  node3: {subnet: rack2, speaker: bird}
+  node4: {subnet: rack2}
+pools:
+  ipip4: {cidr: 172.22.0.0/16, ipipMode: CrossSubnet}
+  vxlan6: {cidr: "fd00:bee5::/64", vxlanMode: Always}
 """
 
 
@@ -216,3 +238,41 @@ def test_without_bird1_up_is_exit_3_and_leaves_nothing(
     assert not LabState(plan.name).exists
     assert lab_leftovers(plan.name, lab_env / plan.name) == []
     assert os.environ["MESHEMU_BIRD1"].endswith("no-bird-here")
+
+
+def test_bird_nodes_beside_felix_owned_ipip_and_vxlan_pools(lab_env: Path, tmp_path: Path) -> None:
+    path = tmp_path / "birdfx.yaml"
+    path.write_text(FELIX_POOLS)
+    topo = load_topology_text(FELIX_POOLS, str(path), "birdfx")
+    plan = build_plan(topo)
+    birds = [n for n in plan.nodes if n.speaker == "bird"]
+    # Calico's defaults: Felix owns both pools, BIRD neither (it only carries the blocks).
+    assert {p.name: p.bird_programs for p in plan.pools} == {"ipip4": False, "vxlan6": False}
+    for node in birds:
+        sources = {r.source for r in node.fib if r.type != "blackhole"}
+        assert "felix" in sources and "bgp" not in sources, node.name
+    plan, seconds = bring_up(topo, path)
+    state = LabState(plan.name)
+    for node in birds:
+        ipam = (state.dir / "nodes" / node.name / "bird_ipam.cfg").read_text()
+        assert (
+            "if (net ~ 172.22.0.0/16) then { reject; } # Cluster routes are handled by Felix."
+            in ipam
+        )
+        assert '(ifname ~ "tunl0")' in ipam and "krt_tunnel" not in ipam
+    verify_all(plan)
+    # BIRD learned every other node's blocks (its table equals the plan's RIB) but wrote none
+    # of them: every cluster route on a BIRD node is Felix's, through tunl0 across racks and
+    # directly within one (CrossSubnet by Node address), VXLAN for IPv6.
+    assert all(d.ok for d in fib_diffs(plan)), [
+        line for d in fib_diffs(plan) for line in d.describe()
+    ]
+    for node in birds:
+        assert bird_table(state, node) == planned_table(node)
+        felix = [r for r in node.fib if r.source == "felix" and r.type != "blackhole"]
+        devices = {r.dev for r in felix}
+        assert {"tunl0", "vxlan-v6.calico"} <= devices, devices
+    print(f"birdfx: up in {seconds}")
+    result = down(plan.name, progress=print)
+    assert result.processes >= 2 * len(birds) + 2
+    assert lab_leftovers(plan.name, lab_env / plan.name) == []
