@@ -13,6 +13,8 @@ from meshemu.model.plan import build_plan
 from meshemu.report.plan_text import plan_summary, render_plan
 from meshemu.scenario.model import is_scenario_document, load_scenario
 
+WARNING = "warning: "  # the plan notes that are warnings (model.phases.notes, model.policy)
+
 
 def cmd_validate(args: argparse.Namespace) -> int:
     path = Path(args.file)
@@ -49,14 +51,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "summary": plan_summary(plan),
                 "placed": placed,
                 "notes": list(plan.notes),
+                "warnings": [n.removeprefix(WARNING) for n in plan.notes if n.startswith(WARNING)],
             }
         )
         return EXIT_OK
     say(f"valid: {plan_summary(plan)}")
     for line in placed:
         say(f"  {line}")
+    # A warning (a setting Calico accepts that cannot work) does not make the input invalid.
     for note in plan.notes:
-        say(f"  note: {note}")
+        say(f"  {note}" if note.startswith(WARNING) else f"  note: {note}")
     return EXIT_OK
 
 

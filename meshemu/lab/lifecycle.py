@@ -184,8 +184,14 @@ def _start_processes(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -
     supervise.wait_listening(state, list(plan.nodes), 30 + 0.5 * len(plan.nodes))
     supervise.open_gate(state)
     birds = sum(1 for n in plan.nodes if n.speaker == "bird")
-    kinds = f"{len(plan.nodes) - birds} ExaBGP speakers"
+    exabgp = sum(1 for n in plan.nodes if n.speaker == "exabgp")
+    kinds = f"{exabgp} ExaBGP speakers"
     kinds += f", {birds} BIRD nodes" if birds else ""
+    kinds += (
+        f", {len(plan.nodes) - exabgp - birds} nodes without BGP"
+        if exabgp + birds < len(plan.nodes)
+        else ""
+    )
     clock.phase("speakers", f"{kinds} listening; start gate opened")
 
 

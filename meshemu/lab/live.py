@@ -35,6 +35,8 @@ def stop_speaker(state: LabState, node: str, graceful: bool = True) -> bool:
 
 def start_speaker(state: LabState, plan: LabPlan, node: str) -> None:
     target = node_of(plan, node)
+    if target.speaker == "none":
+        raise LabError(f"{node} runs no BGP speaker: the lab's BGP is off (bgp.enabled: false)")
     if supervise.speaker_running(state, node):
         raise LabError(f"the speaker of {node} is already running")
     supervise.start_speakers(plan, state, [target])

@@ -139,6 +139,8 @@ def _restart_processes(
         result.actions.append("BIRD restarted: " + ", ".join(dead_routers))
     restart = []
     for node in plan.nodes:
+        if node.speaker == "none":
+            continue  # BGP off: nothing runs on the node but Felix's part of the programmer
         speaker = supervise.speaker_running(state, node.name)
         if node.speaker == "bird":
             # No agent: BIRD's kernel protocol programs the FIB, and puts back a route deleted

@@ -60,11 +60,12 @@ class NodeStatus:
 
     @property
     def speaker(self) -> str:
-        return _word(self.health.speaker)
+        """running | dead | none (the lab's BGP is off: the node runs no speaker)."""
+        return _word(self.health.speaker) if self.health.bgp else NONE
 
     @property
     def agent(self) -> str:
-        return _word(self.health.agent)
+        return _word(self.health.agent) if self.health.bgp else NONE
 
     @property
     def tunnel(self) -> str:

@@ -153,6 +153,8 @@ def write_node_configs(
     if node.speaker == "bird":
         return write_bird_configs(plan, state, node, bgp)
     node_dir = state.node_dir(node.name)
+    if node.speaker == "none":
+        return node_dir, False, False  # BGP off: no speaker, no agent, nothing to configure
     agent = [PYTHON, "-m", "meshemu.controlplane.agent", "--state", str(state.dir)]
     agent += ["--node", node.name]
     config = node_dir / "exabgp.conf"
@@ -178,8 +180,10 @@ def write_node_configs(
 def start_speakers(plan: LabPlan, state: LabState, nodes: list[NodePlan]) -> None:
     """Write these nodes' configurations, then let the slim launcher fork their ExaBGP
     speakers; then start the BIRD nodes' daemons (see `start_bird_nodes`)."""
-    exabgp = [n for n in nodes if n.speaker != "bird"]
+    exabgp = [n for n in nodes if n.speaker == "exabgp"]
     birds = [n for n in nodes if n.speaker == "bird"]
+    # (A node of a lab without BGP, speaker "none", runs nothing: Felix's routes are the
+    # route programmer's.)
     binaries = bird1_binaries() if birds else None  # exit 3 before anything starts
     if exabgp:
         _launch_exabgp(plan, state, exabgp)

@@ -27,7 +27,7 @@ from meshemu.model.routes import FibRoute, PoolRule, pool_kind
 from meshemu.model.sessions import Session
 from meshemu.model.wire import Fields, OneOf, Wire
 
-SPEAKERS = ("exabgp", "bird")  # a node's BGP daemon (topology `speaker`)
+SPEAKERS = ("exabgp", "bird", "none")  # a node's BGP daemon (topology `speaker`); none: BGP off
 
 
 @dataclass(frozen=True)
@@ -257,8 +257,8 @@ class NodePlan:
     rib: tuple[RibEntry, ...]
     fib: tuple[FibRoute, ...]
     # The node's BGP daemon: "exabgp" (speaker + agent) or "bird" (BIRD 1.6 with confd's
-    # configuration; its kernel protocol programs the FIB). Plans written before it existed
-    # were all ExaBGP.
+    # configuration; its kernel protocol programs the FIB), or "none" when the lab runs no BGP
+    # (`bgp.enabled: false`). Plans written before it existed were all ExaBGP.
     speaker: str = "exabgp"
     # The metric of the node's workload (pod) routes: Felix's normal route priority, which
     # Calico requires to equal BGPConfiguration's ipv4/6NormalRoutePriority (api/.../v3/

@@ -209,7 +209,7 @@ def _nodes(
                 expected_up=peering.expected_up[name],
                 rib=ribs.entries[name],
                 fib=fibs[name],
-                speaker=spec.speaker or topo.speaker,
+                speaker=(spec.speaker or topo.speaker) if topo.bgp.enabled else "none",
                 route_priority4=topo.bgp.route_priority(4),
                 route_priority6=topo.bgp.route_priority(6),
                 felix_programs=cluster_routes.felix_programs(topo, name),

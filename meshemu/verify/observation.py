@@ -68,6 +68,8 @@ class NodeHealth:
     agent: bool = True
     tunnel: bool | None = None  # None: the node has no user-space tunnel process
     missing_pods: tuple[str, ...] = ()
+    # False: the node runs no speaker and no agent (the lab's BGP is off), none expected.
+    bgp: bool = True
 
     @property
     def control_alive(self) -> bool:

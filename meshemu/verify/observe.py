@@ -60,7 +60,9 @@ def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
     speakers = state.speakers()
     health = {}
     for node in plan.nodes:
-        if node.speaker == "bird":
+        if node.speaker == "none":
+            speaker = agent = True  # BGP off: nothing to run, nothing dead
+        elif node.speaker == "bird":
             # Every BIRD daemon the node runs (one per family it has); BIRD's kernel protocol
             # is what an agent is to an ExaBGP node.
             records = speakers.get(node.name, [])
@@ -78,6 +80,7 @@ def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
             agent=agent,
             tunnel=f"tunnel:{node.name}" in running if has_tunnel else None,
             missing_pods=tuple(p.name for p in node.pods if not netns_exists(p.netns)),
+            bgp=node.speaker != "none",
         )
     return health
 
@@ -91,6 +94,9 @@ def fresh_agent_states(
     asked: dict[str, tuple[int, object]] = {}
     birds: dict[str, dict[str, Any] | None] = {}
     for node in plan.nodes:
+        if node.speaker == "none":
+            birds[node.name] = node_state(state, node)
+            continue
         if node.speaker == "bird":
             alive = health[node.name].control_alive
             birds[node.name] = bird_node_state(state, node) if alive else None
@@ -127,6 +133,8 @@ def node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
     node what its BIRD says now (None when it cannot be read at all)."""
     if node.speaker == "bird":
         return bird_node_state(state, node)
+    if node.speaker == "none":
+        return {"sessions": {}, "rib": [], "speaker": "none"}  # BGP off: nothing learned
     return state.agent_state(node.name)
 
 

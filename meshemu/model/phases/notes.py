@@ -1,9 +1,10 @@
 """Pass 8: what the plan warns about, in words a person reads with `meshemu plan`.
 
-Owns the notes: sessions that cannot come up (an external peer without a speaker or at an
-address the lab cannot reach, a session the other side does not match), unencapsulated routes
-that end at a default router without pod routes, nodes that learn nothing from a node with
-blocks, and nodes no pool gives pods to.
+Owns the notes: BGP off, who programs cluster routes where both or neither component does
+(`model.cluster_routes.warnings`, each note `warning: <location>: ...`), sessions that cannot
+come up (an external peer without a speaker or at an address the lab cannot reach, a session the
+other side does not match), unencapsulated routes that end at a default router without pod
+routes, nodes that learn nothing from a node with blocks, and nodes no pool gives pods to.
 Pure reading of the finished nodes; it changes nothing.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Mapping, Sequence
 
+from meshemu.model import cluster_routes
 from meshemu.model.addressing import special_kind
 from meshemu.model.labplan import NodePlan
 from meshemu.model.selector import parse_selector
@@ -23,11 +25,29 @@ def plan_notes(
 ) -> tuple[str, ...]:
     """`installed`: router address -> the prefixes that router (BIRD) installs from BGP."""
     return (
+        *_bgp_off_notes(topo),
+        *_cluster_route_warnings(topo),
         *_session_notes(nodes),
         *_default_router_notes(nodes, installed),
-        *_silent_node_notes(nodes),
+        *(_silent_node_notes(nodes) if topo.bgp.enabled else ()),
         *_podless_notes(topo, nodes),
     )
+
+
+def _bgp_off_notes(topo: Topology) -> list[str]:
+    if topo.bgp.enabled:
+        return []
+    return [
+        "BGP is off (bgp.enabled: false, the operator's calicoNetwork.bgp: Disabled): no node "
+        "runs a BGP speaker, no session is planned and nothing is advertised; Felix programs "
+        "every cluster route it owns from IPAM blocks and Node addresses"
+    ]
+
+
+def _cluster_route_warnings(topo: Topology) -> list[str]:
+    """Settings Calico accepts that leave a pool's routes to both components or to neither,
+    and BIRD programming IPIP routes (deprecated): `warning: <location>: <consequence>`."""
+    return [f"warning: {where}: {text}" for where, text in cluster_routes.warnings(topo)]
 
 
 def _session_notes(nodes: Sequence[NodePlan]) -> list[str]:

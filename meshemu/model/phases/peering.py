@@ -34,6 +34,9 @@ class Peering:
     expected_up: Mapping[str, tuple[str, ...]]  # node -> peer addresses of sessions that come up
     routers: Mapping[str, tuple[RouterSession, ...]]  # BGP router -> its sessions
     router_up: Mapping[str, tuple[str, ...]]  # BGP router -> peer addresses of sessions up
+    # False: the lab runs no BGP (`bgp.enabled: false`, the operator's `calicoNetwork.bgp:
+    # Disabled`): no sessions, and no node originates anything (calico-node starts no BIRD).
+    bgp: bool = True
 
 
 def session_nodes(topo: Topology, addresses: NodeAddresses) -> dict[str, SessionNode]:
@@ -59,6 +62,11 @@ def plan_peering(
     topo: Topology, addresses: NodeAddresses, routers: Sequence[RouterPlan] = ()
 ) -> tuple[Peering, list[Problem]]:
     nodes = session_nodes(topo, addresses)
+    if not topo.bgp.enabled:
+        # CALICO_NETWORKING_BACKEND=vxlan: no BIRD, no confd (node/filesystem/etc/rc.local:
+        # 45-60), so no node has a session, not even with the lab's routers.
+        none = {name: () for name in nodes}
+        return Peering(nodes, none, {4: {}, 6: {}}, none, {}, {}, bgp=False), []
     bgp_routers = session_routers(topo, routers, addresses)
     sessions = plan_sessions(list(nodes.values()), topo.bgp, bgp_routers)
     policies = _Policies(topo.bgp.filters)

@@ -71,7 +71,7 @@ def plan_ribs(
     lab = speakers(addresses, peering)
     everyone = {**lab, **(routers or {})}
     router_best: dict[str, dict[str, tuple[Path, int]]] = {name: {} for name in routers or {}}
-    origins = originated(ipam, pools, addresses)
+    origins = originated(ipam, pools, addresses) if peering.bgp else {}
     owner = {block.cidr: name for name, node in ipam.items() for block in node.blocks}
     # Each prefix's entries go to their place in each node's list as its propagation ends,
     # and the rest of that propagation goes (a 1,000-node mesh: two thousand prefixes of a
