@@ -27,7 +27,7 @@ import ipaddress
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from meshemu.model.cluster_routes import FELIX, LOCAL, Ownership
+from meshemu.model.cluster_routes import BGP, FELIX, LOCAL, Ownership
 from meshemu.model.labplan import Block, PoolPlan
 from meshemu.model.names import IPIP_DEVICE, UPLINK, VXLAN_DEVICE
 from meshemu.model.routes import KINDS, FibRoute, PoolKind, block_has_blackhole, pool_kind
@@ -97,8 +97,13 @@ def felix_routes(
             FibRoute(
                 block.cidr,
                 "blackhole",
-                reason=f"own block of pool {block.pool}, written by Felix ({view.why(block.pool)}):"
-                " unused addresses are dropped here, not sent back to the default route",
+                reason=f"own block of pool {block.pool}, written by Felix ({view.why(block.pool)})"
+                + (
+                    " and by BIRD's static protocol, each replacing the other's"
+                    if BGP in rule.owners(by_pool[block.pool].kind)
+                    else ""
+                )
+                + ": unused addresses are dropped here, not sent back to the default route",
                 source=LOCAL,
             )
             for block in node.blocks
@@ -110,7 +115,7 @@ def felix_routes(
 
 def _borrowed(nodes: Sequence[FelixNode], pools: Mapping[str, _Pool]) -> list[tuple[str, str, str]]:
     """(address/32 or /128, pool, the node it is allocated to) for every address allocated from
-    a block affine to another node."""
+    a block affine to another node or to none (`NonAffineAllocations`, block.go:234-257)."""
     affine = {block.cidr: node.name for node in nodes for block in node.blocks}
     out = []
     for node in nodes:
@@ -120,8 +125,10 @@ def _borrowed(nodes: Sequence[FelixNode], pools: Mapping[str, _Pool]) -> list[tu
                 if pool.network.version != address.version or address not in pool.network:
                     continue
                 block = ipaddress.ip_network(f"{address}/{pool.plan.block_size}", strict=False)
+                # A block affine to another node, or to none (its node was deleted): Calico
+                # routes each of its allocations to the node it was made for.
                 owner = affine.get(str(block))
-                if owner is not None and owner != node.name:
+                if owner != node.name:
                     out.append((f"{address}/{address.max_prefixlen}", pool.plan.name, node.name))
                 break
     return out

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from meshemu.model import cluster_routes
-from meshemu.model.cluster_routes import BGP, LOCAL
+from meshemu.model.cluster_routes import BGP, FELIX, LOCAL
 from meshemu.model.felix import FelixNode, felix_routes
 from meshemu.model.labplan import PoolPlan, RibEntry, SubnetPlan
 from meshemu.model.phases.addresses import FAMILIES, NodeAddresses
@@ -112,6 +112,7 @@ def plan_fibs(
     by_name = {s.name: s for s in subnets}
     ownership = {name: cluster_routes.ownership(topo, name) for name in topo.nodes}
     felix = felix_routes(_felix_nodes(topo, subnets, addresses, ipam), pools, ownership)
+    name_felix = {n: [k for k in KINDS if FELIX in r.owners(k)] for n, r in ownership.items()}
     # (subnet prefixes, default routers, BIRD's pool kinds) -> (prefix, next hop) -> route:
     # what a node programs for a learned route depends on nothing else of the node.
     shared: dict[tuple[object, ...], _Learned] = {}
@@ -139,7 +140,8 @@ def plan_fibs(
             if entry.learned_from is not None
             and (route := known(id(entry)) or seen.route(entry)) is not _NOT_PROGRAMMED
         ]
-        own = _own_routes(ipam[name], bird, kinds) + felix[name]
+        # A blackhole both write is one kernel route (same key): Felix's entry says so.
+        own = _own_routes(ipam[name], bird - set(name_felix[name]), kinds) + felix[name]
         # Sorted by prefix, then type; the same order as sorting with that key (stable), with
         # each shared route's key found once for all nodes (two million routes in a mesh).
         keys = [*map(seen.keys.__getitem__, map(id, fib)), *map(_route_sort_key, own)]
