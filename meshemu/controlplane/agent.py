@@ -144,6 +144,10 @@ class AgentCore:
         for block in config.exported_blocks():
             family = ipaddress.ip_network(block.cidr).version
             self.own[block.cidr] = Path(prefix=block.cidr, next_hop=config.address(family) or "")
+        for prefix in config.service_routes:  # Service addresses (confd's static routes)
+            family = ipaddress.ip_network(prefix).version
+            self.own[prefix] = Path(prefix=prefix, next_hop=config.address(family) or "")
+        self.service_cidrs = [ipaddress.ip_network(c) for c in config.service_cidrs]
         self.blackholes = list(config.blackholes())
         self.not_programmed = config.unprogrammed_pools()
         self.ctx = config.route_context()
@@ -537,6 +541,12 @@ class AgentCore:
             return None
         if self.not_programmed and pool_of(prefix, self.not_programmed) is not None:
             return None
+        if self.service_cidrs and any(
+            net.version == c.version and net.subnet_of(c)  # type: ignore[arg-type]
+            for net in [ipaddress.ip_network(prefix)]
+            for c in self.service_cidrs
+        ):
+            return None  # (confd's kernel filter: Service addresses are kube-proxy's)
         route = route_for(prefix, path.next_hop, self.pools, self.ctx)
         return replace(route, metric=BIRD_METRIC_BASE - path.local_pref)
 

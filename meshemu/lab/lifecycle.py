@@ -17,7 +17,7 @@ from pathlib import Path
 
 from meshemu import process
 from meshemu.controlplane.bird_tools import bird1_binaries, bird_binary
-from meshemu.dataplane import build, nat, policy
+from meshemu.dataplane import build, nat, policy, services
 from meshemu.dataplane.netlink import netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import LabError
 from meshemu.lab import responders, routers, supervise
@@ -163,6 +163,8 @@ def _build_dataplane(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -
         clock.phase("nat", "outside host and natOutgoing rules (nftables)")
     if policy.apply_policy(plan):
         clock.phase("policy", "network policy rules per workload interface (nftables)")
+    if services.apply_services(plan):
+        clock.phase("services", "kube-proxy rules for the Services (nftables)")
 
 
 def _start_processes(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from meshemu import process
-from meshemu.dataplane import build, nat, policy
+from meshemu.dataplane import build, nat, policy, services
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import ConfigError, LabError, Problem
 from meshemu.lab import responders, routers, supervise
@@ -193,6 +193,9 @@ def apply_topology(state: LabState, old: LabPlan, topo: Topology) -> tuple[LabPl
     # and policies may both have changed); `force` clears them after the last policy is gone.
     if old.policy is not None or new.policy is not None:
         summary.policy_nodes = policy.apply_policy(new, force=True)
+    # kube-proxy follows Services and endpoints: each node's tables replaced whole.
+    if old.services is not None or new.services is not None:
+        services.apply_services(new, force=True)
     return new, summary
 
 

@@ -120,6 +120,11 @@ class AgentConfig(Wire):
     addresses: tuple[NodeAddress, ...]  # every node's addresses, this node's included
     # The rules of every BGPFilter its sessions apply, per direction and family.
     filters: tuple[Filter, ...] = ()
+    # The Service prefixes the node originates (`model.services`, confd's static routes), and
+    # the service CIDRs inside which no learned path reaches its kernel (confd's
+    # `calico_kernel_programming` rejects them; kube-proxy's rules serve those addresses).
+    service_routes: tuple[str, ...] = ()
+    service_cidrs: tuple[str, ...] = ()
 
     def links(self) -> dict[str, Link]:
         """Peer address -> the link of each session to a speaker of the lab."""
@@ -255,4 +260,6 @@ def agent_config_of(plan: LabPlan, node: str, *, bgp: BgpSpec | None = None) -> 
         gateway6=me.gateway6,
         addresses=tuple(addresses),
         filters=tuple(sorted(filters, key=lambda f: (f.name, f.direction, f.family))),
+        service_routes=plan.services.advertised.get(node, ()) if plan.services else (),
+        service_cidrs=plan.services.advertised_cidrs() if plan.services else (),
     )

@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from meshemu.errors import LabError
 from meshemu.model.policy import PolicyPlan
 from meshemu.model.routes import FibRoute, PoolRule, pool_kind
+from meshemu.model.services import ServicesPlan
 from meshemu.model.sessions import Session
 from meshemu.model.wire import Fields, OneOf, Wire
 
@@ -458,6 +459,8 @@ class LabPlan:
     outside: OutsidePlan | None = None
     # The lab's network policies (`model.policy`); None: none, and no policy rules loaded.
     policy: PolicyPlan | None = None
+    # The lab's Services (`model.services`); None: none and nothing advertised for them.
+    services: ServicesPlan | None = None
 
     def node(self, name: str) -> NodePlan:
         for node in self.nodes:
@@ -486,6 +489,7 @@ class LabPlan:
             "notes": list(self.notes),
             "outside": None if self.outside is None else self.outside.to_json(),
             "policy": None if self.policy is None else self.policy.to_json(),
+            "services": None if self.services is None else self.services.to_json(),
         }
 
     @classmethod
@@ -516,6 +520,11 @@ class LabPlan:
             policy=(
                 PolicyPlan.from_json(f.data["policy"], f"{where}.policy")
                 if f.has("policy") and f.data["policy"] is not None
+                else None
+            ),
+            services=(
+                ServicesPlan.from_json(f.data["services"], f"{where}.services")
+                if f.has("services") and f.data["services"] is not None
                 else None
             ),
         )

@@ -46,6 +46,7 @@ from meshemu.model.phases.fib import plan_fibs
 from meshemu.model.phases.notes import plan_notes
 from meshemu.model.phases.peering import Peering, plan_peering
 from meshemu.model.phases.rib import Ribs, plan_ribs
+from meshemu.model.phases.services import plan_services, without_service_routes
 from meshemu.model.policy import check_policies, plan_policy, policy_notes
 from meshemu.model.routes import FibRoute
 from meshemu.model.rules import check_topology
@@ -112,6 +113,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         check_topology(topo)
         + nat.check_outside(topo)
         + services.check_pods(topo)
+        + services.check_services(topo)
         + check_policies(topo)
     )
     subnets = plan_subnets(topo)
@@ -126,7 +128,17 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
     _gate(problems)
     peering, problems = plan_peering(topo, addresses, routers)
     _gate(problems)
-    ribs = plan_ribs(ipam, pools, addresses, peering, router_speakers(topo, routers))
+    service_plan, service_notes = plan_services(
+        topo, {name: node.pods for name, node in ipam.items()}
+    )
+    ribs = plan_ribs(
+        ipam,
+        pools,
+        addresses,
+        peering,
+        router_speakers(topo, routers),
+        service_plan.advertised if service_plan is not None else None,
+    )
     routers = with_router_bgp(topo, routers, peering.routers, peering.router_up, ribs.routers)
     gateway = gateways(routers)
     installed = installed_routes(routers)  # what each BGP router forwards: FIB reasons, notes
@@ -138,7 +150,7 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
         vtep_by_node_address(ipam, addresses),
         pools,
         ipam,
-        ribs.entries,
+        without_service_routes(ribs.entries, service_plan),
         installed,
     )
     nodes = _nodes(topo, subnets, addresses, gateway, ipam, peering, ribs, fibs)
@@ -159,9 +171,11 @@ def _build(topo: Topology, previous: LabPlan | None, sticky: Sticky | None) -> L
             *(note for node_ipam in ipam.values() for note in node_ipam.notes),
             *plan_notes(topo, nodes, installed),
             *policy_notes(topo, policy),
+            *service_notes,
         ),
         outside=nat.plan_outside(topo, routers),
         policy=policy,
+        services=service_plan,
     )
 
 

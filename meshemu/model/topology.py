@@ -579,6 +579,18 @@ class BgpSpec(InputModel):
     # false: no BGP at all (the operator's Installation `calicoNetwork.bgp: Disabled`): no
     # speakers, no sessions; only Felix programs routes.
     enabled: Bool = True
+    # Service address advertisement (BGPConfiguration; confd routes.go): every node advertises
+    # these CIDRs, and a Service's /32 (/128) where `externalTrafficPolicy: Local` has a local
+    # endpoint.
+    service_cluster_ips: list[ServiceCidrSpec] = Field(
+        default_factory=list, alias="serviceClusterIPs"
+    )
+    service_external_ips: list[ServiceCidrSpec] = Field(
+        default_factory=list, alias="serviceExternalIPs"
+    )
+    service_load_balancer_ips: list[ServiceCidrSpec] = Field(
+        default_factory=list, alias="serviceLoadBalancerIPs"
+    )
 
     def route_priority(self, family: int) -> int:
         """The normal route priority (kernel metric) of the family's routes."""
@@ -618,6 +630,64 @@ class NamespaceSpec(InputModel):
         return labels_as_text(value)
 
 
+ServiceType = Literal["ClusterIP", "NodePort", "LoadBalancer"]
+IpFamilyPolicy = Literal["SingleStack", "PreferDualStack", "RequireDualStack"]
+IpFamily = Literal["IPv4", "IPv6"]
+TrafficPolicy = Literal["Cluster", "Local"]
+# kube-apiserver's default --service-node-port-range.
+NODE_PORT_RANGE = (30000, 32767)
+
+
+class ServicePortSpec(InputModel):
+    """A Service port (Kubernetes `ServicePort`): `targetPort` is a number or the name of a
+    container port of the endpoints (default: `port`); `nodePort` for NodePort and
+    LoadBalancer Services (default: allocated from 30000-32767)."""
+
+    name: Annotated[Text, AfterValidator(check_port_name)] | None = None
+    port: Port
+    target_port: Port | Annotated[Text, AfterValidator(check_port_name)] | None = Field(
+        default=None, alias="targetPort"
+    )
+    protocol: Protocol = "TCP"
+    node_port: Int | None = Field(
+        default=None, ge=NODE_PORT_RANGE[0], le=NODE_PORT_RANGE[1], alias="nodePort"
+    )
+
+
+class ServiceSpec(InputModel):
+    """A Kubernetes Service (its `spec`, in Kubernetes' field names, and the addresses a load
+    balancer controller would have given it). Endpoints: the pods of `namespace` whose labels
+    match `selector` (`model.services`)."""
+
+    namespace: Annotated[Text, AfterValidator(lambda v: check_dns_label(v, "namespace"))] = (
+        "default"
+    )
+    type: ServiceType = "ClusterIP"
+    selector: dict[Text, Text] = Field(default_factory=dict)
+    ports: list[ServicePortSpec] = Field(min_length=1)
+    # Fixed cluster IPs (one per family); default: allocated from serviceClusterIPRange.
+    cluster_ips: list[Text] = Field(default_factory=list, alias="clusterIPs", max_length=2)
+    ip_family_policy: IpFamilyPolicy = Field(default="SingleStack", alias="ipFamilyPolicy")
+    ip_families: list[IpFamily] = Field(default_factory=list, alias="ipFamilies", max_length=2)
+    external_ips: list[Text] = Field(default_factory=list, alias="externalIPs")
+    # The LoadBalancer's addresses (status.loadBalancer.ingress): meshemu has no cloud
+    # controller, so a LoadBalancer Service names them.
+    load_balancer_ips: list[Text] = Field(default_factory=list, alias="loadBalancerIPs")
+    external_traffic_policy: TrafficPolicy = Field(default="Cluster", alias="externalTrafficPolicy")
+
+    @field_validator("selector", mode="before")
+    @classmethod
+    def _labels_as_text(cls, value: object) -> object:
+        return labels_as_text(value)
+
+
+class ServiceCidrSpec(InputModel):
+    """One entry of BGPConfiguration serviceClusterIPs / serviceExternalIPs /
+    serviceLoadBalancerIPs."""
+
+    cidr: Text
+
+
 class Topology(InputModel):
     """A whole lab: what `meshemu validate`, `plan` and `up` take."""
 
@@ -635,6 +705,13 @@ class Topology(InputModel):
     speaker: Speaker = "exabgp"
     # An optional host outside the cluster (see `OutsideSpec`).
     outside: OutsideSpec | None = None
+    # Kubernetes Services (`model.services`) and the kube-apiserver's
+    # --service-cluster-ip-range (one CIDR per family) their cluster IPs come from.
+    services: dict[Text, ServiceSpec] = Field(default_factory=dict)
+    # (Empty: kubeadm's 10.96.0.0/12 and fd00:10:96::/112, `service_ranges`.)
+    service_cluster_ip_range: list[Text] = Field(
+        default_factory=list, alias="serviceClusterIPRange", max_length=2
+    )
     # Kubernetes NetworkPolicies and Calico (Global)NetworkPolicies, each the object as written
     # (apiVersion, kind, metadata, spec); `model.policy` validates and converts them.
     policies: list[dict[Text, Any]] = Field(default_factory=list)
@@ -642,6 +719,10 @@ class Topology(InputModel):
     # Fields the input carried that meshemu reads but does not emulate: (location, explanation).
     # Filled by the Calico converter; shown by `plan` so nothing is silently ignored.
     unsupported: list[tuple[Text, Text]] = Field(default_factory=list)
+
+    def service_ranges(self) -> list[str]:
+        """The service cluster IP ranges: as written, or kubeadm's default and its IPv6 twin."""
+        return self.service_cluster_ip_range or ["10.96.0.0/12", "fd00:10:96::/112"]
 
     @field_validator("name")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from meshemu.model.ipam import Borrowed, node_borrowed
 from meshemu.model.plan import LabPlan, NodePlan, RouterPlan
+from meshemu.report.services_text import render_services
 
 
 def _join(*parts: str | None) -> str:
@@ -95,6 +96,8 @@ def render_plan(plan: LabPlan, only_node: str | None = None) -> str:
             continue
         lines.append("")
         lines += render_node(plan, node)
+    if only_node is None and plan.services is not None:
+        lines += render_services(plan.services)
     if only_node is None and plan.notes:
         lines.append("")
         lines.append("notes:")

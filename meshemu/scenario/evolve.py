@@ -30,6 +30,7 @@ TOPOLOGY_KINDS = (
     "remove-node",
     "add-pods",
     "remove-pods",
+    "set-pods",
     "set-pool",
     "add-pool",
     "remove-pool",
@@ -123,6 +124,10 @@ def _changed_data(data: dict[str, Any], kind: str, arg: Any) -> bool:
         if pods < 0:
             raise ChangeError(f"{arg.node} has only {have} pods")
         data["nodes"][arg.node]["pods"] = pods
+    elif kind == "set-pods":
+        if arg.node not in data["nodes"]:
+            return False
+        data["nodes"][arg.node]["pods"] = arg.pods
     elif kind == "set-pool":
         if arg.pool not in data["pools"]:
             return False

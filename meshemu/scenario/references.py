@@ -19,6 +19,7 @@ from meshemu.scenario.schema import (
     PoolRef,
     RouterRef,
     SetPeer,
+    SetPods,
     SetPool,
     SetRouter,
     Step,
@@ -68,7 +69,7 @@ def check_refs(where: str, step: Step, topo: Topology) -> list[Problem]:
     arg = step.argument()
     kind = step.kind
     problems: list[Problem] = []
-    if isinstance(arg, NodeRef | PodsChange):
+    if isinstance(arg, NodeRef | PodsChange | SetPods):
         problems += check_node(where, arg.node, topo)
         if (
             kind == "stop-reflector"

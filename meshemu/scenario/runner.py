@@ -40,6 +40,8 @@ from meshemu.verify.policy import with_policy
 from meshemu.verify.policy_probe import port_matrix
 from meshemu.verify.probe import capture, in_child, ping_all
 from meshemu.verify.results import FAIL, PASS, SKIP, CheckResult, Report
+from meshemu.verify.services import check_services
+from meshemu.verify.services_probe import probe_services
 from meshemu.verify.snapshot import diff_snapshots, read_snapshot, write_snapshot
 
 Progress = Callable[[str], None]
@@ -237,6 +239,9 @@ class Runner:
             # Network policy: the plan's verdict of every probe, allowed and denied.
             expected = expected_matrix(self.plan, self.plan.policy)
             results = with_policy(expected, results, cells, port_matrix(self.plan, expected))
+        if self.plan.services is not None:
+            # Services: every pod to each cluster IP, the outside host to advertised addresses.
+            results += check_services(self.plan, *probe_services(self.plan))
         if not expect.matrix.paths:
             results = [
                 r for r in results if r.details.get("icmp") is False or r.category == "policy"

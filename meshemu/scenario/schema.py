@@ -57,6 +57,14 @@ class PodsChange(_Strict):
     count: int = Field(default=1, ge=1, le=50)
 
 
+class SetPods(_Strict):
+    """A node's pods replaced whole: a count, or a list of pods as `nodes.<n>.pods` takes
+    (checked with the changed topology); pods of the same name keep their address."""
+
+    node: str
+    pods: int | list[dict[str, Any]]
+
+
 class SetPool(_Strict):
     pool: str
     ipip_mode: Literal["Always", "CrossSubnet", "Never"] | None = Field(None, alias="ipipMode")
@@ -243,6 +251,7 @@ class Step(_Strict):
     remove_node: NodeRef | None = Field(None, alias="remove-node")
     add_pods: PodsChange | None = Field(None, alias="add-pods")
     remove_pods: PodsChange | None = Field(None, alias="remove-pods")
+    set_pods: SetPods | None = Field(None, alias="set-pods")
     set_pool: SetPool | None = Field(None, alias="set-pool")
     add_pool: AddPool | None = Field(None, alias="add-pool")
     remove_pool: PoolRef | None = Field(None, alias="remove-pool")

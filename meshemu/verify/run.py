@@ -18,6 +18,8 @@ from meshemu.verify.observe import observe
 from meshemu.verify.policy import with_policy
 from meshemu.verify.policy_probe import port_matrix
 from meshemu.verify.results import Report
+from meshemu.verify.services import check_services
+from meshemu.verify.services_probe import probe_services
 
 
 def verify_lab(
@@ -41,6 +43,8 @@ def verify_lab(
         cells = expected_matrix(plan, plan.policy)
         ports = port_matrix(plan, cells) if dataplane else {}
         results = with_policy(cells, results, observation.matrix, ports)
+    if plan.services is not None and dataplane:
+        results += check_services(plan, *probe_services(plan))
     results = sorted(results, key=lambda r: r.ok)
     report = Report(
         f"verify lab {state.name}",

@@ -101,3 +101,28 @@ def test_pods_answer_on_their_ports_through_one_responder(lab_env: Path, tmp_pat
 
 def build_topology(data: dict[str, Any], tmp_path: Path) -> Any:
     return load_topology(_write(tmp_path, data))
+
+
+def test_services_answer_inside_and_outside_the_cluster(lab_env: Path) -> None:
+    """topologies/services.yaml: every pod reaches each Service on each family's cluster IP
+    (DNAT by the kube-proxy tables), from an endpoint; the outside host reaches nginx's
+    LoadBalancer addresses through the ToR (which learned them by BGP from node3 only, Local)
+    and the pod sees the client's own address; the whole verify passes."""
+    from meshemu.verify.results import FAIL
+    from meshemu.verify.run import verify_lab
+
+    from .conftest import TOPOLOGIES
+
+    path = TOPOLOGIES / "services.yaml"
+    topo = load_topology(path, name="itsvc2")
+    plan = build_plan(topo)
+    result = up(plan, topo, path, progress=print, timeout=90)
+    assert result.converged, result.diffs
+    report, _observation = verify_lab(LabState(plan.name), plan)
+    failures = [f"{r.name}: {r.observed} {r.diagnosis}" for r in report.results if r.status == FAIL]
+    assert not failures, failures
+    checks = {r.name: r for r in report.results if r.category == "services"}
+    assert len(checks) == 17, sorted(checks)
+    outside = checks["service default/nginx TCP/80 ipv6 outside -> 2001:db8:80::80"]
+    assert outside.details["result"]["seen_from"] == "2001:db8:100::10"
+    assert outside.details["result"]["answered_by"] == "node3/nginx"

@@ -357,6 +357,11 @@ def _old_core_state(plan_json: dict[str, Any], node_name: str) -> dict[str, Any]
         if pool in exported:
             family = ipaddress.ip_network(cidr).version
             own[cidr] = BgpPath(prefix=cidr, next_hop=node[f"ipv{family}"])
+    # (Service prefixes the node advertises: model.services, since Services came.)
+    services = plan_json.get("services") or {"advertised": {}}
+    for prefix in services["advertised"].get(node_name, []):
+        family = ipaddress.ip_network(prefix).version
+        own[prefix] = BgpPath(prefix=prefix, next_hop=node[f"ipv{family}"])
     vteps = {}
     for other in plan_json["nodes"]:
         for vtep in other["vteps"]:

@@ -44,11 +44,22 @@ def speakers(addresses: NodeAddresses, peering: Peering) -> dict[str, Speaker]:
 
 
 def originated(
-    ipam: Mapping[str, NodeIpam], pools: Sequence[PoolPlan], addresses: NodeAddresses
+    ipam: Mapping[str, NodeIpam],
+    pools: Sequence[PoolPlan],
+    addresses: NodeAddresses,
+    services: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[Path]]:
-    """Each node's own paths: its blocks of pools that export to BGP, next hop itself."""
+    """Each node's own paths: its blocks of pools that export to BGP, and the Service
+    prefixes it advertises (`model.services`: confd's static routes), next hop itself."""
     exported = {p.name for p in pools if not p.disable_bgp_export}
     out: dict[str, list[Path]] = {}
+    for name, prefixes in (services or {}).items():
+        for prefix in prefixes:
+            family = 6 if ":" in prefix else 4
+            if addresses.of(name, family) is not None:
+                out.setdefault(name, []).append(
+                    Path(prefix=prefix, next_hop=addresses.of(name, family) or "")
+                )
     for name, node in ipam.items():
         for block in node.blocks:
             if block.pool in exported:
@@ -65,14 +76,19 @@ def plan_ribs(
     addresses: NodeAddresses,
     peering: Peering,
     routers: Mapping[str, Speaker] | None = None,
+    services: Mapping[str, Sequence[str]] | None = None,
 ) -> Ribs:
     """Raises PlanError when BGP does not settle (see `model.bgp.propagate`).
-    `routers`: the routers that speak BGP, as speakers beside the nodes."""
+    `routers`: the routers that speak BGP, as speakers beside the nodes; `services`: node ->
+    the Service prefixes it originates (several nodes may originate one)."""
     lab = speakers(addresses, peering)
     everyone = {**lab, **(routers or {})}
     router_best: dict[str, dict[str, tuple[Path, int]]] = {name: {} for name in routers or {}}
-    origins = originated(ipam, pools, addresses) if peering.bgp else {}
+    origins = originated(ipam, pools, addresses, services) if peering.bgp else {}
     owner = {block.cidr: name for name, node in ipam.items() for block in node.blocks}
+    # A Service prefix has as many origins as nodes advertise it: the chosen path's next hop
+    # names its node (BGP keeps the originator's next hop inside the AS).
+    at_address = {a: name for name in ipam for f in (4, 6) if (a := addresses.of(name, f))}
     # Each prefix's entries go to their place in each node's list as its propagation ends,
     # and the rest of that propagation goes (a 1,000-node mesh: two thousand prefixes of a
     # thousand entries each, which together would double the memory this pass needs).
@@ -95,7 +111,9 @@ def plan_ribs(
                 entry = made[id(candidates)] = RibEntry(
                     prefix=prefix,
                     next_hop=chosen.next_hop,
-                    origin_node=owner.get(prefix, "?"),
+                    origin_node=owner.get(prefix)
+                    or (name if chosen.learned_from is None else None)
+                    or at_address.get(chosen.next_hop, "?"),
                     learned_from=chosen.learned_from,
                     as_path=chosen.as_path,
                     originator_id=chosen.originator_id,
