@@ -133,6 +133,9 @@ class LabStatus:
     fibd: str
     nodes: tuple[NodeStatus, ...]
     routers: tuple[RouterStatus, ...] = ()
+    # The plan's word on pods IPAM could not address (not created) and tunnels without an
+    # address: Calico's reason for each (model.phases.allocation).
+    ipam_notes: tuple[str, ...] = ()
 
     def problems(self) -> list[str]:
         out = [] if self.fibd == RUNNING else ["route programmer (fibd) dead"]
@@ -156,6 +159,7 @@ class LabStatus:
             "problems": self.problems(),
             "nodes": [n.to_json() for n in self.nodes],
             "routers": [r.to_json() for r in self.routers],
+            "not_created": list(self.ipam_notes),
         }
 
 
@@ -224,7 +228,12 @@ def lab_status(state: LabState) -> LabStatus:
             for index, router in enumerate(plan.routers)
             if router.bgp is not None
         ),
+        ipam_notes=tuple(n for n in plan.notes if any(m in n for m in IPAM_NOTE_MARKS)),
     )
+
+
+# The allocation pass's notes (model/phases/allocation.py `_node_ipam`).
+IPAM_NOTE_MARKS = ("Calico's IPAM gives it no", "tunnel address (IPv")
 
 
 def router_status(router: RouterPlan, seen: RouterObservation, socket: Path) -> RouterStatus:

@@ -117,6 +117,9 @@ def render_status(status: LabStatus) -> str:
     )
     if problems:
         lines.append(f"`meshemu repair {status.name}` restarts and rebuilds what is dead or gone")
+    if status.ipam_notes:
+        lines.append("not created (IPAM):")
+        lines += [f"  {note}" for note in status.ipam_notes]
     return "\n".join(lines)
 
 

@@ -205,3 +205,26 @@ def test_plan_json_is_deterministic(capsys: pytest.CaptureFixture[str]) -> None:
     _, first, _ = run(capsys, "plan", FLAGSHIP, "--json")
     _, second, _ = run(capsys, "plan", FLAGSHIP, "--json")
     assert first == second
+
+
+def test_output_cut_short_by_the_reader_is_no_traceback(tmp_path: Path) -> None:
+    """`meshemu plan FILE | head -1`: the reader goes away; no BrokenPipeError traceback. The
+    plan is far bigger than a pipe's buffer, so the writer is still writing when head exits."""
+    import subprocess
+    import sys
+
+    nodes = "".join(f"  n{i}: {{subnet: lan}}\n" for i in range(40))
+    topology = tmp_path / "big.yaml"
+    topology.write_text(
+        "name: big\nsubnets: {lan: {ipv4: 10.44.0.0/24}}\nnodes:\n" + nodes
+        + "pools: {p: {cidr: 10.244.0.0/16}}\n"
+    )  # fmt: skip
+    done = subprocess.run(
+        f"{sys.executable} -m meshemu.cli plan --json {topology} | head -c 10",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.stdout.startswith("{")
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
