@@ -133,16 +133,18 @@ def warnings(topo: Topology) -> list[tuple[str, str]]:
         for name, p in topo.pools.items()
         if not p.disabled
     }
-    seen: set[tuple[str, frozenset[str], str]] = set()
-    for node in topo.nodes:
-        rule = ownership(topo, node)
+    # Nodes alike (same pool, owners and settings) share one warning naming them all.
+    grouped: dict[tuple[str, frozenset[str], str], list[str]] = {}
+    rules = {node: ownership(topo, node) for node in topo.nodes}
+    for node, rule in rules.items():
         for pool, kind in kinds.items():
             owners = rule.owners(kind)
-            key = (pool, owners, rule.why(kind))
-            if key in seen or len(owners) == 1:
-                continue
-            seen.add(key)
-            out.append((f"pools.{pool}", _conflict_text(pool, kind, owners, rule, node)))
+            if len(owners) != 1:
+                grouped.setdefault((pool, owners, rule.why(kind)), []).append(node)
+    for (pool, owners, _), nodes in grouped.items():
+        rule = rules[nodes[0]]
+        where = "every node" if len(nodes) == len(rules) else _nodes_text(nodes)
+        out.append((f"pools.{pool}", _conflict_text(pool, kinds[pool], owners, rule, where)))
     if any(topo.nodes) and any(k == "ipip" for k in kinds.values()):
         bird_ipip = [n for n in topo.nodes if BGP in ownership(topo, n).owners("ipip")]
         if bird_ipip:
@@ -163,17 +165,17 @@ def _nodes_text(nodes: Sequence[str]) -> str:
 
 
 def _conflict_text(
-    pool: str, kind: PoolKind, owners: frozenset[str], rule: Ownership, node: str
+    pool: str, kind: PoolKind, owners: frozenset[str], rule: Ownership, where: str
 ) -> str:
     why = rule.why(kind)
     if not owners:
         return (
-            f"no component programs the routes of pool {pool} on node {node} ({why}): its "
+            f"no component programs the routes of pool {pool} on {where} ({why}): its "
             "pods are unreachable from other nodes and the node gets no blackhole for its "
             "blocks"
         )
     return (
-        f"both Felix and BIRD program the routes of pool {pool} on node {node} ({why}): they "
+        f"both Felix and BIRD program the routes of pool {pool} on {where} ({why}): they "
         "fight over them; Felix's route (metric 0) is the one the kernel uses, BIRD's stays "
         "beside it, and the node's own blackholes are rewritten by each in turn"
     )

@@ -340,7 +340,7 @@ def test_neither_component_is_a_warning_that_names_the_consequence(
 ) -> None:
     code, out = validate(tmp_path, plan_text("EnabledIPIPOnly", "Disabled", "none"), capsys)
     assert code == 0
-    assert "  warning: pools.p: no component programs the routes of pool p on node n1" in out
+    assert "  warning: pools.p: no component programs the routes of pool p on every node" in out
     assert "pods are unreachable from other nodes" in out
     code = main(["validate", "--json", str(tmp_path / "t.yaml")])
     data = json.loads(capsys.readouterr().out)
