@@ -40,9 +40,7 @@ def load_rules(node: NodePlan, ruleset: str, nft: str, what: str = "natOutgoing"
             [nft, "-f", "-"], input=ruleset, capture_output=True, text=True, check=False
         )
     if done.returncode != 0:
-        raise DataplaneError(
-            f"{node.name}: nft -f refused the {what} rules: {done.stderr.strip()}"
-        )
+        raise DataplaneError(f"{node.name}: nft -f refused the {what} rules: {done.stderr.strip()}")
 
 
 def apply_nat(plan: LabPlan, nodes: list[NodePlan] | None = None, force: bool = False) -> int:

@@ -634,9 +634,7 @@ CASES: list[Any] = [
         id="calico-wrong-apiversion",
     ),
     pytest.param(
-        bundle(
-            "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: x}\n"
-        ),
+        bundle("apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {name: x}\n"),
         [],
         ["document 3.kind", "unsupported kind 'HostEndpoint'"],
         id="calico-unknown-kind",

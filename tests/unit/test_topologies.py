@@ -45,9 +45,7 @@ def test_example_plans(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Every node learns every other node's blocks (all examples are meant to work), besides
     # the Service prefixes nodes advertise; without BGP, it has a Felix route to each instead.
     services = (
-        {p for held in plan.services.advertised.values() for p in held}
-        if plan.services
-        else set()
+        {p for held in plan.services.advertised.values() for p in held} if plan.services else set()
     )
     for node in plan.nodes:
         learned = {r.prefix for r in node.rib if r.learned_from is not None} - services
