@@ -125,9 +125,10 @@ class RouterBgp(Wire):
     config_file: str | None
 
     def fib(self) -> tuple[FibRoute, ...]:
-        """The kernel routes BIRD should have installed, as the FIB comparison takes them."""
+        """The kernel routes BIRD should have installed, as the FIB comparison takes them
+        (written by BIRD's kernel protocol: protocol 12, source bgp)."""
         return tuple(
-            FibRoute(r.prefix, "unicast", r.via, r.dev, False, r.reason) for r in self.routes
+            FibRoute(r.prefix, "unicast", r.via, r.dev, False, r.reason, "bgp") for r in self.routes
         )
 
 

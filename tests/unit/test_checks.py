@@ -18,7 +18,7 @@ import pytest
 
 from meshemu.model.load import load_topology, load_topology_text
 from meshemu.model.plan import LabPlan, NodePlan, RouterPlan, build_plan
-from meshemu.model.routes import FibRoute
+from meshemu.model.routes import FibRoute, source_of
 from meshemu.verify.bird_output import BirdProtocol, BirdRoute
 from meshemu.verify.checks import (
     check_dataplane,
@@ -187,7 +187,14 @@ def router_seen(router: RouterPlan) -> RouterObservation:
         )
         for r in router.bgp.routes
     )
-    return RouterObservation(True, protocols, routes, router.bgp.fib())
+    # Its kernel routes as netlink reports them: BIRD's kernel protocol writes protocol 12.
+    fib = tuple(
+        FibRoute(
+            r.prefix, "unicast", r.via, r.dev, False, "proto 12", source_of(12, "unicast", r.dev)
+        )
+        for r in router.bgp.routes
+    )
+    return RouterObservation(True, protocols, routes, fib)
 
 
 def healthy(plan: LabPlan) -> Observation:
