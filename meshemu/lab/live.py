@@ -65,7 +65,15 @@ def set_link(plan: LabPlan, node: str, up: bool) -> None:
             ns.route("add", "::/0", via=target.gateway6, dev=target.uplink)
     # Felix's routes over the uplink went with it; Felix writes them again on the interface
     # change (its route table resyncs when an interface comes up).
-    supervise.wake_felix(LabState(plan.name))
+    state = LabState(plan.name)
+    supervise.wake_felix(state)
+    # So did the BGP routes through it. When the link comes back before the peers' hold
+    # timers expire, no session flaps and nothing is announced again: BIRD's kernel protocol
+    # puts the missing routes back at its next scan (`scan time 2` in confd's bird.cfg); the
+    # agent does the same on SIGHUP (program the whole FIB again, as `repair` asks it).
+    pid = state.agent_pid(target.name)
+    if pid is not None:
+        process.send(pid, signal.SIGHUP)
 
 
 def set_router_links(plan: LabPlan, router: str, up: bool) -> None:

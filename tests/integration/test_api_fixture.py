@@ -17,7 +17,7 @@ from meshemu.errors import UsageError
 
 from .conftest import lab_leftovers
 
-SHARED, OWN = "apitest", "apitest-ln"
+SHARED, OWN, FLAP = "apitest", "apitest-ln", "apitest-fl"
 pytestmark = [
     pytest.mark.integration,
     # Relative to pytest's rootdir: the repository.
@@ -33,7 +33,7 @@ def private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MESHEMU_STATE_DIR", str(root))
         yield root
-    for lab in (SHARED, OWN):
+    for lab in (SHARED, OWN, FLAP):
         assert not lab_leftovers(lab, root / lab), lab
     assert list(root.iterdir()) == []
 
@@ -115,6 +115,20 @@ def test_a_link_down_fails_verify_on_that_node_only_and_link_up_recovers(
     assert recovered.converged, recovered.text()
     again = meshemu_lab.verify()
     assert again.ok, [r.diagnosis for r in again.failures()]
+
+
+@pytest.mark.meshemu_topology("topologies/mesh.yaml", name=FLAP)
+def test_a_brief_flap_gets_the_routes_the_kernel_dropped_back(meshemu_lab: Lab) -> None:
+    """Down and up again before any hold timer expires (docs/python-api.md's first example):
+    no session drops, so nothing is announced again, yet the kernel removed node2's BGP
+    routes through its uplink with the link; they come back as BIRD's kernel scan puts them."""
+    block1 = meshemu_lab.plan.node("node1").blocks[0].cidr
+    meshemu_lab.link_down("node2")
+    assert block1 not in _fib_prefixes(meshemu_lab, "node2")
+    meshemu_lab.link_up("node2")
+    recovered = meshemu_lab.wait_converged(timeout=20)
+    assert recovered.converged, recovered.text()
+    assert meshemu_lab.session("node1", "node2") is not None
 
 
 def _one_end_on_node2(cell: str) -> bool:
