@@ -120,7 +120,9 @@ def _protect(args: argparse.Namespace, plan: LabPlan) -> ProtectSpec | None:
             raise ConfigError(
                 [Problem(str(path), "expected one YAML document", "pairs, nodes, prefixes")]
             )
-        data = documents[0] if isinstance(documents[0], dict) else {"": documents[0]}
+        if not isinstance(documents[0], dict):
+            return parse_protect(documents[0], plan, str(path))  # refuses it, located
+        data = documents[0]
     if args.protect_pairs:
         pairs = data.get("pairs") if isinstance(data.get("pairs"), list) else []
         data = {**data, "pairs": [*(pairs or []), *parse_protect_pairs(args.protect_pairs)]}

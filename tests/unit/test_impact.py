@@ -353,6 +353,13 @@ def test_cli_exit_codes_and_formats(tmp_path: Path, capsys: pytest.CaptureFixtur
         _run(["impact", old, new, "--protect", str(protect)])
     with pytest.raises(ConfigError):
         _run(["impact", old, new, "--protect", str(tmp_path / "missing.yaml")])
+    for text in ("- node1\n", "just text\n"):  # a list, a string: no mapping
+        protect.write_text(text)
+        with pytest.raises(ConfigError) as refused:
+            _run(["impact", old, new, "--protect", str(protect)])
+        assert [(p.location, p.message) for p in refused.value.problems] == [
+            (str(protect), "expected a mapping with pairs, nodes and/or prefixes")
+        ], text
     with pytest.raises(ConfigError):
         _run(["impact", old, str(tmp_path / "missing.yaml")])
     with pytest.raises(ConfigError):
