@@ -192,7 +192,7 @@ def test_bird_owning_ipip_that_cannot_touch_a_bird_node_is_fine() -> None:
     )
     assert plan_of(vxlan + CLASSIC).node("node1").speaker == "bird"
     no_bgp = "bgp: {programClusterRoutes: Enabled, enabled: false}\n"
-    assert plan_of(ipip + no_bgp).node("node1").speaker == "bird"
+    assert plan_of(ipip + no_bgp).node("node1").speaker == "none"  # no BIRD runs
 
 
 def test_a_disabled_ipip_pool_still_counts_when_bird_owns_ipip() -> None:
