@@ -82,7 +82,8 @@ def _fresh_dir(destination: Path, force: bool) -> Iterator[Path]:
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=parent))
     except OSError as err:
-        raise _unwritable("-o", parent, err) from None
+        # Named as the user gave it: `cannot write /proc/x`, not the parent mkdtemp tried.
+        raise _unwritable("-o", destination, err) from None
     old: Path | None = None
     try:
         yield tmp
@@ -127,7 +128,8 @@ def cmd_export_clab(args: argparse.Namespace) -> int:
         f"{len(plan.subnets)} subnets"
     )
     if result.bridges:
-        say(f"  host bridges to create first: cd {destination} && sudo ./bridges.sh up")
+        # A path, not `cd DIR && ...`: the deploy line below is relative to where the user is.
+        say(f"  host bridges to create first: sudo {destination / 'bridges.sh'} up")
     say(f"  then: sudo containerlab deploy -t {destination}/{result.topology_file}")
     return EXIT_OK
 

@@ -52,7 +52,10 @@ def test_cli_writes_the_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert written == sorted(name for name, _ in expected.files)
     assert (out / "flagship.clab.yml").read_text() == expected.files[0][1]
     assert (out / "bridges.sh").stat().st_mode & 0o111
-    assert "containerlab deploy -t" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    # Two lines to run from here, in order: neither changes folder.
+    assert f"sudo {out}/bridges.sh up\n" in said
+    assert f"sudo containerlab deploy -t {out}/flagship.clab.yml\n" in said
     assert [p.name for p in tmp_path.iterdir()] == ["lab"]  # no temporary folder left
 
 
@@ -77,7 +80,7 @@ def test_cli_unwritable_destination(tmp_path: Path, capsys: pytest.CaptureFixtur
     mesh = str(TOPOLOGIES / "mesh.yaml")
     assert _run(["export", "clab", mesh, "-o", str(blocker / "out")]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
-    assert "cannot write" in err and "hint:" in err
+    assert f"cannot write {blocker / 'out'}: " in err and "hint:" in err  # the -o given
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
