@@ -18,11 +18,16 @@ def plan_summary(plan: LabPlan) -> str:
     sessions = sum(len(n.sessions) for n in plan.nodes)
     pods = sum(len(n.pods) for n in plan.nodes)
     blocks = sum(len(n.blocks) for n in plan.nodes)
+    bgp = (
+        f"{sessions} BGP sessions (node-to-node mesh {'on' if plan.mesh else 'off'}, "
+        f"AS {plan.as_number})"
+        if any(n.speaker != "none" for n in plan.nodes)
+        else "BGP off (no speakers: Felix programs every route)"
+    )
     return (
         f"lab {plan.name}: {len(plan.nodes)} nodes, {len(plan.subnets)} subnets, "
         f"{len(plan.routers)} routers, {len(plan.pools)} pools, {blocks} blocks, {pods} pods, "
-        f"{sessions} BGP sessions (node-to-node mesh {'on' if plan.mesh else 'off'}, "
-        f"AS {plan.as_number})"
+        + bgp
     )
 
 

@@ -228,3 +228,13 @@ def test_output_cut_short_by_the_reader_is_no_traceback(tmp_path: Path) -> None:
     )
     assert done.stdout.startswith("{")
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+
+
+def test_a_lab_without_bgp_says_so_in_the_summary() -> None:
+    from meshemu.model.load import load_topology
+    from meshemu.model.plan import build_plan
+    from meshemu.report.plan_text import plan_summary
+
+    plan = build_plan(load_topology(TOPOLOGIES / "calico-vxlan-nobgp.yaml"))
+    assert "BGP off" in plan_summary(plan) and "BGP sessions" not in plan_summary(plan)
+    assert "12 BGP sessions" in plan_summary(build_plan(load_topology(TOPOLOGIES / "mesh.yaml")))
