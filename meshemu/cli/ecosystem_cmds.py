@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -83,9 +84,10 @@ def cmd_init(args: argparse.Namespace) -> int:
     if (path.exists() or path.is_symlink()) and not args.force:
         raise UsageError(f"{path} exists: choose another name, or overwrite it with --force")
     name = lab_name_from_path(path)
-    text = starter_topology(name, str(path))
+    shown = shlex.quote(str(path))  # the commands shown are pasted into a shell
+    text = starter_topology(name, shown)
     write_whole(path, lambda out: _write(out, text))
-    say(f"wrote {path} (lab {name}): edit it, then `meshemu validate {path}`")
+    say(f"wrote {path} (lab {name}): edit it, then `meshemu validate {shown}`")
     return EXIT_OK
 
 

@@ -34,6 +34,15 @@ def test_init_writes_a_starter_that_plans_cleanly(tmp_path: Path, cli: Any) -> N
     assert oct(path.stat().st_mode & 0o777) == "0o644"
 
 
+def test_init_quotes_the_path_in_the_commands_it_shows(tmp_path: Path, cli: Any) -> None:
+    path = tmp_path / "my lab!.yaml"
+    code, out, err = cli("init", str(path))
+    assert code == 0, err
+    assert f"`meshemu validate '{path}'`" in out
+    assert f"meshemu validate '{path}'" in path.read_text()
+    assert load_topology(path).name == "my-lab"
+
+
 def test_init_never_overwrites_without_force(tmp_path: Path, cli: Any) -> None:
     path = tmp_path / "lab.yaml"
     path.write_text("mine\n")
