@@ -7,12 +7,14 @@ leaves a state `down` can clean. Processes (user-space tunnels) are started by `
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Callable
 
 from meshemu.dataplane.netlink import (
     RTPROT_BOOT,
     NetnsHandle,
+    batch,
     create_netns,
     in_netns,
     netns_exists,
@@ -62,10 +64,32 @@ def new_netns(name: str, record: Record, sysctls: dict[str, str]) -> None:
         )
     record(name)
     create_netns(name)
-    with in_netns(name) as ns:
-        ns.up("lo")
+    with batch(name, lambda _lo: 1) as changes:  # the loopback is always interface 1
+        changes.up("lo")
     if sysctls:
         write_sysctls(name, sysctls)
+
+
+def build_nodes(plan: LabPlan, record: Record, ipip_kernel: bool) -> None:
+    """The fabric, the routers and every node with its links (no pods)."""
+    build_fabric(plan, record)
+    build_routers(plan, record)
+    for node in plan.nodes:
+        build_node(plan, node, record, ipip_kernel=ipip_kernel)
+    seed_neighbors(plan)
+
+
+def build_pods(plan: LabPlan, record: Record) -> int:
+    """Every node's pods; returns how many."""
+    count = 0
+    for node in plan.nodes:
+        if not node.pods:
+            continue
+        with in_netns(node.netns) as host:  # one handle for all of the node's pods
+            for pod in node.pods:
+                build_pod(node, pod, record, host)
+                count += 1
+    return count
 
 
 def build_fabric(plan: LabPlan, record: Record) -> None:
@@ -118,15 +142,16 @@ def build_node(plan: LabPlan, node: NodePlan, record: Record, ipip_kernel: bool)
             node.fabric_ifname, node.netns, node.uplink, master=bridge, peer_mac=node.uplink_mac
         )
     with in_netns(node.netns) as ns:
-        ns.up(node.uplink)
-        if node.ipv4:
-            ns.add_address(node.uplink, node.ipv4, _prefixlen(node.ipv4_prefix))
-        if node.ipv6:
-            ns.add_address(node.uplink, node.ipv6, _prefixlen(node.ipv6_prefix))
-        if node.gateway4:
-            ns.route("add", "0.0.0.0/0", via=node.gateway4, dev=node.uplink)
-        if node.gateway6:
-            ns.route("add", "::/0", via=node.gateway6, dev=node.uplink)
+        with ns.batch() as changes:
+            changes.up(node.uplink)
+            if node.ipv4:
+                changes.add_address(node.uplink, node.ipv4, _prefixlen(node.ipv4_prefix))
+            if node.ipv6:
+                changes.add_address(node.uplink, node.ipv6, _prefixlen(node.ipv6_prefix))
+            if node.gateway4:
+                changes.route("add", "0.0.0.0/0", via=node.gateway4, dev=node.uplink)
+            if node.gateway6:
+                changes.route("add", "::/0", via=node.gateway6, dev=node.uplink)
         install_peer_routes(node, ns)
         if ipip_kernel and node.ipip_tunnel_address:
             # With the ipip module loaded the kernel makes `tunl0` in every new namespace,
@@ -178,9 +203,38 @@ def build_vxlan(plan: LabPlan, node: NodePlan, ns: NetnsHandle) -> None:
                 ns.add_fdb(device, remote.mac, remote_ip)
 
 
-def build_pod(node: NodePlan, pod: PodPlan, record: Record) -> None:
+def build_pod(
+    node: NodePlan, pod: PodPlan, record: Record, host: NetnsHandle | None = None
+) -> None:
+    """A pod: its namespace, its veth (Calico's `cali` side in the node), addresses, routes.
+    `host`: an open handle on the node's namespace (else one is opened)."""
     new_netns(pod.netns, record, POD_SYSCTLS)
-    with in_netns(node.netns) as host:
+    with contextlib.ExitStack() as stack:
+        if host is None:
+            host = stack.enter_context(in_netns(node.netns))
+        _pod_host_side(node, pod, host)
+    write_sysctls(
+        node.netns,
+        {
+            f"net.ipv4.conf.{pod.host_ifname}.proxy_arp": "1",
+            f"net.ipv4.neigh.{pod.host_ifname}.proxy_delay": "0",
+        },
+    )
+    with batch(pod.netns) as changes:
+        changes.up(names.POD_IFNAME)
+        if pod.ipv4:
+            changes.add_address(names.POD_IFNAME, pod.ipv4, 32)
+            changes.route("add", f"{POD_GATEWAY4}/32", dev=names.POD_IFNAME, scope="link")
+            changes.route("add", "0.0.0.0/0", via=POD_GATEWAY4, dev=names.POD_IFNAME)
+            changes.add_neighbor(names.POD_IFNAME, POD_GATEWAY4, CALI_MAC)
+        if pod.ipv6:
+            changes.add_address(names.POD_IFNAME, pod.ipv6, 128)
+            changes.route("add", "::/0", via=POD_GATEWAY6, dev=names.POD_IFNAME)
+            changes.add_neighbor(names.POD_IFNAME, POD_GATEWAY6, CALI_MAC)
+
+
+def _pod_host_side(node: NodePlan, pod: PodPlan, host: NetnsHandle) -> None:
+    with host.batch() as changes:
         host.add_veth(pod.host_ifname, pod.netns, names.POD_IFNAME, mac=CALI_MAC)
         # As Felix programs a workload route: protocol DeviceRouteProtocol (default 3, boot:
         # felix/config/config_params.go) and metric the normal route priority
@@ -188,7 +242,7 @@ def build_pod(node: NodePlan, pod: PodPlan, record: Record) -> None:
         # the kernel, and confd's calico_aggr would export a pod route of a metric below that
         # priority to every peer (`net ~ block && krt_metric < priority`).
         if pod.ipv4:
-            host.route(
+            changes.route(
                 "add",
                 f"{pod.ipv4}/32",
                 dev=pod.host_ifname,
@@ -197,31 +251,13 @@ def build_pod(node: NodePlan, pod: PodPlan, record: Record) -> None:
                 metric=node.route_priority(4),
             )
         if pod.ipv6:
-            host.route(
+            changes.route(
                 "add",
                 f"{pod.ipv6}/128",
                 dev=pod.host_ifname,
                 proto=RTPROT_BOOT,
                 metric=node.route_priority(6),
             )
-    write_sysctls(
-        node.netns,
-        {
-            f"net.ipv4.conf.{pod.host_ifname}.proxy_arp": "1",
-            f"net.ipv4.neigh.{pod.host_ifname}.proxy_delay": "0",
-        },
-    )
-    with in_netns(pod.netns) as ns:
-        ns.up(names.POD_IFNAME)
-        if pod.ipv4:
-            ns.add_address(names.POD_IFNAME, pod.ipv4, 32)
-            ns.route("add", f"{POD_GATEWAY4}/32", dev=names.POD_IFNAME, scope="link")
-            ns.route("add", "0.0.0.0/0", via=POD_GATEWAY4, dev=names.POD_IFNAME)
-            ns.add_neighbor(names.POD_IFNAME, POD_GATEWAY4, CALI_MAC)
-        if pod.ipv6:
-            ns.add_address(names.POD_IFNAME, pod.ipv6, 128)
-            ns.route("add", "::/0", via=POD_GATEWAY6, dev=names.POD_IFNAME)
-            ns.add_neighbor(names.POD_IFNAME, POD_GATEWAY6, CALI_MAC)
 
 
 def seed_neighbors(plan: LabPlan) -> int:
@@ -249,12 +285,12 @@ def seed_neighbors(plan: LabPlan) -> int:
     for subnet, members in stations.items():
         for netns in {m[0] for m in members}:
             device = ifname.get(netns) or ifname[f"{netns}#{subnet}"]
-            with in_netns(netns) as ns:
+            with batch(netns) as changes:
                 for other_ns, ipv4, ipv6, mac in members:
                     if other_ns == netns:
                         continue
                     for address in (ipv4, ipv6):
                         if address:
-                            ns.add_neighbor(device, address, mac)
+                            changes.add_neighbor(device, address, mac)
                             count += 1
     return count

@@ -18,7 +18,7 @@ from pathlib import Path
 from meshemu import process
 from meshemu.controlplane.bird_tools import bird1_binaries, bird_binary
 from meshemu.dataplane import build, nat, policy, services
-from meshemu.dataplane.netlink import netns_exists, pids_in_netns, remove_netns
+from meshemu.dataplane.netlink import netns_exists, pids_in_namespaces, remove_netns
 from meshemu.errors import LabError
 from meshemu.lab import responders, routers, supervise
 from meshemu.lab.converge import wait_converged
@@ -143,21 +143,13 @@ def _build(
 
 def _build_dataplane(plan: LabPlan, state: LabState, ipip: str, clock: _Clock) -> None:
     record = record_netns(state)
-    build.build_fabric(plan, record)
-    build.build_routers(plan, record)
-    for node in plan.nodes:
-        build.build_node(plan, node, record, ipip_kernel=ipip == "kernel")
-    build.seed_neighbors(plan)
+    build.build_nodes(plan, record, ipip_kernel=ipip == "kernel")
     clock.phase(
         "nodes",
         f"{len(plan.nodes)} node and {len(plan.routers)} router namespaces, "
         f"{len(plan.subnets)} subnets",
     )
-    pods = 0
-    for node in plan.nodes:
-        for pod in node.pods:
-            build.build_pod(node, pod, record)
-            pods += 1
+    pods = build.build_pods(plan, record)
     clock.phase("pods", f"{pods} pods with cali interfaces")
     if nat.build_outside(plan, record) | bool(nat.apply_nat(plan)):
         clock.phase("nat", "outside host and natOutgoing rules (nftables)")
@@ -220,8 +212,7 @@ def down(name: str, progress: Progress) -> DownResult:
         and r.pid
         and process.same_process(r.pid, r.start_time)
     }
-    for netns in namespaces:
-        victims.update(pids_in_netns(netns))
+    victims.update(pids_in_namespaces(namespaces))
     victims.discard(os.getpid())
     process.stop(victims)
     result.processes = sum(1 for r in resources if r.kind == "process" and r.pid)

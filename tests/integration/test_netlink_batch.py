@@ -1,0 +1,112 @@
+"""Batched netlink (`netlink.batch`) writes exactly what the one-by-one calls write, fails
+like them, and namespaces are made without helper processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from meshemu.dataplane.netlink import (
+    create_netns,
+    in_netns,
+    netns_exists,
+    pids_in_namespaces,
+    remove_netns,
+)
+from meshemu.errors import DataplaneError
+
+pytestmark = pytest.mark.integration
+NAMES = ("benchnla", "benchnlb", "benchnlp")
+
+
+@pytest.fixture
+def spaces() -> Iterator[tuple[str, str, str]]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (network namespaces)")
+    for name in NAMES:
+        assert not netns_exists(name), f"{name} left by an earlier run"
+        create_netns(name)
+    try:
+        yield NAMES
+    finally:
+        for name in NAMES:
+            remove_netns(name)
+    assert not any(netns_exists(n) for n in NAMES)
+
+
+def _changes(do: Any) -> None:
+    """The same changes, through `do`: a `NetnsHandle` or one of its batches."""
+    do.up("cali1")
+    do.add_address("cali1", "10.1.0.1", 24)
+    do.add_address("cali1", "fd00::1", 64)
+    do.add_address("cali1", "10.1.0.1", 24)  # exists: ignored
+    do.route("add", "10.9.9.9/32", dev="cali1", scope="link", proto=3, metric=1024)
+    do.route("add", "fd00:9::9/128", dev="cali1", proto=3, metric=1024)
+    do.route("add", "0.0.0.0/0", via="10.1.0.254", dev="cali1")
+    do.route("add", "::/0", via="fd00::fe", dev="cali1")
+    do.route("replace", "10.8.0.0/24", via="10.1.0.254", dev="cali1")
+    do.route("add", "10.7.0.0/24", via="10.1.0.254", dev="cali1")
+    do.route("add", "10.7.0.0/24", via="10.1.0.254", dev="cali1")
+    do.add_neighbor("cali1", "10.1.0.7", "ee:ee:ee:ee:ee:01")
+    do.add_neighbor("cali1", "fd00::7", "ee:ee:ee:ee:ee:02")
+
+
+def _shown(netns: str) -> str:
+    out = []
+    for command in ("-d addr show cali1", "route show table main", "-6 route show table main"):
+        out.append(
+            subprocess.run(
+                f"ip -n {netns} {command}", shell=True, capture_output=True, text=True, check=True
+            ).stdout
+        )
+    out.append(
+        subprocess.run(
+            f"ip -n {netns} neigh show", shell=True, capture_output=True, text=True, check=True
+        ).stdout
+    )
+    # the veth peer's index differs between the two namespaces
+    return "\n".join(out).replace("cali1@if2", "cali1@ifN").replace("cali1@if3", "cali1@ifN")
+
+
+def test_a_batch_writes_what_single_calls_write(spaces: tuple[str, str, str]) -> None:
+    one, batched, pods = spaces
+    for name, peer in ((one, "eth1"), (batched, "eth2")):
+        with in_netns(name) as ns:
+            ns.add_veth("cali1", pods, peer, mac="ee:ee:ee:ee:ee:ee")
+            if name == one:
+                _changes(ns)
+            else:
+                with ns.batch() as changes:
+                    _changes(changes)
+    assert "10.9.9.9 dev cali1 scope link metric 1024" in _shown(batched)
+    assert _shown(one) == _shown(batched)
+
+
+def test_a_refused_change_is_a_dataplane_error_naming_it(spaces: tuple[str, str, str]) -> None:
+    one, _batched, pods = spaces
+    with in_netns(one) as ns:
+        ns.add_veth("cali1", pods, "eth1")
+        refused = pytest.raises(DataplaneError, match=r"route add 10.99.0.0/24 via 10.200.0.1")
+        with refused, ns.batch() as changes:
+            changes.route("add", "10.99.0.0/24", via="10.200.0.1", dev="cali1")
+
+
+def test_namespaces_are_real_and_found_with_their_processes(spaces: tuple[str, str, str]) -> None:
+    one, batched, _pods = spaces
+    assert os.stat(f"/run/netns/{one}").st_ino != os.stat(f"/run/netns/{batched}").st_ino
+    assert os.stat(f"/run/netns/{one}").st_ino != os.stat("/proc/self/ns/net").st_ino
+    sleeper = subprocess.Popen(["ip", "netns", "exec", one, "sleep", "30"])
+    try:
+        for _ in range(50):
+            if sleeper.pid in pids_in_namespaces([one, batched]):
+                break
+            subprocess.run(["sleep", "0.05"], check=True)
+        assert sleeper.pid in pids_in_namespaces([one, batched])
+        assert sleeper.pid not in pids_in_namespaces([batched])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
