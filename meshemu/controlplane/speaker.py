@@ -138,6 +138,25 @@ def _install_fast_accept() -> None:
     listener_module.Listener._connected = connected
 
 
+# Set to a node's namespace name (or "all") to profile its speaker with cProfile: the stats go
+# to `<exabgp.out>.prof` when it stops (`python -m pstats` reads them). How the CPU a speaker
+# spends was measured (docs/bench.md).
+PROFILE_ENV = "MESHEMU_PROFILE_SPEAKER"
+
+
+def _profiled(main: Any, netns: str, output: Path) -> Any:
+    wanted = os.environ.get(PROFILE_ENV, "")
+    if wanted not in ("all", netns):
+        return main()
+    import cProfile
+
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(main)
+    finally:
+        profile.dump_stats(f"{output}.prof")
+
+
 class SpeakerLauncher:
     """Pre-imports ExaBGP, then forks one speaker per node."""
 
@@ -183,7 +202,7 @@ class SpeakerLauncher:
             _install_start_gate(gate)
             _install_fast_accept()
             sys.argv = ["exabgp", "server", str(config)]
-            result = self._main()
+            result = _profiled(self._main, netns, output)
             code = result if isinstance(result, int) else 0
         except SystemExit as err:
             code = err.code if isinstance(err.code, int) else 1

@@ -40,6 +40,7 @@ import contextlib
 import errno
 import fcntl
 import ipaddress
+import json
 import logging
 import os
 import selectors
@@ -49,7 +50,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -465,10 +466,32 @@ def path_mtu(destination: str) -> int | None:
         return None
 
 
-class Tunnel:
-    """The running tunnel of one node: TUN fd, raw socket, route monitor, one selector loop."""
+@contextlib.contextmanager
+def _inside(netns: str | None) -> Iterator[None]:
+    """This thread in namespace `netns` for the block (None: where it is). Sockets, TUN
+    devices and /proc/sys/net opened meanwhile belong to that namespace for good."""
+    if netns is None:
+        yield
+        return
+    from meshemu.dataplane.netlink import entered
 
-    def __init__(self, local: str, mtu: int = DEFAULT_MTU, name: str = TUNL0) -> None:
+    with entered(netns):
+        yield
+
+
+class Tunnel:
+    """The tunnel of one node: TUN fd, raw socket, route monitor (`serve` runs any number of
+    them in one loop). `netns`: the node's namespace, entered while its descriptors are
+    opened, so one process serves every node of a lab; None: the process's own namespace."""
+
+    def __init__(
+        self, local: str, mtu: int = DEFAULT_MTU, name: str = TUNL0, netns: str | None = None
+    ) -> None:
+        self.netns = netns
+        with _inside(netns):
+            self._open(local, mtu, name)
+
+    def _open(self, local: str, mtu: int, name: str) -> None:
         from pyroute2 import IPRoute  # deferred: pure users of this module need no pyroute2
         from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
@@ -605,7 +628,8 @@ class Tunnel:
     def _frag_needed(self, inner: memoryview, gateway: str) -> None:
         if not has_dont_fragment(inner):
             return
-        outer_mtu = path_mtu(gateway) or (self.mtu + OUTER_HEADER_LEN)
+        with _inside(self.netns):  # the path MTU of the node's namespace
+            outer_mtu = path_mtu(gateway) or (self.mtu + OUTER_HEADER_LEN)
         mtu = max(68, min(self.mtu, outer_mtu - OUTER_HEADER_LEN))
         with contextlib.suppress(OSError):
             os.write(self.tun_fd, icmp_frag_needed(inner, mtu, self.local_int))
@@ -666,48 +690,103 @@ class Tunnel:
         stats_interval: float = 1.0,
     ) -> None:
         """Move packets until `self.running` turns false (a signal handler does that)."""
-        selector = selectors.DefaultSelector()
-        handlers = {
-            self.tun_fd: self._on_tun,
-            self.raw.fileno(): self._on_raw,
-            self.monitor.fileno(): self._on_monitor,
-        }
-        for fd in handlers:
-            selector.register(fd, selectors.EVENT_READ)
-        if wakeup is not None:
-            selector.register(wakeup.fileno(), selectors.EVENT_READ)
-        now = time.monotonic()
-        next_stats = now + stats_interval
-        next_resync = now + RESYNC_SECONDS
-        try:
-            while self.running:
-                timeout = max(0.0, min(next_stats, next_resync) - time.monotonic())
-                for key, _ in selector.select(timeout):
-                    handler = handlers.get(key.fd)
-                    if handler is not None:
-                        handler()
-                    elif wakeup is not None:
-                        with contextlib.suppress(OSError):
-                            wakeup.recv(4096)
-                now = time.monotonic()
-                if now >= next_resync:
-                    self.resync()
-                    next_resync = now + RESYNC_SECONDS
-                if now >= next_stats:
-                    if stats_file is not None:
-                        write_json_atomic(stats_file, self.stats())
-                    next_stats = now + stats_interval
-        finally:
-            selector.close()
-            if stats_file is not None:
-                with contextlib.suppress(OSError):
-                    write_json_atomic(stats_file, self.stats())
+        serve([Served(self, stats_file)], lambda: self.running, wakeup, stats_interval)
+
+    def activity(self) -> tuple[int, int, int]:
+        """What changes when the tunnel did something: packets, route events, table size."""
+        c = self.counters
+        packets = c.encap_packets + c.decap_packets + c.dropped + c.icmp_frag_needed_sent
+        return packets, c.route_events + c.route_resyncs, len(self.table)
 
     def close(self) -> None:
         """Close everything; closing the TUN fd removes tunl0 and its routes."""
         while self._closers:
             with contextlib.suppress(Exception):
                 self._closers.pop()()
+
+
+@dataclass
+class Served:
+    """A tunnel in the loop, with its stats file and when it was last written."""
+
+    tunnel: Tunnel
+    stats_file: Path | None = None
+    written: float = 0.0
+    activity: tuple[int, int, int] = (-1, -1, -1)
+
+
+# A tunnel whose counters did not change has its stats file rewritten this rarely: a lab's
+# hundred idle tunnels would otherwise write a hundred files a second.
+STATS_IDLE_SECONDS = 30.0
+
+
+def serve(
+    tunnels: list[Served],
+    running: Callable[[], bool],
+    wakeup: socket.socket | None = None,
+    stats_interval: float = 1.0,
+    resync_seconds: float = RESYNC_SECONDS,
+) -> None:
+    """One selector loop for every tunnel (a node's, or all of a lab's) until `running()` is
+    false. Each tunnel's table is resynced every `resync_seconds` (staggered, so a lab's
+    tunnels do not dump their routes all at once), and its stats file written at most every
+    `stats_interval` when it changed, else every `STATS_IDLE_SECONDS`."""
+    selector = selectors.DefaultSelector()
+    handlers: dict[int, Callable[[], None]] = {}
+    for served in tunnels:
+        tunnel = served.tunnel
+        handlers[tunnel.tun_fd] = tunnel._on_tun
+        handlers[tunnel.raw.fileno()] = tunnel._on_raw
+        handlers[tunnel.monitor.fileno()] = tunnel._on_monitor
+    for fd in handlers:
+        selector.register(fd, selectors.EVENT_READ)
+    if wakeup is not None:
+        selector.register(wakeup.fileno(), selectors.EVENT_READ)
+    now = time.monotonic()
+    step = resync_seconds / max(1, len(tunnels))
+    resync = [now + resync_seconds + i * step for i in range(len(tunnels))]
+    next_stats = now + stats_interval
+    try:
+        while running():
+            timeout = max(0.0, min(next_stats, min(resync, default=next_stats)) - time.monotonic())
+            for key, _ in selector.select(timeout):
+                handler = handlers.get(key.fd)
+                if handler is not None:
+                    handler()
+                elif wakeup is not None:
+                    with contextlib.suppress(OSError):
+                        wakeup.recv(4096)
+            now = time.monotonic()
+            for i, served in enumerate(tunnels):
+                if now >= resync[i]:
+                    served.tunnel.resync()
+                    resync[i] = now + resync_seconds
+            if now >= next_stats:
+                for served in tunnels:
+                    _write_stats(served, now)
+                next_stats = now + stats_interval
+    finally:
+        selector.close()
+        for served in tunnels:
+            with contextlib.suppress(OSError):
+                _write_stats(served, None)
+
+
+def _write_stats(served: Served, now: float | None) -> None:
+    """Write a tunnel's stats file if it changed (or has not been written for a while);
+    `now` None: write it whatever."""
+    if served.stats_file is None:
+        return
+    activity = served.tunnel.activity()
+    if (
+        now is not None
+        and activity == served.activity
+        and now - served.written < STATS_IDLE_SECONDS
+    ):
+        return
+    write_json_atomic(served.stats_file, served.tunnel.stats())
+    served.activity = activity
+    served.written = now if now is not None else time.monotonic()
 
 
 # --------------------------------------------------------------------------------------------
@@ -764,32 +843,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         prog="python -m meshemu.dataplane.ipip_tun",
         description="User-space IPIP tunnel: tunl0 as a TUN device in a node's namespace.",
     )
-    parser.add_argument("--netns", required=True, help="namespace of the node (must exist)")
-    parser.add_argument("--local", required=True, help="the node's IPv4 address (outer source)")
+    parser.add_argument("--netns", help="namespace of the node (must exist)")
+    parser.add_argument("--local", help="the node's IPv4 address (outer source)")
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        help="instead of --netns/--local: a JSON file listing every node this one process "
+        'serves ({"nodes": [{"netns", "local", "ready", "stats"}], "stats_interval"})',
+    )
     parser.add_argument("--mtu", type=int, default=DEFAULT_MTU, help="MTU of tunl0")
     parser.add_argument("--ready-file", type=Path, help="written once tunl0 is up and routed")
     parser.add_argument("--stats-file", type=Path, help="counters as JSON, rewritten atomically")
     parser.add_argument("--stats-interval", type=float, default=1.0, help="seconds")
     parser.add_argument("--verbose", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        ipaddress.IPv4Address(args.local)
-    except ValueError:
-        parser.error(f"--local: not an IPv4 address: {args.local!r}")
+    if args.spec is None and (args.netns is None or args.local is None):
+        parser.error("give --netns and --local, or --spec")
+    if args.spec is None:
+        try:
+            ipaddress.IPv4Address(args.local)
+        except ValueError:
+            parser.error(f"--local: not an IPv4 address: {args.local!r}")
     if not 68 <= args.mtu <= 65535 - OUTER_HEADER_LEN:
         parser.error(f"--mtu: out of range: {args.mtu}")
     return args
 
 
+@dataclass
+class _Stop:
+    running: bool = True
+
+
 @contextlib.contextmanager
-def _signals_wake(tunnel: Tunnel) -> Iterator[socket.socket]:
+def _signals_wake(stop_flag: _Stop) -> Iterator[socket.socket]:
     """SIGTERM/SIGINT stop the loop; a socketpair wakes the selector at once."""
     reader, writer = socket.socketpair()
     reader.setblocking(False)
     writer.setblocking(False)
 
     def stop(signum: int, frame: object) -> None:
-        tunnel.running = False
+        stop_flag.running = False
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     old_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
@@ -803,44 +896,100 @@ def _signals_wake(tunnel: Tunnel) -> Iterator[socket.socket]:
         writer.close()
 
 
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node a tunnel process serves."""
+
+    netns: str | None  # None: the process's own namespace (entered before, single mode)
+    local: str
+    ready: Path | None = None
+    stats: Path | None = None
+
+
+def read_spec(path: Path) -> tuple[list[NodeSpec], float]:
+    """The nodes of a `--spec` file and its stats interval; DataplaneError when malformed."""
+    try:
+        data = json.loads(path.read_text())
+        nodes = [
+            NodeSpec(
+                str(n["netns"]),
+                str(ipaddress.IPv4Address(n["local"])),
+                Path(n["ready"]) if n.get("ready") else None,
+                Path(n["stats"]) if n.get("stats") else None,
+            )
+            for n in data["nodes"]
+        ]
+        return nodes, float(data.get("stats_interval", 5.0))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataplaneError(f"{path}: not a tunnel spec: {exc}") from exc
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the tunnel; exit 0 on SIGTERM/SIGINT, 3 when the environment cannot, 1 otherwise."""
+    """Run the tunnels; exit 0 on SIGTERM/SIGINT, 3 when the environment cannot, 1 otherwise.
+
+    With --spec one process serves every listed node (a lab's `tunl0`s: the process stays in
+    its own namespace and enters each node's only to open that node's descriptors); a node
+    whose tunnel cannot be made is logged and left out (no ready file), the others run."""
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format=f"ipip_tun[{args.netns}] %(levelname)s %(message)s"
-    )
+    where = args.netns or (args.spec.name if args.spec else "")
+    logging.basicConfig(level=logging.INFO, format=f"ipip_tun[{where}] %(levelname)s %(message)s")
     if args.verbose:  # only ours: pyroute2's debug output is one line per netlink message
         log.setLevel(logging.DEBUG)
     # Block the stop signals until the handlers are in place, so a SIGTERM that races start-up
     # is acted on (after setup) instead of killing us half-configured.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    served: list[Served] = []
+    started: list[NodeSpec] = []
     try:
-        from pyroute2 import netns
+        if args.spec is not None:
+            nodes, interval = read_spec(args.spec)
+        else:
+            from pyroute2 import netns
 
-        try:
-            # flags=0: never create the namespace, it must be the node's.
-            netns.setns(args.netns, flags=0)
-        except OSError as exc:
-            raise EnvironmentProblem(f"cannot enter namespace {args.netns!r}: {exc}") from exc
-        tunnel = Tunnel(args.local, mtu=args.mtu)
+            try:
+                # flags=0: never create the namespace, it must be the node's.
+                netns.setns(args.netns, flags=0)
+            except OSError as exc:
+                raise EnvironmentProblem(f"cannot enter namespace {args.netns!r}: {exc}") from exc
+            nodes = [NodeSpec(None, args.local, args.ready_file, args.stats_file)]
+            interval = args.stats_interval
+        for node in nodes:
+            try:
+                served.append(
+                    Served(Tunnel(node.local, mtu=args.mtu, netns=node.netns), node.stats)
+                )
+                started.append(node)
+            except MeshemuError as exc:
+                if args.spec is None:
+                    raise
+                log.error("%s: %s", node.netns, exc)
     except MeshemuError as exc:
         log.error("%s", exc)
         return 3 if isinstance(exc, EnvironmentProblem) else 1
+    stop_flag = _Stop()
     try:
-        with _signals_wake(tunnel) as wakeup:
+        with _signals_wake(stop_flag) as wakeup:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-            if args.ready_file is not None:
-                write_json_atomic(args.ready_file, tunnel.stats())
-            log.info(
-                "%s up (ifindex %d, mtu %d, local %s)", TUNL0, tunnel.ifindex, args.mtu, args.local
-            )
-            tunnel.run(wakeup, args.stats_file, args.stats_interval)
+            for each, node in zip(served, started, strict=True):
+                if node.ready is not None:
+                    write_json_atomic(node.ready, each.tunnel.stats())
+                log.info(
+                    "%s up in %s (ifindex %d, mtu %d, local %s)",
+                    TUNL0,
+                    node.netns or args.netns,
+                    each.tunnel.ifindex,
+                    args.mtu,
+                    node.local,
+                )
+            resync = RESYNC_SECONDS * (3 if len(served) > 1 else 1)
+            serve(served, lambda: stop_flag.running, wakeup, interval, resync)
     except MeshemuError as exc:
         log.error("%s", exc)
         return 1
     finally:
-        tunnel.close()
-        log.info("%s removed; counters %s", TUNL0, asdict(tunnel.counters))
+        for each in served:
+            each.tunnel.close()
+            log.info("%s removed; counters %s", TUNL0, asdict(each.tunnel.counters))
     return 0
 
 

@@ -13,9 +13,13 @@ import pytest
 from meshemu.dataplane.ipip_tun import (
     RTM_DELROUTE,
     RTM_NEWROUTE,
+    STATS_IDLE_SECONDS,
     Counters,
+    NodeSpec,
     RouteKey,
     RouteTable,
+    Served,
+    _write_stats,
     apply_route_message,
     decapsulate,
     has_dont_fragment,
@@ -25,9 +29,11 @@ from meshemu.dataplane.ipip_tun import (
     ip_to_int,
     outer_destination,
     parse_args,
+    read_spec,
     route_update,
     write_json_atomic,
 )
+from meshemu.errors import DataplaneError
 
 
 def key(prefix: str, priority: int = 0) -> RouteKey:
@@ -330,3 +336,70 @@ def test_parse_args() -> None:
         parse_args(["--netns", "n1", "--local", "fd00::1"])
     with pytest.raises(SystemExit):
         parse_args(["--netns", "n1", "--local", "192.168.1.10", "--mtu", "20"])
+
+
+def test_parse_args_takes_a_spec_instead_of_one_node(tmp_path: Path) -> None:
+    args = parse_args(["--spec", str(tmp_path / "t.json")])
+    assert args.spec == tmp_path / "t.json" and args.netns is None
+    with pytest.raises(SystemExit):
+        parse_args(["--netns", "n1"])  # a single node needs its address too
+
+
+def test_read_spec_lists_every_node_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    spec = tmp_path / "tunnels.json"
+    spec.write_text(
+        json.dumps(
+            {
+                "nodes": [
+                    {"netns": "a", "local": "10.0.0.1", "ready": "/r/a", "stats": "/s/a"},
+                    {"netns": "b", "local": "10.0.0.2"},
+                ],
+                "stats_interval": 2,
+            }
+        )
+    )
+    nodes, interval = read_spec(spec)
+    assert interval == 2.0
+    assert nodes == [
+        NodeSpec("a", "10.0.0.1", Path("/r/a"), Path("/s/a")),
+        NodeSpec("b", "10.0.0.2", None, None),
+    ]
+    spec.write_text(json.dumps({"nodes": [{"netns": "a", "local": "fd00::1"}]}))
+    with pytest.raises(DataplaneError, match="not a tunnel spec"):
+        read_spec(spec)
+    spec.write_text("{")
+    with pytest.raises(DataplaneError):
+        read_spec(spec)
+
+
+class _Quiet:
+    """A tunnel stand-in for the stats policy: only its activity and stats are read."""
+
+    def __init__(self) -> None:
+        self.packets = 0
+
+    def activity(self) -> tuple[int, int, int]:
+        return self.packets, 0, 0
+
+    def stats(self) -> dict[str, Any]:
+        return {"packets": self.packets}
+
+
+def test_stats_written_when_changed_and_rarely_when_idle(tmp_path: Path) -> None:
+    stats = tmp_path / "s.json"
+    tunnel = _Quiet()
+    served = Served(tunnel, stats)  # type: ignore[arg-type]
+    _write_stats(served, 100.0)
+    assert json.loads(stats.read_text()) == {"packets": 0}
+    stats.unlink()
+    _write_stats(served, 101.0)  # nothing changed: not written again so soon
+    assert not stats.exists()
+    tunnel.packets = 5
+    _write_stats(served, 102.0)
+    assert json.loads(stats.read_text()) == {"packets": 5}
+    stats.unlink()
+    _write_stats(served, 102.0 + STATS_IDLE_SECONDS)  # idle, but a long time passed
+    assert stats.exists()
+    stats.unlink()
+    _write_stats(served, None)  # at exit: always
+    assert stats.exists()
