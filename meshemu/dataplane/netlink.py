@@ -25,7 +25,7 @@ from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
 from meshemu.errors import DataplaneError
-from meshemu.model.routes import FibRoute, source_of
+from meshemu.model.routes import FibRoute, NextHop, source_of
 
 NETNS_DIR = Path("/run/netns")
 CLONE_NEWNET = 0x40000000
@@ -286,6 +286,11 @@ class NetnsHandle:
                 gateway = msg.get_attr("RTA_GATEWAY")
                 oif = msg.get_attr("RTA_OIF")
                 dev = names.get(oif) if oif is not None else None
+                # An ECMP route (BIRD's `merge paths`) has RTA_MULTIPATH instead of a gateway.
+                hops = tuple(
+                    NextHop(hop.get_attr("RTA_GATEWAY"), names.get(hop["oif"]))
+                    for hop in msg.get_attr("RTA_MULTIPATH") or ()
+                )
                 out.append(
                     FibRoute(
                         str(ipaddress.ip_network(prefix)),
@@ -296,6 +301,7 @@ class NetnsHandle:
                         f"proto {proto}",
                         source_of(proto, kind, dev),
                         metric,
+                        hops,
                     )
                 )
         return out

@@ -10,8 +10,10 @@ Shape (docs/research/fabric/bird-router.md sections 3-4, bird-examples/tor1.conf
 `log stderr all;` (the lab redirects the daemon's stderr to its log), `router id`, `protocol
 device`, `protocol direct` with a channel per family the router has (connected subnets in BIRD's
 tables, so BGP next hops resolve), one `protocol kernel` per family exporting only BGP-learned
-routes (no `persist`: BIRD removes its routes when it stops; no `merge paths`: the plan expects
-one best path per prefix in the FIB), a `protocol static` per family with the router's static
+routes (no `persist`: BIRD removes its routes when it stops; `merge paths on`: a prefix several
+peers advertise equally well, a Service CIDR every node originates, becomes one ECMP route, as a
+top-of-rack router in Calico's reference designs does; `model.phases.fabric._merged` says which
+paths BIRD merges), a `protocol static` per family with the router's static
 routes (only so recursive and multihop next hops resolve: the kernel protocols export only
 RTS_BGP, and the kernel has those routes already), then one `protocol bgp` per session, in the
 plan's order.
@@ -25,7 +27,8 @@ BIRD sources and documentation followed (CZ-NIC/bird, tag v2.0.12):
   `connect retry time` 2791 (default 120), `error wait time` 2795 (default 60,300),
   RFC 8212 (eBGP channels need explicit import and export) 2904, `next hop self
   switch|ibgp|ebgp` (a channel option) 2932, Direct 3311, Kernel 3361 (`persist` 3399,
-  `merge paths` 3434), `source = RTS_BGP` 1794 and 3608.
+  `merge paths` 3434: a protocol option, not a channel one, sysdep/unix/krt.Y 72),
+  `source = RTS_BGP` 1794 and 3608.
 - `proto/bgp/config.Y`: ranges enforced at parse time: hold time 0 or 3-65535 (159), multihop
   1-255 (164), keepalive 1-65535 (184); `error wait time expr ',' expr` (187), `password text`
   (195), `allow local as expr` (200), `graceful restart bool` / `time expr` (203, 205),
@@ -100,6 +103,7 @@ def render_router_config(router: RouterPlan, hold_time: int) -> str:
         out += [
             "",
             f"protocol kernel kernel{family} {{",
+            "  merge paths on;  # ECMP over equally good BGP paths (at most 16 next hops)",
             f"  ipv{family} {{",
             "    import none;",
             "    export where source = RTS_BGP;",

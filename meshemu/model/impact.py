@@ -111,7 +111,8 @@ class _Forwarding:
                 return Reach("none", f"router {at} has no route to {address}{plain}")
             if not first:
                 first, how = "router", f"router {at}: {route.text()}"
-            at, kind = self._owner(route.via or "")
+            # (An ECMP route's next hops all lead on alike: the first stands for them.)
+            at, kind = self._owner(route.via or next((h.via or "" for h in route.nexthops), ""))
             if not at:
                 return Reach("none", f"router {at}: next hop {route.via} is nobody in the lab")
         return Reach("none", f"a forwarding loop from {start} towards {address}")

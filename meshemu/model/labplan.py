@@ -23,7 +23,7 @@ from typing import Annotated, Any
 
 from meshemu.errors import LabError
 from meshemu.model.policy import PolicyPlan
-from meshemu.model.routes import FibRoute, PoolRule, pool_kind
+from meshemu.model.routes import FibRoute, NextHop, PoolRule, pool_kind
 from meshemu.model.services import ServicesPlan
 from meshemu.model.sessions import Session
 from meshemu.model.wire import Fields, OneOf, Wire
@@ -95,6 +95,16 @@ class RouterSession(Wire):
 
 
 @dataclass(frozen=True)
+class RouterHop(Wire):
+    """One next hop of a router's ECMP route: a path BIRD's `merge paths` merged."""
+
+    next_hop: str  # the path's BGP next hop
+    via: str  # its kernel gateway
+    dev: str
+    learned_from: str
+
+
+@dataclass(frozen=True)
 class RouterRoute(Wire):
     """A best path the router's BIRD selects and installs into its kernel FIB."""
 
@@ -106,6 +116,9 @@ class RouterRoute(Wire):
     as_path: tuple[int, ...]
     paths: int  # how many candidate paths the router holds for the prefix
     reason: str
+    # ECMP (`merge paths on`): every next hop of the kernel route, the best path's included,
+    # by gateway; empty when the route has one next hop (`via` on `dev`).
+    multipath: tuple[RouterHop, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,7 +141,16 @@ class RouterBgp(Wire):
         """The kernel routes BIRD should have installed, as the FIB comparison takes them
         (written by BIRD's kernel protocol: protocol 12, source bgp)."""
         return tuple(
-            FibRoute(r.prefix, "unicast", r.via, r.dev, False, r.reason, "bgp") for r in self.routes
+            FibRoute(r.prefix, "unicast", r.via, r.dev, False, r.reason, "bgp")
+            if not r.multipath
+            else FibRoute(
+                r.prefix,
+                "unicast",
+                reason=r.reason,
+                source="bgp",
+                nexthops=tuple(NextHop(h.via, h.dev) for h in r.multipath),
+            )
+            for r in self.routes
         )
 
 

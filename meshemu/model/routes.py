@@ -54,6 +54,19 @@ def block_has_blackhole(cidr: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class NextHop:
+    """One next hop of a multipath (ECMP) kernel route: one `rtnexthop` of RTA_MULTIPATH."""
+
+    via: str | None
+    dev: str | None
+
+    def text(self) -> str:
+        return " ".join(
+            [*([f"via {self.via}"] if self.via else []), *([f"dev {self.dev}"] if self.dev else [])]
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class FibRoute:
     """One expected (or observed) kernel route of a node."""
 
@@ -69,6 +82,9 @@ class FibRoute:
     source: str = ""
     # The kernel metric it is written with; None: the kernel's default (IPv4 0, IPv6 1024).
     metric: int | None = None
+    # A multipath route's next hops (then `via` and `dev` are None, as the kernel reports
+    # them: RTA_MULTIPATH instead of RTA_GATEWAY and RTA_OIF); empty for one next hop.
+    nexthops: tuple[NextHop, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The one JSON form of a route (the plan's `fib` entries; field names, `source`
@@ -82,6 +98,11 @@ class FibRoute:
             "source": self.source,
             "reason": self.reason,
             **({"metric": self.metric} if self.metric is not None else {}),
+            **(
+                {"nexthops": [{"via": h.via, "dev": h.dev} for h in self.nexthops]}
+                if self.nexthops
+                else {}
+            ),
         }
 
     @classmethod
@@ -103,11 +124,19 @@ class FibRoute:
             reason=fields.text("reason", default=""),
             source=fields.text("source", default=""),
             metric=fields.opt_number("metric") if "metric" in fields.data else None,
+            nexthops=tuple(
+                NextHop(hop.opt_text("via"), hop.opt_text("dev"))
+                for hop in fields.objects("nexthops")
+            )
+            if "nexthops" in fields.data
+            else (),
         )
 
-    def key(self) -> tuple[str, str, str | None, str | None, bool]:
-        """What must be equal between expected and observed (the reason is commentary)."""
-        return (self.prefix, self.type, self.via, self.dev, self.onlink)
+    def key(self) -> tuple[object, ...]:
+        """What must be equal between expected and observed (the reason is commentary):
+        (prefix, type, via, dev, onlink), and a multipath route's next hops in any order."""
+        base = (self.prefix, self.type, self.via, self.dev, self.onlink)
+        return (*base, frozenset(self.nexthops)) if self.nexthops else base
 
     def text(self) -> str:
         if self.type == "blackhole":
@@ -119,6 +148,7 @@ class FibRoute:
             parts.append(f"dev {self.dev}")
         if self.onlink:
             parts.append("onlink")
+        parts += [f"nexthop {hop.text()}" for hop in self.nexthops]
         return " ".join(parts)
 
 

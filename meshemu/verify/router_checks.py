@@ -4,9 +4,11 @@ Owns the verdicts on each BGP router, in `verify`'s categories: health (its BIRD
 answers on its control socket), sessions (each planned session, found by neighbor address in
 `show protocols all`, is Established when the plan expects it up; a session that stays down
 says BIRD's state and last error), RIB (each expected best path is BIRD's selected route with
-the planned BGP next hop and AS path; no other BGP route inside a pool) and FIB (the routes
-BIRD's kernel protocol installed equal the plan's). A router running the user's own BIRD
-configuration is reported, not judged: its results are SKIP with what it has and learned.
+the planned BGP next hop and AS path; no other BGP route inside a pool or an advertised Service
+CIDR) and FIB (the routes BIRD's kernel protocol installed equal the plan's, inside the pools
+and the advertised Service CIDRs, ECMP routes with every planned next hop). A router running
+the user's own BIRD configuration is reported, not judged: its results are SKIP with what it
+has and learned.
 No I/O here.
 """
 
@@ -144,6 +146,7 @@ def _rib(plan: LabPlan, router: RouterPlan, seen: RouterObservation, readable: b
         why = f"router {router.name}'s BIRD cannot be read"
         return CheckResult("rib", name, FAIL, expected, "not observed", why, router.name)
     selected = _selected_bgp(seen)
+    held = {(r.prefix, r.bgp_next_hop) for r in seen.routes if r.source == "BGP"}
     planned = {r.prefix for r in router.bgp.routes}
     problems = []
     for want in router.bgp.routes:
@@ -151,6 +154,12 @@ def _rib(plan: LabPlan, router: RouterPlan, seen: RouterObservation, readable: b
         if have is None:
             problems.append(f"missing {want.prefix}")
             continue
+        # An ECMP route's other next hops come from paths BIRD holds beside the best one.
+        problems += [
+            f"{want.prefix}: no path with next hop {hop.next_hop} to merge (ECMP)"
+            for hop in want.multipath
+            if (want.prefix, hop.next_hop) not in held
+        ]
         if have.bgp_next_hop != want.next_hop:
             hop = f"next hop {have.bgp_next_hop}, expected {want.next_hop}"
             problems.append(f"{want.prefix}: {hop}")
@@ -171,11 +180,18 @@ def _rib(plan: LabPlan, router: RouterPlan, seen: RouterObservation, readable: b
     return CheckResult("rib", name, PASS if ok else FAIL, expected, observed, why, router.name)
 
 
+def _scope(plan: LabPlan) -> list[str]:
+    """The prefixes whose routes Calico's nodes announce: the pools' and the advertised
+    Service CIDRs (a LoadBalancer's /32 lies in its CIDR)."""
+    services = plan.services.advertised_cidrs() if plan.services is not None else ()
+    return [p.cidr for p in plan.pools] + list(services)
+
+
 def _in_pools(plan: LabPlan, prefixes: set[str]) -> list[str]:
-    """Those of `prefixes` inside the lab's pools (the routes Calico's nodes announce), sorted
-    as the FIB comparison decides it."""
+    """Those of `prefixes` inside the lab's pools or advertised Service CIDRs (`_scope`),
+    sorted as the FIB comparison decides it."""
     routes = [FibRoute(p, "blackhole") for p in sorted(prefixes)]
-    return [r.prefix for r in managed(routes, [p.cidr for p in plan.pools])]
+    return [r.prefix for r in managed(routes, _scope(plan))]
 
 
 def _fib(plan: LabPlan, router: RouterPlan, seen: RouterObservation, readable: bool) -> CheckResult:
@@ -185,9 +201,9 @@ def _fib(plan: LabPlan, router: RouterPlan, seen: RouterObservation, readable: b
     if not seen.running and not seen.fib:
         why = f"router {router.name}'s BIRD is not running, so it installs nothing"
         return CheckResult("fib", name, FAIL, expected, "not observed", why, router.name)
-    diff = compare_fib(router.name, router.bgp.fib(), list(seen.fib), [p.cidr for p in plan.pools])
+    diff = compare_fib(router.name, router.bgp.fib(), list(seen.fib), _scope(plan))
     if _own_config(router):
-        got = managed(seen.fib, [p.cidr for p in plan.pools])
+        got = managed(seen.fib, _scope(plan))
         observed = f"{len(got)} routes to pod addresses: " + ", ".join(r.text() for r in got[:8])
         return CheckResult("fib", name, SKIP, expected, observed, _OWN, router.name)
     if diff.ok:

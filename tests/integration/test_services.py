@@ -107,7 +107,9 @@ def test_services_answer_inside_and_outside_the_cluster(lab_env: Path) -> None:
     """topologies/services.yaml: every pod reaches each Service on each family's cluster IP
     (DNAT by the kube-proxy tables), from an endpoint; the outside host reaches nginx's
     LoadBalancer addresses through the ToR (which learned them by BGP from node3 only, Local)
-    and the pod sees the client's own address; the whole verify passes."""
+    and the pod sees the client's own address; web-lb's (Cluster) through the ToR's ECMP route
+    over every node; the whole verify passes."""
+    from meshemu.dataplane.netlink import read_fib
     from meshemu.verify.results import FAIL
     from meshemu.verify.run import verify_lab
 
@@ -122,7 +124,23 @@ def test_services_answer_inside_and_outside_the_cluster(lab_env: Path) -> None:
     failures = [f"{r.name}: {r.observed} {r.diagnosis}" for r in report.results if r.status == FAIL]
     assert not failures, failures
     checks = {r.name: r for r in report.results if r.category == "services"}
-    assert len(checks) == 17, sorted(checks)
+    assert len(checks) == 25, sorted(checks)
     outside = checks["service default/nginx TCP/80 ipv6 outside -> 2001:db8:80::80"]
     assert outside.details["result"]["seen_from"] == "2001:db8:100::10"
     assert outside.details["result"]["answered_by"] == "node3/nginx"
+    # web-lb (Cluster): reached over tor1's ECMP route to the LoadBalancer CIDR, which BIRD
+    # installed with the three nodes as next hops (RTA_MULTIPATH, read back by netlink).
+    nodes = {n.address(f) for n in plan.nodes for f in (4, 6)}
+    for address in ("203.0.113.81", "2001:db8:80::81"):
+        family = "ipv6" if ":" in address else "ipv4"
+        got = checks[f"service default/web-lb TCP/80 {family} outside -> {address}"]
+        assert got.details["result"]["answered_by"].split("/")[1].startswith("web-"), got
+        assert got.details["result"]["seen_from"] in nodes, got  # masqueraded
+    tor1 = next(r for r in plan.routers if r.name == "tor1")
+    kernel = {r.prefix: r for r in read_fib(tor1.netns)}
+    for prefix, family in (("203.0.113.0/24", 4), ("2001:db8:80::/64", 6)):
+        hops = {(h.via, h.dev) for h in kernel[prefix].nexthops}
+        assert hops == {(n.address(family), "eth0") for n in plan.nodes}, kernel[prefix]
+    assert {r.name: r.status for r in report.results if r.category == "fib"}["fib router tor1"] == (
+        "pass"
+    )

@@ -18,7 +18,7 @@ import pytest
 
 from meshemu.model.load import load_topology, load_topology_text
 from meshemu.model.plan import LabPlan, NodePlan, RouterPlan, build_plan
-from meshemu.model.routes import FibRoute, source_of
+from meshemu.model.routes import FibRoute, NextHop, source_of
 from meshemu.verify.bird_output import BirdProtocol, BirdRoute
 from meshemu.verify.checks import (
     check_dataplane,
@@ -186,11 +186,36 @@ def router_seen(router: RouterPlan) -> RouterObservation:
             bgp_next_hop=r.next_hop,
         )
         for r in router.bgp.routes
+    ) + tuple(  # the other paths of an ECMP route, held but not selected
+        BirdRoute(
+            r.prefix,
+            "master6" if ":" in r.prefix else "master4",
+            "unicast",
+            "x",
+            "07:00:00",
+            h.learned_from,
+            False,
+            "",
+            source="BGP",
+            bgp_next_hop=h.next_hop,
+        )
+        for r in router.bgp.routes
+        for h in r.multipath
+        if h.next_hop != r.next_hop
     )
-    # Its kernel routes as netlink reports them: BIRD's kernel protocol writes protocol 12.
+    # Its kernel routes as netlink reports them: BIRD's kernel protocol writes protocol 12; an
+    # ECMP route has next hops (RTA_MULTIPATH) instead of a gateway and device.
     fib = tuple(
         FibRoute(
             r.prefix, "unicast", r.via, r.dev, False, "proto 12", source_of(12, "unicast", r.dev)
+        )
+        if not r.multipath
+        else FibRoute(
+            r.prefix,
+            "unicast",
+            reason="proto 12",
+            source=source_of(12, "unicast", None),
+            nexthops=tuple(NextHop(h.via, h.dev) for h in r.multipath),
         )
         for r in router.bgp.routes
     )
@@ -707,3 +732,45 @@ def test_a_router_session_up_where_the_plan_says_down_fails() -> None:
         "session tor1 -> 10.41.1.2"
     ]
     assert result.status == FAIL and "stay down" in result.diagnosis
+
+
+SERVICES = next(p for p in PLANS if p.name == "services")
+
+
+def test_a_router_ecmp_route_short_of_a_next_hop_fails_fib_and_rib() -> None:
+    """tor1's route to the Service CIDR every node advertises is ECMP over the three nodes:
+    the kernel route with one next hop missing fails the FIB, a path BIRD no longer holds
+    fails the RIB; Service CIDRs are in scope as the pools are."""
+    tor1 = next(r for r in SERVICES.routers if r.name == "tor1")
+    seen = router_seen(tor1)
+    assert not failed(verify_results(SERVICES, _with_router(SERVICES, "tor1", seen)))
+    ecmp = next(r for r in seen.fib if r.prefix == "10.96.0.0/16")
+    assert len(ecmp.nexthops) == 3
+    short = replace(ecmp, nexthops=ecmp.nexthops[:2])
+    fib = tuple(short if r is ecmp else r for r in seen.fib)
+    results = by_name(
+        verify_results(SERVICES, _with_router(SERVICES, "tor1", replace(seen, fib=fib)))
+    )
+    assert results["fib router tor1"].status == FAIL
+    (line,) = results["fib router tor1"].details["lines"]
+    assert line.startswith(
+        "tor1: 10.96.0.0/16 expected '10.96.0.0/16 nexthop via 10.46.1.2 dev eth0 nexthop"
+    )
+    assert results["rib router tor1"].status == PASS
+    dropped = next(r for r in seen.routes if r.prefix == "10.96.0.0/16" and not r.selected)
+    routes = tuple(r for r in seen.routes if r is not dropped)
+    results = by_name(
+        verify_results(SERVICES, _with_router(SERVICES, "tor1", replace(seen, routes=routes)))
+    )
+    assert results["rib router tor1"].status == FAIL
+    assert (
+        f"10.96.0.0/16: no path with next hop {dropped.bgp_next_hop} to merge (ECMP)"
+        in results["rib router tor1"].observed
+    )
+    # A Service CIDR route the kernel lacks entirely is missing too (not only pool routes).
+    fib = tuple(r for r in seen.fib if r.prefix != "203.0.113.0/24")
+    results = by_name(
+        verify_results(SERVICES, _with_router(SERVICES, "tor1", replace(seen, fib=fib)))
+    )
+    assert results["fib router tor1"].status == FAIL
+    assert "missing 203.0.113.0/24" in results["fib router tor1"].details["lines"][0]

@@ -36,7 +36,7 @@ def _problems(data: dict[str, Any]) -> list[str]:
 def test_endpoints_are_the_selected_pods_at_their_target_ports() -> None:
     plan = _plan(_data())
     assert plan.services is not None
-    web, nginx, dns = plan.services.services
+    web, nginx, dns, web_lb = plan.services.services
     assert web.cluster_ips == ("10.96.0.20", "fd00:10:96::14")  # allocated, both families
     assert [(e.pod, e.port) for e in web.ports[0].endpoints_of(4)] == [
         ("web-1", 8080),
@@ -47,6 +47,8 @@ def test_endpoints_are_the_selected_pods_at_their_target_ports() -> None:
     assert nginx.local_nodes() == ("node3",)
     assert dns.cluster_ips == ("10.96.0.21",)  # SingleStack: the first range's family
     assert dns.ports[0].node_port == 30000 and nginx.ports[0].node_port == 30080
+    assert web_lb.cluster_ips == ("10.96.0.22", "fd00:10:96::15")
+    assert web_lb.ports[0].endpoints_of(6) == web.ports[0].endpoints_of(6)
     # The plan's JSON reads back identical.
     assert LabPlan.from_json(plan.to_json(secrets=True)).services == plan.services
 

@@ -12,7 +12,8 @@ Owns what a router that speaks BGP is configured with and what it should install
   directly connected peers on one subnet; `next hop self ebgp` towards iBGP clients);
 - `router_routes`: the kernel routes BIRD installs for its best paths (`protocol kernel`
   exporting BGP routes: the next hop on a connected subnet, or resolved through the router's
-  static routes for a multihop peer's next hop).
+  static routes for a multihop peer's next hop), with `merge paths on`: one ECMP route over
+  every path as good as the best (several nodes advertising one Service prefix).
 Pure: it decides; `controlplane` and `lab` run BIRD with `model.bird_router`'s configuration.
 """
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, replace
 from meshemu.model.bgp import Link, Path, Speaker, router_id_for, session_link
 from meshemu.model.labplan import (
     RouterBgp,
+    RouterHop,
     RouterInterface,
     RouterPlan,
     RouterRoute,
@@ -369,21 +371,34 @@ def router_speakers(topo: Topology, routers: Sequence[RouterPlan]) -> dict[str, 
 def router_routes(
     topo: Topology,
     router: RouterPlan,
-    best: Mapping[str, tuple[Path, int]],
+    candidates: Mapping[str, tuple[Path, ...]],
 ) -> tuple[RouterRoute, ...]:
     """The kernel routes BIRD installs: each learned best path whose next hop is on a
     connected subnet or resolves through a static route (else BIRD holds it unreachable and
-    installs nothing). Sorted by prefix."""
+    installs nothing), with the next hops of the paths `merge paths` merges into it (ECMP,
+    `_merged`). `candidates`: prefix -> the router's paths, best first. Sorted by prefix."""
     prefixes = subnet_prefixes(topo)
     out = []
-    for prefix in sorted(best, key=_prefix_key):
-        path, count = best[prefix]
+    for prefix in sorted(candidates, key=_prefix_key):
+        paths = candidates[prefix]
+        path, count = paths[0], len(paths)
         if path.learned_from is None:
             continue
         resolved = _resolve(router, path.next_hop, prefixes)
         if resolved is None:
             continue
         via, dev, how = resolved
+        hops = _merged(router, paths, prefixes)
+        reason = (
+            f"best of {count} path{'s' if count != 1 else ''}, learned from "
+            f"{path.learned_from}; next hop {path.next_hop} {how}"
+        )
+        if len(hops) > 1:
+            reason += (
+                f"; ECMP over {len(hops)} next hops ({', '.join(h.via for h in hops)}): BIRD's "
+                "`merge paths` adds every path as good as the best (same local preference, AS "
+                "path length, eBGP or iBGP, IGP metric)"
+            )
         out.append(
             RouterRoute(
                 prefix=prefix,
@@ -393,11 +408,58 @@ def router_routes(
                 learned_from=path.learned_from,
                 as_path=path.as_path,
                 paths=count,
-                reason=f"best of {count} path{'s' if count != 1 else ''}, learned from "
-                f"{path.learned_from}; next hop {path.next_hop} {how}",
+                reason=reason,
+                multipath=hops if len(hops) > 1 else (),
             )
         )
     return tuple(out)
+
+
+# BIRD's `merge paths on` without `limit` (sysdep/unix/krt.Y kern_mp_limit, krt.h
+# KRT_DEFAULT_ECMP_LIMIT).
+MERGE_LIMIT = 16
+# The IGP metric of a next hop resolved through a static route: static routes carry none
+# (nest/rt-table.c rt_get_igp_metric, nest/route.h IGP_METRIC_UNKNOWN); a direct session's is
+# its channel's `cost` (0, proto/bgp/packets.c bgp_apply_next_hop) and a connected route's 0.
+_IGP_UNKNOWN = 0x80000000
+
+
+def _merged(
+    router: RouterPlan, paths: Sequence[Path], prefixes: Mapping[tuple[str, int], str]
+) -> tuple[RouterHop, ...]:
+    """The next hops of the kernel route BIRD 2.0.12 exports with `merge paths on`, sorted as
+    BIRD sorts them: the best path's and those of every other reachable path `rte_mergable`
+    with it (nest/rt-table.c rt_export_merged; proto/bgp/attrs.c bgp_rte_mergable: the same
+    local preference, AS path length, origin, MED from one neighbour AS, eBGP or iBGP alike,
+    and IGP metric; BGP has one preference, 100, for every session). Every origin in a lab is
+    IGP (BIRD's for a route it did not learn over BGP, attrs.c bgp_update_attrs; ExaBGP's
+    default) and no one sets a MED, so those two never differ. Next hops are merged by gateway
+    (rt-attr.c nexthop_merge: equal ones once, in address order, at most `MERGE_LIMIT`)."""
+    best = paths[0]
+    hops: dict[tuple[int, int, str], RouterHop] = {}
+    best_metric = None
+    for path in paths:
+        resolved = _resolve(router, path.next_hop, prefixes)
+        if resolved is None or path.learned_from is None:
+            continue  # unreachable: BIRD merges no next hop of it (rte_is_reachable)
+        via, dev, _how = resolved
+        metric = 0 if _attachment(router, path.next_hop, prefixes) is not None else _IGP_UNKNOWN
+        if path is best:
+            best_metric = metric
+        elif not _mergable(best, path) or metric != best_metric:
+            continue
+        hop = RouterHop(next_hop=path.next_hop, via=via, dev=dev, learned_from=path.learned_from)
+        hops.setdefault((*_address_key(via), dev), hop)
+    return tuple(hops[k] for k in sorted(hops))[:MERGE_LIMIT]
+
+
+def _mergable(best: Path, other: Path) -> bool:
+    """bgp_rte_mergable's attributes that the lab's paths carry (the IGP metric aside)."""
+    return (
+        other.local_pref == best.local_pref
+        and len(other.as_path) == len(best.as_path)
+        and other.ebgp == best.ebgp
+    )
 
 
 def _prefix_key(prefix: str) -> tuple[int, int, int]:
@@ -431,7 +493,7 @@ def with_router_bgp(
     routers: Sequence[RouterPlan],
     sessions: Mapping[str, tuple[RouterSession, ...]],
     up: Mapping[str, tuple[str, ...]],
-    best: Mapping[str, Mapping[str, tuple[Path, int]]],
+    best: Mapping[str, Mapping[str, tuple[Path, ...]]],
 ) -> tuple[RouterPlan, ...]:
     """The routers, each BGP router with its speaker's plan: its sessions and those that come
     up (pass 5), and the kernel routes of its best paths (pass 6)."""

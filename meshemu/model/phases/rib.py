@@ -26,8 +26,9 @@ class Ribs:
 
     entries: Mapping[str, tuple[RibEntry, ...]]
     router_ids: Mapping[str, str]
-    # BGP router -> prefix -> (its best path, how many candidates it holds)
-    routers: Mapping[str, Mapping[str, tuple[Path, int]]]
+    # BGP router -> prefix -> its candidate paths, best first (BIRD's `merge paths` may
+    # install several: `phases.fabric.router_routes`)
+    routers: Mapping[str, Mapping[str, tuple[Path, ...]]]
 
 
 def speakers(addresses: NodeAddresses, peering: Peering) -> dict[str, Speaker]:
@@ -83,7 +84,7 @@ def plan_ribs(
     the Service prefixes it originates (several nodes may originate one)."""
     lab = speakers(addresses, peering)
     everyone = {**lab, **(routers or {})}
-    router_best: dict[str, dict[str, tuple[Path, int]]] = {name: {} for name in routers or {}}
+    router_best: dict[str, dict[str, tuple[Path, ...]]] = {name: {} for name in routers or {}}
     origins = originated(ipam, pools, addresses, services) if peering.bgp else {}
     owner = {block.cidr: name for name, node in ipam.items() for block in node.blocks}
     # A Service prefix has as many origins as nodes advertise it: the chosen path's next hop
@@ -103,7 +104,7 @@ def plan_ribs(
         made: dict[int, RibEntry] = {}  # nodes holding the same candidates share one entry
         for name, candidates in ribs.items():
             if name in router_best:
-                router_best[name][prefix] = (candidates[0], len(candidates))
+                router_best[name][prefix] = candidates
                 continue
             entry = made.get(id(candidates))
             if entry is None:
