@@ -130,7 +130,7 @@ def test_verify_cli_snapshot_and_diff(lab_env: Path, tmp_path: Path) -> None:
     path = TOPOLOGIES / "flagship.yaml"
     topo = load_topology(path, name="it-verify")
     # A killed speaker's peers keep its routes for the restart time (graceful restart, as
-    # Calico's BIRD): a short one, so the diff below sees them gone.
+    # Calico's BIRD): a short one, so the diff below sees them gone from BGP.
     bgp = topo.bgp.model_copy(update={"node_mesh_max_restart_time": "2s"})
     topo = topo.model_copy(update={"bgp": bgp})
     plan = build_plan(topo)
