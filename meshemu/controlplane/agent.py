@@ -147,6 +147,11 @@ class AgentCore:
         for prefix in config.service_routes:  # Service addresses (confd's static routes)
             family = ipaddress.ip_network(prefix).version
             self.own[prefix] = Path(prefix=prefix, next_hop=config.address(family) or "")
+        # Borrowed pod addresses: their host routes, as the borrower's BIRD exports the pods'
+        # kernel routes (model.phases.rib.exported_borrowed); the pod route itself is local.
+        for prefix in config.borrowed_routes:
+            family = ipaddress.ip_network(prefix).version
+            self.own[prefix] = Path(prefix=prefix, next_hop=config.address(family) or "")
         self.service_cidrs = [ipaddress.ip_network(c) for c in config.service_cidrs]
         self.blackholes = list(config.blackholes())
         self.not_programmed = config.unprogrammed_pools()

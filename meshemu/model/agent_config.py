@@ -2,8 +2,9 @@
 
 Owns `AgentConfig` (the node's name, namespace, addresses, router ID, AS, cluster ID, its
 sessions' BGP fields with the BGPFilters each applies, the rules of those filters, its blocks
-and their pools, the pools' route rules and BGP export flag, and the route context: its subnets
-and default routers, and every node's address with that node's router ID and VTEP),
+and their pools, the host routes of the pod addresses it borrowed, the pools' route rules and
+BGP export flag, and the route context: its subnets and default routers, and every node's
+address with that node's router ID and VTEP),
 `agent_config_of(plan, node)` to cut it from a plan, and its JSON form (the agent's
 configuration file, which the lab writes and the agent reads): its fields under their names,
 through `wire.Wire`.
@@ -27,7 +28,7 @@ from meshemu.model.wire import Wire
 if TYPE_CHECKING:
     # Only the lab reads a plan to make a configuration; the agent, which imports this module,
     # must not pull in the plan's input models (pydantic: about 14 MiB more per node).
-    from meshemu.model.labplan import LabPlan
+    from meshemu.model.labplan import LabPlan, NodePlan
     from meshemu.model.topology import BgpSpec
 
 
@@ -125,6 +126,9 @@ class AgentConfig(Wire):
     # `calico_kernel_programming` rejects them; kube-proxy's rules serve those addresses).
     service_routes: tuple[str, ...] = ()
     service_cidrs: tuple[str, ...] = ()
+    # The host routes (/32, /128) of the pod addresses the node borrowed from other nodes'
+    # blocks, which it announces as Calico's BIRD does (`model.phases.rib.exported_borrowed`).
+    borrowed_routes: tuple[str, ...] = ()
 
     def links(self) -> dict[str, Link]:
         """Peer address -> the link of each session to a speaker of the lab."""
@@ -262,4 +266,14 @@ def agent_config_of(plan: LabPlan, node: str, *, bgp: BgpSpec | None = None) -> 
         filters=tuple(sorted(filters, key=lambda f: (f.name, f.direction, f.family))),
         service_routes=plan.services.advertised.get(node, ()) if plan.services else (),
         service_cidrs=plan.services.advertised_cidrs() if plan.services else (),
+        borrowed_routes=_borrowed_routes(plan, me),
     )
+
+
+def _borrowed_routes(plan: LabPlan, me: NodePlan) -> tuple[str, ...]:
+    # Imported here: the planner's modules (topology input models among them) stay out of the
+    # agent, which imports this module but never makes a configuration.
+    from meshemu.model.ipam import node_borrowed
+    from meshemu.model.phases.rib import exported_borrowed
+
+    return tuple(b.prefix for b in exported_borrowed(node_borrowed(plan, me), plan.pools))

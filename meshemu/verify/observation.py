@@ -135,6 +135,9 @@ def expected_path(plan: LabPlan, src: NodePlan, dst: NodePlan, family: int) -> s
     block = next(
         (b.cidr for b in dst.blocks if ipaddress.ip_network(b.cidr).version == family), None
     )
+    if block is None:  # no block of its own: its pods' addresses are borrowed (host routes)
+        held = (p.ipv4 if family == 4 else p.ipv6 for p in dst.pods)
+        block = next((f"{a}/{32 if family == 4 else 128}" for a in held if a), None)
     route: FibRoute | None = next((r for r in src.fib if r.prefix == block), None)
     if route is None:
         return "none"

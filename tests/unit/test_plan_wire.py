@@ -362,6 +362,15 @@ def _old_core_state(plan_json: dict[str, Any], node_name: str) -> dict[str, Any]
     for prefix in services["advertised"].get(node_name, []):
         family = ipaddress.ip_network(prefix).version
         own[prefix] = BgpPath(prefix=prefix, next_hop=node[f"ipv{family}"])
+    # (Pod addresses outside its own blocks, in a pool that exports: borrowed, announced as
+    # host routes since BIRD's export of them is emulated.)
+    pools = [ipaddress.ip_network(p["cidr"]) for p in plan_json["pools"] if p["name"] in exported]
+    blocks = [ipaddress.ip_network(b) for b in node["block_pools"]]
+    for pod in node["pods"]:
+        for address in (ipaddress.ip_address(a) for a in (pod["ipv4"], pod["ipv6"]) if a):
+            if any(address in p for p in pools) and not any(address in b for b in blocks):
+                prefix = f"{address}/{address.max_prefixlen}"
+                own[prefix] = BgpPath(prefix=prefix, next_hop=node[f"ipv{address.version}"])
     vteps = {}
     for other in plan_json["nodes"]:
         for vtep in other["vteps"]:

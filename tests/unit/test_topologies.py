@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from meshemu.cli import main
+from meshemu.model.ipam import plan_borrowed
 from meshemu.model.load import load_topology
+from meshemu.model.phases.rib import exported_borrowed
 from meshemu.model.plan import LabPlan, build_plan
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
@@ -47,12 +49,15 @@ def test_example_plans(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     services = (
         {p for held in plan.services.advertised.values() for p in held} if plan.services else set()
     )
+    borrowed = {o: exported_borrowed(held, plan.pools) for o, held in plan_borrowed(plan).items()}
     for node in plan.nodes:
         learned = {r.prefix for r in node.rib if r.learned_from is not None} - services
         if not bgp:
             assert not node.rib
             learned = {r.prefix for r in node.fib if r.source == "felix"}
         others = {b.cidr for o in plan.nodes if o is not node for b in o.blocks}
+        if bgp:  # and the host routes of pod addresses other nodes borrowed (BIRD exports them)
+            others |= {b.prefix for o, held in borrowed.items() if o != node.name for b in held}
         assert learned == others, node.name
     # Only the notes an example shows on purpose: BGP off, and the classic (deprecated) setting.
     expected = ("BGP is off", "warning: bgp.programClusterRoutes: BIRD programs the IP-in-IP")

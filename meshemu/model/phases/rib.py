@@ -1,18 +1,20 @@
 """Pass 6: the expected RIB of every node, by running BGP over the sessions that come up.
 
-Owns what each node originates (its blocks of pools that export to BGP, next hop itself),
-running `model.bgp.propagate` (the same rules the agents apply live), and turning each node's
-best paths into `RibEntry`s sorted by prefix. Entries that are equal (every node of a mesh
-holds the same best path to a block) are one shared object: the plan's memory grows with the
-number of distinct routes, plus a reference per node and route.
+Owns what each node originates (its blocks of pools that export to BGP, and a host route per
+pod address it borrowed from another node's block of such a pool, next hop itself), running
+`model.bgp.propagate` (the same rules the agents apply live), and turning each node's best paths
+into `RibEntry`s sorted by prefix. Entries that are equal (every node of a mesh holds the same
+best path to a block) are one shared object: the plan's memory grows with the number of
+distinct routes, plus a reference per node and route.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from meshemu.model.bgp import Path, Speaker, propagate_prefixes, router_id_for
+from meshemu.model.ipam import Borrowed, borrowed_addresses
 from meshemu.model.labplan import PoolPlan, RibEntry
 from meshemu.model.phases.addresses import NodeAddresses
 from meshemu.model.phases.allocation import NodeIpam
@@ -50,8 +52,9 @@ def originated(
     addresses: NodeAddresses,
     services: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, list[Path]]:
-    """Each node's own paths: its blocks of pools that export to BGP, and the Service
-    prefixes it advertises (`model.services`: confd's static routes), next hop itself."""
+    """Each node's own paths: its blocks of pools that export to BGP, the host routes of the
+    pod addresses it borrowed in such pools (`exported_borrowed`), and the Service prefixes it
+    advertises (`model.services`: confd's static routes), next hop itself."""
     exported = {p.name for p in pools if not p.disable_bgp_export}
     out: dict[str, list[Path]] = {}
     for name, prefixes in (services or {}).items():
@@ -68,7 +71,37 @@ def originated(
                 out.setdefault(name, []).append(
                     Path(prefix=block.cidr, next_hop=addresses.of(name, family) or "")
                 )
+    for name, paths in borrowed_paths(ipam, pools, addresses).items():
+        out.setdefault(name, []).extend(paths)
     return out
+
+
+def borrowed_paths(
+    ipam: Mapping[str, NodeIpam], pools: Sequence[PoolPlan], addresses: NodeAddresses
+) -> dict[str, list[Path]]:
+    """Per borrowing node, a /32 (/128) path, next hop itself, for each address it borrowed
+    that `exported_borrowed` keeps."""
+    out: dict[str, list[Path]] = {}
+    for name, held in borrowed_addresses(ipam, pools).items():
+        for borrowed in exported_borrowed(held, pools):
+            hop = addresses.of(name, 6 if ":" in borrowed.address else 4)
+            if hop is not None:
+                out.setdefault(name, []).append(Path(prefix=borrowed.prefix, next_hop=hop))
+    return out
+
+
+def exported_borrowed(borrowed: Iterable[Borrowed], pools: Sequence[PoolPlan]) -> list[Borrowed]:
+    """The borrowed addresses whose host route the borrower's BIRD exports to every peer,
+    whoever programs the pool's routes (docs/research/felix/cluster-routes.md section 7): a
+    pod's, in a pool without disableBGPExport. BIRD learns the pod's kernel route (`learn`,
+    bird.cfg.template); inside a pool but outside the node's own blocks, `calico_aggr` (which
+    matches only those, bird_aggr.cfg.template) lets it through to the pool's `accept`
+    (bird_ipam.cfg.template). A borrowed tunnel address (tunl0, a VTEP: rare) is left out: BIRD
+    sees it only as a `direct` route, which its export to iBGP peers rejects on VXLAN devices,
+    and on tunl0 unless BIRD programs IPIP pools (bgp_processor.go
+    IBGPExportFilterForTunnelRoutes); not emulated."""
+    silent = {p.name for p in pools if p.disable_bgp_export}
+    return [b for b in borrowed if b.kind == "pod" and b.pool not in silent]
 
 
 def plan_ribs(
