@@ -15,6 +15,7 @@ import platform
 import shlex
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,25 @@ def write_outputs(data: dict[str, Any], out: Path) -> None:
 
 
 MAIN_PID = os.getpid()
+# Below this much available memory the run stops (SIGTERM to itself: the running lab is
+# brought down): the machine is shared, a lab too large for it must not take it down.
+MEMORY_FLOOR_MB = 2048
+
+
+def available_mb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) // 1024
+    return 1 << 30
+
+
+def _memory_watchdog() -> None:
+    while True:
+        if available_mb() < MEMORY_FLOOR_MB:
+            print(f"only {available_mb()} MB of memory left: stopping", flush=True)
+            os.kill(MAIN_PID, signal.SIGTERM)
+            return
+        time.sleep(0.5)
 
 
 def _stop_on_term(_signum: int, _frame: object) -> None:
@@ -118,15 +138,16 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     signal.signal(signal.SIGTERM, _stop_on_term)
+    threading.Thread(target=_memory_watchdog, daemon=True).start()
     labs = [("mesh", n) for n in mesh] + [("rr", n) for n in rr]
     try:
         for rep in range(1, reps + 1):
             for kind, nodes in labs:
                 for speaker in speakers:
-                    _report(data, run_lab(kind, nodes, speaker, rep, options, print))
+                    _report(data, run_lab(kind, nodes, speaker, rep, options, print), args.out)
             if not args.no_floor:
                 for nodes in sorted(set(mesh) | set(rr)):
-                    _report(data, run_floor(nodes, print))
+                    _report(data, run_floor(nodes, print), args.out)
     except KeyboardInterrupt:
         print("interrupted: the running lab was brought down; writing what was measured")
     data["summary"] = summarize(data["runs"])
@@ -138,12 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _report(data: dict[str, Any], run: Run) -> None:
+def _report(data: dict[str, Any], run: Run, out: Path) -> None:
     data["runs"].append(run.to_json())
+    # On disk after every run: an interrupted or killed long run keeps what it measured.
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     figures = " ".join(f"{k}={v:.2f}" for k, v in run.figures.items())
     state = "converged" if run.converged else "NOT converged"
     print(f"{run.kind} {run.nodes} {run.speaker} rep {run.rep}: {state}; {figures}", flush=True)
-    # The partial results are on disk after every run: an interrupted long run keeps them.
 
 
 if __name__ == "__main__":

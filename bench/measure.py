@@ -24,11 +24,12 @@ Figures (seconds unless named otherwise):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +110,7 @@ def run_lab(kind: str, nodes: int, speaker: str, rep: int, options: Options, say
         topo = load_topology(path)
         plan = build_plan(topo)
         result.figures["plan"] = time.monotonic() - started
-        try:
+        with _always_down(name, result, say):
             limit = options.timeout if options.timeout is not None else 60 + nodes
             outcome = up(plan, topo, path, progress=lambda _m: None, timeout=limit)
             seconds = outcome.seconds
@@ -118,19 +119,29 @@ def run_lab(kind: str, nodes: int, speaker: str, rep: int, options: Options, say
             result.figures["speakers"] = sum(
                 seconds.get(k, 0.0) for k in ("tunnels", "routers", "speakers")
             )
-            if outcome.converged:
+            if outcome.converged:  # a lab that timed out has no "up" time, only its limit
                 result.figures["converged"] = seconds["converged"]
-            result.figures["up"] = seconds["total"]
-            if outcome.converged:
+                result.figures["up"] = seconds["total"]
                 _measure_running(plan, result, options, say)
-        except Exception as err:  # one failed lab does not lose the others' figures
-            result.error = f"{type(err).__name__}: {err}"
-            say(f"  {name}: {result.error}")
-        finally:
-            started = time.monotonic()
-            down(name, progress=lambda _m: None)
-            result.figures["down"] = time.monotonic() - started
+            else:
+                say(f"  {name}: not converged within {limit:.0f} s")
     return result
+
+
+@contextlib.contextmanager
+def _always_down(name: str, result: Run, say: Say) -> Iterator[None]:
+    """The lab is brought down (and timed) however the block ends; an error of the block is
+    the run's error, so one failed lab does not lose the others' figures (Ctrl-C and SIGTERM
+    still end the benchmark, after the lab is down)."""
+    try:
+        yield
+    except Exception as err:
+        result.error = f"{type(err).__name__}: {err}"
+        say(f"  {name}: {result.error}")
+    finally:
+        started = time.monotonic()
+        down(name, progress=lambda _m: None)
+        result.figures["down"] = time.monotonic() - started
 
 
 def _measure_running(plan: LabPlan, result: Run, options: Options, say: Say) -> None:
@@ -149,7 +160,7 @@ def _measure_running(plan: LabPlan, result: Run, options: Options, say: Say) -> 
     if failed:
         say(f"  verify: {len(failed)} of {len(report.results)} checks failed")
     target = _probe_node(plan)
-    withdrawn, announced = block_round_trip(plan, state, target, options.events_timeout)
+    withdrawn, announced = block_round_trip(plan, state, target, options.events_timeout, say)
     if withdrawn is not None:
         result.figures["withdraw"] = withdrawn
     if announced is not None:
@@ -169,20 +180,13 @@ def run_floor(nodes: int, say: Say) -> Run:
         state = LabState(name)
         state.create()
         state.write_summary(LabSummary(name, str(path), "creating", ipip, time.time()))
-        try:
+        with _always_down(name, result, say):
             record = record_netns(state)
             started = time.monotonic()
             build.build_nodes(plan, record, ipip_kernel=ipip == "kernel")
             build.build_pods(plan, record)
             result.figures["dataplane"] = time.monotonic() - started
             result.converged = True
-        except Exception as err:
-            result.error = f"{type(err).__name__}: {err}"
-            say(f"  {name}: {result.error}")
-        finally:
-            started = time.monotonic()
-            down(name, progress=lambda _m: None)
-            result.figures["down"] = time.monotonic() - started
     return result
 
 
@@ -317,8 +321,23 @@ def wait_events(
     return None if left else round(last - start, 3)
 
 
+class _Worker(threading.Thread):
+    """A lab action run beside the route watch; what it raised is kept, not printed."""
+
+    def __init__(self, action: Callable[[], object]) -> None:
+        super().__init__(daemon=True)
+        self.action = action
+        self.failure = ""
+
+    def run(self) -> None:
+        try:
+            self.action()
+        except Exception as err:
+            self.failure = f"{type(err).__name__}: {err}"
+
+
 def block_round_trip(
-    plan: LabPlan, state: LabState, node: NodePlan, limit: float
+    plan: LabPlan, state: LabState, node: NodePlan, limit: float, say: Say
 ) -> tuple[float | None, float | None]:
     """Stop `node`'s speaker as a configuration change does (withdrawals first) and time its
     blocks leaving every FIB; start it again and time them coming back."""
@@ -328,23 +347,19 @@ def block_round_trip(
     watch = RouteWatch(sorted({netns for netns, _prefix in wanted}))
     try:
         withdraw = node.speaker != "bird"
-
-        def stop() -> None:
-            supervise.stop_speaker(state, node.name, withdraw=withdraw)
-
-        started = time.monotonic()
-        worker = threading.Thread(target=stop, daemon=True)
-        worker.start()
-        withdrawn = wait_events(watch, wanted, False, started, limit)
-        worker.join()
-        watch.poll(0)  # drop what came while the speaker stopped
-        started = time.monotonic()
-        worker = threading.Thread(
-            target=live.start_speaker, args=(state, plan, node.name), daemon=True
-        )
-        worker.start()
-        announced = wait_events(watch, wanted, True, started, limit)
-        worker.join()
-        return withdrawn, announced
+        results: list[float | None] = []
+        for added, action in (
+            (False, lambda: supervise.stop_speaker(state, node.name, withdraw=withdraw)),
+            (True, lambda: live.start_speaker(state, plan, node.name)),
+        ):
+            watch.poll(0)  # drop what came before
+            started = time.monotonic()
+            worker = _Worker(action)
+            worker.start()
+            results.append(wait_events(watch, wanted, added, started, limit))
+            worker.join()
+            if worker.failure:
+                say(f"  {node.name}: {'start' if added else 'stop'} said {worker.failure}")
+        return results[0], results[1]
     finally:
         watch.close()
