@@ -34,6 +34,7 @@ from meshemu.model.calico_inventory import Resources
 from meshemu.model.calico_nodes import build_nodes, lab_node_names
 from meshemu.model.calico_resources import CALICO_API, OPERATOR_API
 from meshemu.model.policy_bundle import add_policies
+from meshemu.model.services_bundle import add_services
 from meshemu.model.topology import DNS_LABEL
 
 DEFAULT_PODS_PER_NODE = 2
@@ -102,6 +103,7 @@ def _build(conv: BundleConversion, lab_name: str, pods_per_node: int, found: Res
     }
     apply_installations(found, conv.data, conv.origins, conv.problems)
     add_policies(conv.data, conv.origins, found)
+    add_services(conv.data, conv.origins, found, names, conv.problems)
     if found.ipam_config is not None:
         iloc, ispec = found.ipam_config
         conv.origins["ipam"] = iloc

@@ -38,10 +38,7 @@ _PEER_PLAN_ONLY = {
 _CONFIG_NOT_EMULATED = {
     "logSeverityScreen": "speaker log level is meshemu's own",
     "bindMode": "speakers always bind to the node address",
-    "serviceClusterIPs": "service advertisement is not emulated",
-    "serviceExternalIPs": "service advertisement is not emulated",
-    "serviceLoadBalancerIPs": "service advertisement is not emulated",
-    "serviceLoadBalancerAggregation": "service advertisement is not emulated",
+    "serviceLoadBalancerAggregation": "LoadBalancer addresses are advertised one by one",
     "communities": "kept in the plan (apply_communities); the ExaBGP speakers attach none",
     "prefixAdvertisements": "kept in the plan (apply_communities); the ExaBGP speakers attach none",
     "ignoredInterfaces": "not relevant in the lab",
@@ -52,6 +49,7 @@ _CONFIG_NOT_EMULATED = {
     "ipv6NormalRoutePriority": "kept in the plan (the sessions' filters); the agents use "
     "their own metric",
 }
+SERVICE_CIDR_FIELDS = ("serviceClusterIPs", "serviceExternalIPs", "serviceLoadBalancerIPs")
 _LITERAL_COMMUNITY = re.compile(r"\d+:\d+(:\d+)?\Z")
 
 
@@ -195,6 +193,8 @@ def note_unsupported_bgpconfig(
             "only the default BGPConfiguration's is read (as confd): BIRD programs the same "
             "pools on every node"
         )
+        for fname in SERVICE_CIDR_FIELDS:  # (model.services_bundle carries the default's)
+            reasons[fname] = "only the default BGPConfiguration's is read (as confd)"
         reasons["prefixAdvertisements"] = (
             "kept in the plan for this node (apply_communities); the ExaBGP speakers attach none"
         )

@@ -38,6 +38,7 @@ from meshemu.model.calico_resources import (
 )
 from meshemu.model.calico_secrets import store_secret
 from meshemu.model.policy_bundle import read_policy_resource
+from meshemu.model.services_bundle import read_service_resource
 from meshemu.model.topology import loc_part, problems_from_validation
 
 _KNOWN_KINDS = ", ".join([*SPEC_MODELS, "Installation (operator.tigera.io/v1)", "Secret (v1)"])
@@ -217,6 +218,8 @@ def _read_resource(doc: Doc, found: Resources, problems: list[Problem]) -> None:
         return
     if read_policy_resource(doc.body, _resource_loc(doc, kind), found, problems):
         return
+    if read_service_resource(doc.body, _resource_loc(doc, kind), found, problems):
+        return
     if kind not in SPEC_MODELS:
         problems.append(
             Problem(
@@ -224,7 +227,8 @@ def _read_resource(doc: Doc, found: Resources, problems: list[Problem]) -> None:
                 f"unsupported kind {kind!r} (apiVersion {api!r})",
                 "a bundle holds projectcalico.org/v3 Node, IPPool, BGPConfiguration, "
                 "BGPPeer, BGPFilter, IPAMConfiguration, FelixConfiguration, an operator "
-                "Installation, or v1 Secrets for BGP passwords",
+                "Installation, v1 Secrets for BGP passwords, or Kubernetes Services (v1) and "
+                "EndpointSlices (discovery.k8s.io/v1)",
             )
         )
         return

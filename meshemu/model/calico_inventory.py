@@ -23,6 +23,7 @@ from meshemu.model.calico_resources import (
     Metadata,
     NodeResourceSpec,
 )
+from meshemu.model.service_resources import EndpointSliceResource, ServiceResource
 
 
 @dataclass(frozen=True)
@@ -72,5 +73,8 @@ class Resources:
     # Network policies as written (`model.policy` reads them), and v1 Namespaces' labels.
     policies: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     namespaces: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # Kubernetes Services and EndpointSlices (`model.services_bundle` converts them).
+    services: list[tuple[str, ServiceResource]] = field(default_factory=list)
+    endpoint_slices: list[tuple[str, EndpointSliceResource]] = field(default_factory=list)
     # (kind, namespace, name) -> the document that defined it first
     seen: dict[tuple[str, str, str], Doc] = field(default_factory=dict)

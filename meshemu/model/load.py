@@ -41,6 +41,7 @@ from yaml.nodes import MappingNode, Node
 from meshemu.errors import ConfigError, Problem
 from meshemu.model.calico import DEFAULT_PODS_PER_NODE, convert_bundle, looks_like_bundle
 from meshemu.model.rules import check_topology
+from meshemu.model.services import check_pods, check_services
 from meshemu.model.topology import LAB_NAME_MAX, Topology, problems_from_validation
 
 __all__ = [
@@ -578,6 +579,8 @@ def load_topology_text(
         problems = _relocate(problems_from_validation(err), origins)
         raise ConfigError(_shown(problems, source)) from None
     problems = check_topology(topo)
+    if origins:  # a bundle's Services and pods: their problems named in the bundle's words
+        problems += check_pods(topo) + check_services(topo)
     if problems:
         raise ConfigError(_shown(_relocate(problems, origins), source))
     return topo

@@ -103,6 +103,21 @@ def build_topology(data: dict[str, Any], tmp_path: Path) -> Any:
     return load_topology(_write(tmp_path, data))
 
 
+def _verified(path: Path, name: str) -> tuple[Any, list[Any]]:
+    """Bring the lab of `path` up as `name`; its plan and verify's results, none failing."""
+    from meshemu.verify.results import FAIL
+    from meshemu.verify.run import verify_lab
+
+    topo = load_topology(path, name=name)
+    plan = build_plan(topo)
+    result = up(plan, topo, path, progress=print, timeout=90)
+    assert result.converged, result.diffs
+    report, _observation = verify_lab(LabState(plan.name), plan)
+    failures = [f"{r.name}: {r.observed} {r.diagnosis}" for r in report.results if r.status == FAIL]
+    assert not failures, failures
+    return plan, list(report.results)
+
+
 def test_services_answer_inside_and_outside_the_cluster(lab_env: Path) -> None:
     """topologies/services.yaml: every pod reaches each Service on each family's cluster IP
     (DNAT by the kube-proxy tables), from an endpoint; the outside host reaches nginx's
@@ -110,20 +125,11 @@ def test_services_answer_inside_and_outside_the_cluster(lab_env: Path) -> None:
     and the pod sees the client's own address; web-lb's (Cluster) through the ToR's ECMP route
     over every node; the whole verify passes."""
     from meshemu.dataplane.netlink import read_fib
-    from meshemu.verify.results import FAIL
-    from meshemu.verify.run import verify_lab
 
     from .conftest import TOPOLOGIES
 
-    path = TOPOLOGIES / "services.yaml"
-    topo = load_topology(path, name="itsvc2")
-    plan = build_plan(topo)
-    result = up(plan, topo, path, progress=print, timeout=90)
-    assert result.converged, result.diffs
-    report, _observation = verify_lab(LabState(plan.name), plan)
-    failures = [f"{r.name}: {r.observed} {r.diagnosis}" for r in report.results if r.status == FAIL]
-    assert not failures, failures
-    checks = {r.name: r for r in report.results if r.category == "services"}
+    plan, results = _verified(TOPOLOGIES / "services.yaml", "itsvc2")
+    checks = {r.name: r for r in results if r.category == "services"}
     assert len(checks) == 25, sorted(checks)
     outside = checks["service default/nginx TCP/80 ipv6 outside -> 2001:db8:80::80"]
     assert outside.details["result"]["seen_from"] == "2001:db8:100::10"
@@ -141,6 +147,20 @@ def test_services_answer_inside_and_outside_the_cluster(lab_env: Path) -> None:
     for prefix, family in (("203.0.113.0/24", 4), ("2001:db8:80::/64", 6)):
         hops = {(h.via, h.dev) for h in kernel[prefix].nexthops}
         assert hops == {(n.address(family), "eth0") for n in plan.nodes}, kernel[prefix]
-    assert {r.name: r.status for r in report.results if r.category == "fib"}["fib router tor1"] == (
-        "pass"
+    assert {r.name: r.status for r in results}["fib router tor1"] == "pass"
+
+
+def test_a_bundles_service_answers_from_the_pods_its_endpoint_slices_name(
+    lab_env: Path,
+) -> None:
+    """tests/data/services-bundle.yaml, a Calico bundle with a Kubernetes Service and its two
+    EndpointSlices (one a family): the endpoints become pods on the nodes the slices name, and
+    every node's first pod reaches the Service on both cluster IPs, answered by one of them
+    (verify passes)."""
+    _plan, results = _verified(
+        Path(__file__).resolve().parents[1] / "data" / "services-bundle.yaml", "itsvcb"
     )
+    checks = [r for r in results if r.category == "services"]
+    assert len(checks) == 4, [r.name for r in checks]  # two nodes' first pods, two families
+    answered = {r.details["result"]["answered_by"] for r in checks}
+    assert answered <= {"worker-a/web-7d9f-abc", "worker-b/web-7d9f-xyz"}, answered

@@ -171,6 +171,13 @@ def router_seen(router: RouterPlan) -> RouterObservation:
         )
         for s in router.bgp.sessions
     )
+    # The best paths, selected; an ECMP route's other paths, held but not selected.
+    held = [(r, r.learned_from, r.next_hop, True) for r in router.bgp.routes] + [
+        (r, h.learned_from, h.next_hop, False)
+        for r in router.bgp.routes
+        for h in r.multipath
+        if h.next_hop != r.next_hop
+    ]
     routes = tuple(
         BirdRoute(
             r.prefix,
@@ -178,30 +185,14 @@ def router_seen(router: RouterPlan) -> RouterObservation:
             "unicast",
             "x",
             "07:00:00",
-            r.learned_from,
-            True,
+            learned_from,
+            selected,
             "",
             source="BGP",
             as_path=r.as_path,
-            bgp_next_hop=r.next_hop,
+            bgp_next_hop=next_hop,
         )
-        for r in router.bgp.routes
-    ) + tuple(  # the other paths of an ECMP route, held but not selected
-        BirdRoute(
-            r.prefix,
-            "master6" if ":" in r.prefix else "master4",
-            "unicast",
-            "x",
-            "07:00:00",
-            h.learned_from,
-            False,
-            "",
-            source="BGP",
-            bgp_next_hop=h.next_hop,
-        )
-        for r in router.bgp.routes
-        for h in r.multipath
-        if h.next_hop != r.next_hop
+        for r, learned_from, next_hop, selected in held
     )
     # Its kernel routes as netlink reports them: BIRD's kernel protocol writes protocol 12; an
     # ECMP route has next hops (RTA_MULTIPATH) instead of a gateway and device.
