@@ -123,8 +123,10 @@ def run_lab(kind: str, nodes: int, speaker: str, rep: int, options: Options, say
                 result.figures["converged"] = seconds["converged"]
                 result.figures["up"] = seconds["total"]
                 _measure_running(plan, result, options, say)
-            else:
-                say(f"  {name}: not converged within {limit:.0f} s")
+            else:  # what it cost so far says where the time went
+                result.cpu = cpu_by_role(plan)
+                result.memory = memory_per_node(plan)
+                say(f"  {name}: not converged within {limit:.0f} s; CPU used {result.cpu}")
     return result
 
 
