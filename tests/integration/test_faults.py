@@ -65,13 +65,15 @@ def test_dead_tunnel_and_route_programmer_are_named_and_repaired(lab_env: Path) 
     time.sleep(0.5)
     status = cli("status", plan.name)
     assert status.returncode == 1, status.stdout
+    # One user-space tunnel process serves every node's tunl0: killing it kills them all.
     assert "node2: tunnel dead" in status.stdout and "fibd) dead" in status.stdout
+    assert "node4: tunnel dead" in status.stdout
     verify = cli("verify", plan.name, "--no-dataplane")
     assert verify.returncode == 1
     assert "tunnel dead" in verify.stdout and "route programmer" in verify.stdout
     repaired = cli("repair", plan.name)
     assert repaired.returncode == 0, repaired.stdout + repaired.stderr
-    assert "tunnel restarted: node2" in repaired.stdout
+    assert "tunnel restarted: node1, node2, node3, node4" in repaired.stdout
     assert "route programmer restarted" in repaired.stdout
     assert cli("status", plan.name).returncode == 0
     again = cli("verify", plan.name)
