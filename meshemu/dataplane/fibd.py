@@ -147,7 +147,8 @@ def serve(state_dir: Path) -> int:
     signal.signal(signal.SIGINT, on_term)
     felix = FelixPart(state_dir)
     signal.signal(signal.SIGHUP, felix.wake)
-    felix.tick(handles)
+    # Ready once the agents can connect; Felix's routes follow in the loop's first turn (`up`
+    # waits until every FIB equals the plan, so nothing depends on their order).
     (state_dir / "fibd.ready").write_text(f"{os.getpid()}\n")
     while not stop and state_dir.is_dir():  # a lab whose state folder is gone is down
         felix.tick(handles)

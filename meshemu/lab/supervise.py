@@ -95,7 +95,7 @@ def start_fibd(state: LabState, plan: LabPlan) -> None:
         state.dir / "fibd.log",
         netns=plan.fabric_netns,
     )
-    if not _wait_for(state.dir / FIBD_READY, proc, 15):
+    if not _wait_for(state.dir / FIBD_READY, proc, 60):  # (a bound for failure: a busy machine)
         raise SpeakerError(f"the route programmer did not start; see {state.dir / 'fibd.log'}")
 
 
@@ -143,7 +143,7 @@ def start_tunnels(state: LabState, nodes: list[NodePlan]) -> int:
     started = process.start_time(proc.pid)
     for node in nodes[1:]:
         state.record(Resource("process", f"tunnel:{node.name}", proc.pid, started, "tunnel"))
-    deadline = time.monotonic() + 20 + 0.1 * len(nodes)
+    deadline = time.monotonic() + 60 + 0.2 * len(nodes)  # (a bound for failure: a busy machine)
     for node in nodes:
         ready = state.node_dir(node.name) / "tunnel.ready"
         if not _wait_for(ready, proc, max(0.0, deadline - time.monotonic())):
