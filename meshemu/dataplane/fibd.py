@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from meshemu.dataplane import felix
-from meshemu.dataplane.netlink import RTPROT_MESHEMU, NetnsHandle, netns_inode
+from meshemu.dataplane.netlink import NetnsHandle, netns_inode
 from meshemu.errors import DataplaneError, MeshemuError
 from meshemu.model.labplan import LabPlan
-from meshemu.model.routes import FibRoute
+from meshemu.model.routes import PROTO_BIRD, FibRoute
 from meshemu.state import read_json, write_json_atomic
 
 SOCKET_NAME = "fib.sock"
@@ -49,7 +49,7 @@ def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
             dev=request.get("dev"),
             onlink=bool(request.get("onlink")),
             kind=str(request.get("type", "unicast")),
-            proto=int(request.get("proto", RTPROT_MESHEMU)),
+            proto=int(request.get("proto", PROTO_BIRD)),
             metric=int(metric) if metric is not None else None,
         )
     except DataplaneError as err:

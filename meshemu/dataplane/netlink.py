@@ -33,9 +33,6 @@ IFA_F_NODAD = 0x02
 RTNH_F_ONLINK = 0x04
 RTPROT_KERNEL = 2
 RTPROT_BOOT = 3
-# The protocol number calico-node's Felix uses for the routes it programs; the agent uses it too,
-# so its routes can be told apart from the CNI's pod routes and the kernel's own.
-RTPROT_MESHEMU = 80
 RT_TABLE_MAIN = 254
 NUD_PERMANENT = 0x80
 ROUTE_TYPES = {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}

@@ -35,7 +35,6 @@ from meshemu.model.topology import FelixSpec, Topology
 FELIX = "felix"
 BGP = "bgp"
 LOCAL = "local"
-SOURCES = (FELIX, BGP, LOCAL)
 
 
 def _ipip(value: str) -> bool:
