@@ -71,12 +71,10 @@ def _apply(handle: NetnsHandle, op: str, route: FibRoute, proto: int) -> list[st
 def reconcile_all(
     handles: Mapping[str, NetnsHandle], wanted: Mapping[str, Sequence[FibRoute]]
 ) -> list[str]:
-    """Every node's Felix routes; a node whose namespace cannot be opened is an error line."""
-    errors = []
-    for netns, routes in wanted.items():
-        handle = handles.get(netns)
-        if handle is None:
-            errors.append(f"{netns}: no handle")
-            continue
-        errors += [f"{netns}: {line}" for line in reconcile(handle, routes)]
-    return errors
+    """Felix's routes of every node whose namespace is open (`handles`; the caller reports the
+    ones it could not open); the errors, one line each, prefixed with the namespace."""
+    return [
+        f"{netns}: {line}"
+        for netns, handle in handles.items()
+        for line in reconcile(handle, wanted[netns])
+    ]

@@ -116,7 +116,7 @@ class FelixPart:
                 opened[netns] = _handle(handles, netns)
             except DataplaneError as err:
                 errors.append(f"{netns}: {err}")
-        errors += felix.reconcile_all(opened, {n: self.wanted[n] for n in opened})
+        errors += felix.reconcile_all(opened, self.wanted)
         self._report(errors, sum(len(r) for r in self.wanted.values()))
 
     def _report(self, errors: list[str], routes: int) -> None:
