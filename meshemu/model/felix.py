@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from meshemu.model.cluster_routes import BGP, FELIX, LOCAL, Ownership
+from meshemu.model.ipam import Borrowed
 from meshemu.model.labplan import Block, PoolPlan
 from meshemu.model.names import IPIP_DEVICE, UPLINK, VXLAN_DEVICE
 from meshemu.model.routes import KINDS, FibRoute, PoolKind, block_has_blackhole, pool_kind
@@ -42,7 +43,6 @@ class FelixNode:
     prefix: Mapping[int, str]  # family -> the subnet of that address
     vtep: Mapping[int, str]  # family -> the VXLAN tunnel address
     blocks: tuple[Block, ...]  # affine blocks
-    allocated: tuple[str, ...]  # every address IPAM gave the node (pods, tunnel addresses)
 
 
 @dataclass(frozen=True)
@@ -53,16 +53,21 @@ class _Pool:
 
 
 def felix_routes(
-    nodes: Sequence[FelixNode], pools: Sequence[PoolPlan], rules: Mapping[str, Ownership]
+    nodes: Sequence[FelixNode],
+    pools: Sequence[PoolPlan],
+    rules: Mapping[str, Ownership],
+    borrowed: Sequence[Borrowed],
 ) -> dict[str, list[FibRoute]]:
     """Per node: Felix's remote routes (source felix) and its own blocks' blackholes (source
-    local) for the pools Felix owns on that node (`rules`: node -> its ownership)."""
+    local) for the pools Felix owns on that node (`rules`: node -> its ownership).
+    `borrowed`: every address allocated from a block affine to another node or to none
+    (`model.ipam.borrowed_addresses`; Calico's `NonAffineAllocations`, block.go:234-257), each
+    routed to the node it was allocated to."""
     by_pool = {
         p.name: _Pool(p, pool_kind(p.ipip_mode, p.vxlan_mode), ipaddress.ip_network(p.cidr))
         for p in pools
     }
     by_name = {n.name: n for n in nodes}
-    borrowed = _borrowed(nodes, by_pool)
     shared: dict[tuple[object, ...], _Viewpoint] = {}
     # Per set of pool kinds Felix owns: every (destination, pool, node) it routes, computed
     # once (a 1,000-node mesh has two million of them, and none where Felix owns nothing).
@@ -84,9 +89,9 @@ def felix_routes(
                 if by_pool[block.pool].kind in mine
             ]
             wanted += [
-                (address, pool, by_name[owner])
-                for address, pool, owner in borrowed
-                if by_pool[pool].kind in mine
+                (b.prefix, b.pool, by_name[b.node])
+                for b in borrowed
+                if by_pool[b.pool].kind in mine
             ]
         routes = [
             route
@@ -110,27 +115,6 @@ def felix_routes(
             if by_pool[block.pool].kind in mine and block_has_blackhole(block.cidr)
         ]
         out[node.name] = routes
-    return out
-
-
-def _borrowed(nodes: Sequence[FelixNode], pools: Mapping[str, _Pool]) -> list[tuple[str, str, str]]:
-    """(address/32 or /128, pool, the node it is allocated to) for every address allocated from
-    a block affine to another node or to none (`NonAffineAllocations`, block.go:234-257)."""
-    affine = {block.cidr: node.name for node in nodes for block in node.blocks}
-    out = []
-    for node in nodes:
-        for text in node.allocated:
-            address = ipaddress.ip_address(text)
-            for pool in pools.values():
-                if pool.network.version != address.version or address not in pool.network:
-                    continue
-                block = ipaddress.ip_network(f"{address}/{pool.plan.block_size}", strict=False)
-                # A block affine to another node, or to none (its node was deleted): Calico
-                # routes each of its allocations to the node it was made for.
-                owner = affine.get(str(block))
-                if owner != node.name:
-                    out.append((f"{address}/{address.max_prefixlen}", pool.plan.name, node.name))
-                break
     return out
 
 

@@ -17,6 +17,7 @@ from dataclasses import replace
 from meshemu.model import cluster_routes
 from meshemu.model.cluster_routes import BGP, FELIX, LOCAL
 from meshemu.model.felix import FelixNode, felix_routes
+from meshemu.model.ipam import borrowed_addresses
 from meshemu.model.labplan import PoolPlan, RibEntry, SubnetPlan
 from meshemu.model.phases.addresses import FAMILIES, NodeAddresses
 from meshemu.model.phases.allocation import NodeIpam
@@ -111,7 +112,8 @@ def plan_fibs(
     kinds = {p.name: pool_kind(p.ipip_mode, p.vxlan_mode) for p in pools}
     by_name = {s.name: s for s in subnets}
     ownership = {name: cluster_routes.ownership(topo, name) for name in topo.nodes}
-    felix = felix_routes(_felix_nodes(topo, subnets, addresses, ipam), pools, ownership)
+    borrowed = [b for held in borrowed_addresses(ipam, pools).values() for b in held]
+    felix = felix_routes(_felix_nodes(topo, subnets, addresses, ipam), pools, ownership, borrowed)
     name_felix = {n: [k for k in KINDS if FELIX in r.owners(k)] for n, r in ownership.items()}
     # (subnet prefixes, default routers, BIRD's pool kinds) -> (prefix, next hop) -> route:
     # what a node programs for a learned route depends on nothing else of the node.
@@ -165,19 +167,8 @@ def _felix_nodes(
         prefix = {
             f: p for f, p in ((4, subnet.ipv4), (6, subnet.ipv6)) if p is not None and f in address
         }
-        allocated = [a for pod in node.pods for a in (pod.ipv4, pod.ipv6) if a is not None]
-        allocated += [v.address for v in node.vteps]
-        if node.ipip_tunnel_address is not None:
-            allocated.append(node.ipip_tunnel_address)
         out.append(
-            FelixNode(
-                name,
-                address,
-                prefix,
-                {v.family: v.address for v in node.vteps},
-                node.blocks,
-                tuple(allocated),
-            )
+            FelixNode(name, address, prefix, {v.family: v.address for v in node.vteps}, node.blocks)
         )
     return out
 
