@@ -315,7 +315,9 @@ def test_a_shared_lab_that_cannot_come_up_is_tried_once_per_module(
         def test_two(meshemu_lab): pass
         """
     )
-    result = pytester.runpytest_inprocess(*PLUGIN)
+    # -rN: no short summary, whose lines pytest cuts to the terminal's width, so the
+    # count below does not depend on the terminal CI happens to have.
+    result = pytester.runpytest_inprocess(*PLUGIN, "-rN")
     result.assert_outcomes(errors=2)
     assert result.stdout.str().count("lab fake did not converge in 5.0s") == 2
     assert len(fake_up.calls) == 1
