@@ -312,9 +312,9 @@ class Lab:
         self.stop_speaker(node)
         self.start_speaker(node)
 
-    def kill_agent(self, node: str) -> int:
-        """SIGKILL `node`'s agent (ExaBGP starts a new one, which takes over); its old pid."""
-        return live.kill_agent(self._running(), node)
+    def kill_agent(self, node: str) -> None:
+        """End `node`'s agent as a crash would (a new one takes over)."""
+        live.kill_agent(self._running(), node)
 
     # -- ending it ----------------------------------------------------------------------------
     def down(self) -> DownResult:

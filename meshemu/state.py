@@ -324,18 +324,6 @@ class LabState:
         data = read_json(self.dir / "nodes" / node / "agent.json")
         return data if isinstance(data, dict) else None
 
-    def agent_pid(self, node: str) -> int | None:
-        """The pid of the node's running agent (ExaBGP starts it; it records itself), or None
-        when that process is gone or is not the agent (a reused pid)."""
-        try:
-            pid = int((self.dir / "nodes" / node / "agent.pid").read_text().strip())
-        except (OSError, ValueError):
-            return None
-        argv = process.command_line(pid)
-        if "meshemu.controlplane.agent" in argv and node in argv and process.exists(pid):
-            return pid
-        return None
-
 
 def current_speakers(resources: list[Resource]) -> dict[str, list[Resource]]:
     """Per node, its speaker processes as last started: the latest `speaker:<node>` record

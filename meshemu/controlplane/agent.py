@@ -23,7 +23,7 @@ Forwarding State bit: the node keeps forwarding while its speaker restarts.
   send again). A NOTIFICATION, a hold timer expiry or a peer without the capability ends the
   session as before: its routes are withdrawn at once.
 - A stop for a configuration change is no restart (Calico's BIRD reconfigures with a Cease):
-  `supervise.withdraw_first` asks the agent first (SIGUSR2), which withdraws everything it
+  `supervise.withdraw_first` asks the agent first (CEASE), which withdraws everything it
   announced and forgets what it learned before ExaBGP closes the sessions (ExaBGP 5.0 closes
   a session that negotiated graceful restart without a NOTIFICATION whatever the reason, so
   the withdrawals are what tell the peers).
@@ -32,8 +32,11 @@ Forwarding State bit: the node keeps forwarding while its speaker restarts.
   because the new agent was still starting.
 
 `AgentCore` is pure (events in, commands and desired routes out) so it is unit-tested without
-ExaBGP or root; `main` is the thin runtime around it (stdin, stdout, netlink, files).
-Run by ExaBGP as `python -m meshemu.controlplane.agent --state DIR --node NAME`.
+ExaBGP or root; `Runtime` is the thin runtime around it (ExaBGP's pipe, the route programmer's
+socket, the control FIFO, the state file). In a lab it runs as a thread of the node's ExaBGP
+process (`controlplane.agent_thread`): one process per node. ExaBGP's configuration names it as
+`python -m meshemu.controlplane.agent --state DIR --node NAME`, which also runs it as a process
+of its own (`main`), as any ExaBGP API program runs.
 """
 
 from __future__ import annotations
@@ -49,8 +52,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
-from typing import Any
+from typing import IO, Any
 
+from meshemu.controlplane import agent_control
 from meshemu.controlplane.events import (
     GracefulRestart,
     OpenEvent,
@@ -626,23 +630,57 @@ def _path_json(path: Path, best: bool, peer: str | None) -> dict[str, Any]:
     }
 
 
+# How an agent's `run` ended.
+ENDED_EOF = "eof"  # ExaBGP closed the pipe: it is stopping
+ENDED_RESTART = "restart"  # the lab asked for a successor (a new agent configuration)
+ENDED_CRASH = "crash"  # the lab asked for a crash (a fault): nothing more is written
+
+
+class SpeakerLines:
+    """ExaBGP's pipe to the agent, read as whole lines; the part of a line read so far stays
+    here, so an agent's successor on the same pipe gets the rest of it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pending = b""
+        os.set_blocking(fd, False)
+
+    def read(self) -> list[bytes] | None:
+        """The complete lines that arrived; None when ExaBGP closed the pipe."""
+        try:
+            chunk = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return []
+        if not chunk:
+            return None
+        *lines, self.pending = (self.pending + chunk).split(b"\n")
+        return lines
+
+
 class Runtime:
-    """stdin/stdout with ExaBGP, FIB changes through the lab's route programmer, the state file.
+    """ExaBGP's pipe both ways, FIB changes through the lab's route programmer, the lab's
+    requests through the control FIFO (`agent_control`), the state file.
 
     The agent holds no netlink library of its own: it sends route changes to the lab's `fibd`
     over a unix socket (see `dataplane.fibd`), which keeps every node's agent small.
+    `speaker_pid` is the ExaBGP process the agent serves (its own when it is a thread of it,
+    its parent when it is a process): another one than its predecessor's means the speaker
+    restarted too.
     """
 
     STATE_INTERVAL = 0.25  # seconds between state-file writes while updates stream in
 
-    def __init__(self, state_dir: FsPath, node: str) -> None:
+    def __init__(self, state_dir: FsPath, node: str, speaker_pid: int | None = None) -> None:
         import json
 
-        path = state_dir / "nodes" / node / AGENT_CONFIG
+        self.node_dir = state_dir / "nodes" / node
+        self.speaker_pid = os.getppid() if speaker_pid is None else speaker_pid
+        self.to_speaker: IO[bytes] | None = None  # set by `run`
+        path = self.node_dir / AGENT_CONFIG
         self.core = AgentCore(AgentConfig.from_json(json.loads(path.read_text()), str(path)))
         self.restarted = False
         self.speaker_restarted = False
-        # A stop for a configuration change (SIGUSR2, see `cease`): None, "withdrawing" while
+        # A stop for a configuration change (CEASE, see `cease`): None, "withdrawing" while
         # ExaBGP has not acknowledged every withdrawal, then "withdrawn".
         self.stopping: str | None = None
         self.acks_awaited = 0
@@ -666,13 +704,15 @@ class Runtime:
             previous = json.loads(self.out_file.read_text())
         except (OSError, ValueError, RecursionError):
             return
-        if not isinstance(previous, dict) or previous.get("pid") == os.getpid():
+        if not isinstance(previous, dict):
             return
         self.restarted = True
-        # ExaBGP is the agent's parent: another one means the speaker restarted as well.
+        # Another ExaBGP than the predecessor's means the speaker restarted as well.
         speaker = previous.get("speaker_pid")
         self.speaker_restarted = (
-            isinstance(speaker, int) and not isinstance(speaker, bool) and speaker != os.getppid()
+            isinstance(speaker, int)
+            and not isinstance(speaker, bool)
+            and speaker != self.speaker_pid
         )
         self.core.restore(previous, speaker_restarted=self.speaker_restarted)
         fib = previous.get("fib")
@@ -699,9 +739,9 @@ class Runtime:
         ]
 
     def send(self, commands: list[str]) -> None:
-        if commands:
-            sys.stdout.write("".join(command + "\n" for command in commands))
-            sys.stdout.flush()
+        if commands and self.to_speaker is not None:
+            self.to_speaker.write("".join(command + "\n" for command in commands).encode())
+            self.to_speaker.flush()
 
     def _fibd(self) -> socket.socket | None:
         if self.fibd is None:
@@ -819,29 +859,33 @@ class Runtime:
                     )
                 ],
                 "errors": self.errors,
-                "speaker_pid": os.getppid(),
+                "speaker_pid": self.speaker_pid,
                 "stopping": self.stopping,
             }
         )
         write_json_atomic(self.out_file, data)
         self.last_write, self.state_pending = now, False
 
-    def on_signals(self, wakeup: socket.socket) -> None:
-        """SIGUSR1: write the state now (`verify` asks before it reads, so it never reads a
-        state older than the last update); SIGHUP: program the whole FIB again (`repair`: a
-        route deleted by hand comes back); SIGUSR2: the speaker is about to stop for a
-        configuration change (`cease`)."""
+    def on_control(self, control: int) -> str | None:
+        """The lab's requests (`agent_control`): WRITE_STATE (`verify` asks before it reads,
+        so it never reads a state older than the last update), REPROGRAM (program the whole
+        FIB again: `repair`, a route deleted by hand comes back), CEASE (the speaker is about
+        to stop for a configuration change, see `cease`), RESTART and CRASH (returned: the
+        agent ends and a successor takes over)."""
         try:
-            received = wakeup.recv(64)
+            received = os.read(control, 64)
         except BlockingIOError:
-            return
-        if signal.SIGUSR2 in received:
+            return None
+        if agent_control.CRASH in received:
+            return ENDED_CRASH
+        if agent_control.CEASE in received:
             self.cease()
-        if signal.SIGHUP in received:
+        if agent_control.REPROGRAM in received:
             self.reprogram = set(self.programmed) | set(self.core.best) | set(self.core.blackholes)
             self.core.dirty |= self.reprogram
             self.sync_fib()
         self.write_state(force=True)
+        return ENDED_RESTART if agent_control.RESTART in received else None
 
     def cease(self) -> None:
         """Withdraw everything from every peer and forget what was learned (`AgentCore.cease`),
@@ -885,29 +929,18 @@ class Runtime:
             timeout = due if timeout is None else min(timeout, due)
         return timeout
 
-    def _signal_socket(self) -> socket.socket:
-        reader, writer = socket.socketpair()
-        reader.setblocking(False)
-        writer.setblocking(False)
-        self._wakeup_writer = writer  # kept open for the life of the agent
-        signal.set_wakeup_fd(writer.fileno())
-        for signum in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2):
-            signal.signal(signum, lambda *_: None)  # the wake-up byte is the message
-        return reader
-
-    def run(self) -> int:
+    def run(self, from_speaker: SpeakerLines, to_speaker: IO[bytes], control: int) -> str:
+        """Serve until ExaBGP closes the pipe (`ENDED_EOF`) or the lab asks for a restart or a
+        crash (`ENDED_RESTART`, `ENDED_CRASH`). `control` is the FIFO's fd."""
+        self.to_speaker = to_speaker
         self.send(self.core.start())
         if self.restarted and not self.speaker_restarted:
             self.send(self.core.refresh_commands() + self.core.end_of_rib_commands())
         self.sync_fib()
         self.write_state(force=True)
         selector = selectors.DefaultSelector()
-        stdin = sys.stdin.fileno()
-        os.set_blocking(stdin, False)
-        selector.register(stdin, selectors.EVENT_READ)
-        wakeup = self._signal_socket()
-        selector.register(wakeup, selectors.EVENT_READ)
-        pending = b""
+        selector.register(from_speaker.fd, selectors.EVENT_READ)
+        selector.register(control, selectors.EVENT_READ)
         while True:
             self.expire()
             ready = selector.select(self._timeout())
@@ -915,56 +948,79 @@ class Runtime:
                 self.sync_fib()
                 self.write_state(force=True)
                 continue
-            if any(key.fileobj is wakeup for key, _ in ready):
-                self.on_signals(wakeup)
-                if all(key.fileobj is wakeup for key, _ in ready):
+            if any(key.fileobj == control for key, _ in ready):
+                ended = self.on_control(control)
+                if ended is not None:
+                    return ended
+                if all(key.fileobj == control for key, _ in ready):
                     continue
-            try:
-                chunk = os.read(stdin, 65536)
-            except BlockingIOError:
-                continue
-            if not chunk:
-                self.write_state(force=True)
-                return 0  # ExaBGP closed our stdin: it is shutting down
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            commands: list[str] = []
-            for raw in lines:
-                line = raw.decode(errors="replace")
-                event = parse_message(line)
-                if event is None:
-                    self.on_answer(line)
-                elif isinstance(event, OpenEvent):
-                    self.core.on_open(event)
-                elif isinstance(event, StateEvent):
-                    commands += self.core.on_state(event)
-                    if event.state == "up" and event.peer in self.core.peers:
-                        # ExaBGP sends no End-of-RIB by itself (`manual-eor`): everything this
-                        # agent announced to the peer was written before, so it goes first.
-                        commands.append(end_of_rib_command(event.peer))
-                    self.state_pending = True
-                elif isinstance(event, UpdateEvent):
-                    commands += self.core.on_update(event)
-                elif isinstance(event, OtherEvent) and event.problem:
-                    self._error(f"ignored a message from ExaBGP: {event.problem}")
-            self.send(commands)
-            self.sync_fib()
-            self.write_state()
+            lines = from_speaker.read()
+            if lines is None:
+                return ENDED_EOF  # ExaBGP closed the pipe: it is shutting down
+            self.on_lines(lines)
+
+    def on_lines(self, lines: list[bytes]) -> None:
+        """ExaBGP's messages: the sessions' states, OPENs and UPDATEs, answers to commands."""
+        commands: list[str] = []
+        for raw in lines:
+            line = raw.decode(errors="replace")
+            event = parse_message(line)
+            if event is None:
+                self.on_answer(line)
+            elif isinstance(event, OpenEvent):
+                self.core.on_open(event)
+            elif isinstance(event, StateEvent):
+                commands += self.core.on_state(event)
+                if event.state == "up" and event.peer in self.core.peers:
+                    # ExaBGP sends no End-of-RIB by itself (`manual-eor`): everything this
+                    # agent announced to the peer was written before, so it goes first.
+                    commands.append(end_of_rib_command(event.peer))
+                self.state_pending = True
+            elif isinstance(event, UpdateEvent):
+                commands += self.core.on_update(event)
+            elif isinstance(event, OtherEvent) and event.problem:
+                self._error(f"ignored a message from ExaBGP: {event.problem}")
+        self.send(commands)
+        self.sync_fib()
+        self.write_state()
 
 
-def main(argv: list[str] | None = None) -> int:
+def command_parser() -> argparse.ArgumentParser:
+    """The agent's command line, as the node's ExaBGP configuration names it."""
     parser = argparse.ArgumentParser(description="meshemu node agent (ExaBGP API process)")
     parser.add_argument("--state", required=True, type=FsPath)
     parser.add_argument("--node", required=True)
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    pid_file = args.state / "nodes" / args.node / "agent.pid"
-    pid_file.write_text(f"{os.getpid()}\n")
-    runtime = Runtime(args.state, args.node)
+    return parser
+
+
+def serve(state_dir: FsPath, node: str, io: tuple[int, IO[bytes]], speaker_pid: int) -> None:
+    """Run the node's agent on ExaBGP's pipe `io` (from it, to it) until ExaBGP closes it.
+    A restart or a crash the lab asks for ends one agent and starts its successor on the same
+    pipe, which loses nothing ExaBGP sent in between; the successor takes over from the state
+    file (`Runtime._take_over`), which a crash leaves as it was (a crash writes nothing)."""
+    from_speaker = SpeakerLines(io[0])
+    control = agent_control.open_for_agent(state_dir / "nodes" / node)
     try:
-        return runtime.run()
+        while True:
+            runtime = Runtime(state_dir, node, speaker_pid)
+            ended = ENDED_CRASH
+            try:
+                ended = runtime.run(from_speaker, io[1], control)
+            finally:
+                if ended != ENDED_CRASH:
+                    runtime.write_state(force=True)
+            if ended == ENDED_EOF:
+                return
     finally:
-        runtime.write_state(force=True)  # SIGTERM included: the successor starts from here
+        os.close(control)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The agent as a process of its own (ExaBGP started it): stdin, stdout, SIGTERM."""
+    args = command_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    serve(args.state, args.node, (sys.stdin.fileno(), sys.stdout.buffer), os.getppid())
+    return 0
 
 
 if __name__ == "__main__":

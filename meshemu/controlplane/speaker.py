@@ -12,7 +12,8 @@ in the state folder), which the lab does once every speaker listens. Every first
 then finds its listener. After the gate, a failed connection is retried after a short fixed
 delay instead of ExaBGP's growing one, so a peer coming back after a fault is found quickly.
 
-It must not decide sessions (see `model.render`) nor touch routes (the agent does).
+The node's agent runs as a thread of its speaker (`controlplane.agent_thread`): one process
+per node. It must not decide sessions (see `model.render`) nor touch routes (the agent does).
 """
 
 from __future__ import annotations
@@ -169,6 +170,10 @@ class SpeakerLauncher:
             import exabgp.reactor.api.response  # noqa: F401
         except ImportError as err:
             raise SpeakerError(f"cannot import ExaBGP: {err}") from err
+        # Imported here, before the forks, so every speaker shares its agent's code pages.
+        from meshemu.controlplane import agent_thread
+
+        self._install_agent_thread = agent_thread.install
         self._main = exabgp_main.main
         self._libc = ctypes.CDLL(None, use_errno=True)
 
@@ -201,6 +206,7 @@ class SpeakerLauncher:
             os.environ.update(env)
             _install_start_gate(gate)
             _install_fast_accept()
+            self._install_agent_thread()
             sys.argv = ["exabgp", "server", str(config)]
             result = _profiled(self._main, netns, output)
             code = result if isinstance(result, int) else 0

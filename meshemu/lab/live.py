@@ -11,11 +11,11 @@ is given. Every namespace and process it creates is recorded in the state folder
 
 from __future__ import annotations
 
-import signal
 from dataclasses import dataclass, field
 from ipaddress import ip_network
 
 from meshemu import process
+from meshemu.controlplane import agent_control
 from meshemu.dataplane import build, nat, policy, services
 from meshemu.dataplane.netlink import in_netns, netns_exists, pids_in_netns, remove_netns
 from meshemu.errors import ConfigError, LabError, Problem
@@ -42,13 +42,11 @@ def start_speaker(state: LabState, plan: LabPlan, node: str) -> None:
     supervise.start_speakers(plan, state, [target])
 
 
-def kill_agent(state: LabState, node: str) -> int:
-    """SIGKILL a node's agent; ExaBGP starts a new one, which takes over. Returns the old pid."""
-    pid = state.agent_pid(node)
-    if pid is None:
+def kill_agent(state: LabState, node: str) -> None:
+    """End a node's agent as a crash ends it (it writes nothing more); a new one takes over
+    from the state file (`controlplane.agent.serve`)."""
+    if not agent_control.tell(state.dir, node, agent_control.CRASH):
         raise LabError(f"{node} has no running agent")
-    process.send(pid, signal.SIGKILL)
-    return pid
 
 
 def set_link(plan: LabPlan, node: str, up: bool) -> None:
@@ -71,9 +69,7 @@ def set_link(plan: LabPlan, node: str, up: bool) -> None:
     # timers expire, no session flaps and nothing is announced again: BIRD's kernel protocol
     # puts the missing routes back at its next scan (`scan time 2` in confd's bird.cfg); the
     # agent does the same on SIGHUP (program the whole FIB again, as `repair` asks it).
-    pid = state.agent_pid(target.name)
-    if pid is not None:
-        process.send(pid, signal.SIGHUP)
+    agent_control.tell(state.dir, target.name, agent_control.REPROGRAM)
 
 
 def set_router_links(plan: LabPlan, router: str, up: bool) -> None:
@@ -273,9 +269,8 @@ def _reconfigure(
             # A changed neighbour list: restart the speaker, as Calico reloads BIRD.
             restart.append(node)
             summary.restarted_speakers.append(node.name)
-        elif agent_changed and state.agent_pid(node.name) is not None:
+        elif agent_changed and agent_control.tell(state.dir, node.name, agent_control.RESTART):
             # Pools, blocks or VTEPs changed: a new agent takes over with the new rules.
-            kill_agent(state, node.name)
             summary.restarted_agents.append(node.name)
     # Not a graceful restart: BIRD ends the sessions it reconfigures with a Cease, so the peers
     # forget the node's routes at once rather than keep them for the restart time. The agents

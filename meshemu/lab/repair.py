@@ -11,11 +11,11 @@ honest repair.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from meshemu import process
+from meshemu.controlplane import agent_control
 from meshemu.dataplane import build
 from meshemu.dataplane.netlink import in_netns, netns_exists
 from meshemu.errors import LabError
@@ -85,10 +85,7 @@ def _stop_node_processes(state: LabState, node: NodePlan) -> None:
         and process.same_process(r.pid, r.start_time)
         and r.pid is not None
     }
-    agent = state.agent_pid(node.name)
-    if agent is not None:
-        pids.add(agent)
-    process.stop(pids, grace=1.0)
+    process.stop(pids, grace=1.0)  # the agent is a thread of the speaker
 
 
 def _rebuild_nodes(state: LabState, plan: LabPlan, ipip: str, result: RepairResult) -> set[str]:
@@ -149,16 +146,14 @@ def _restart_processes(
             if not speaker:
                 restart.append(node)
             continue
-        if speaker and state.agent_pid(node.name) is None:
+        if speaker and not agent_control.running(state.dir, node.name):
             supervise.stop_speaker(state, node.name)  # its agent is gone for good
             speaker = False
         if not speaker:
             restart.append(node)
         else:
             # A live agent programs its whole FIB again (a route deleted by hand comes back).
-            pid = state.agent_pid(node.name)
-            if pid is not None:
-                process.send(pid, signal.SIGHUP)
+            agent_control.tell(state.dir, node.name, agent_control.REPROGRAM)
     if restart:
         supervise.start_speakers(plan, state, restart)
         result.actions.append("speaker restarted: " + ", ".join(n.name for n in restart))

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshemu import process
+from meshemu.controlplane import agent_control
 from meshemu.controlplane.agent import AGENT_CONFIG
 from meshemu.controlplane.bird_tools import Bird1, bird1_binaries
 from meshemu.controlplane.birdc import MAX_SOCKET_PATH
@@ -312,36 +313,22 @@ CEASE_FLUSH = 0.3
 
 
 def withdraw_first(state: LabState, nodes: list[str]) -> None:
-    """Ask the agents of these nodes (SIGUSR2, all at once) to withdraw every route from every
+    """Ask the agents of these nodes (CEASE, all at once) to withdraw every route from every
     peer and forget what they learned (`Runtime.cease`), and wait until each one's state file
     says ExaBGP has acknowledged every withdrawal, or `CEASE_WAIT` seconds (an agent dead or
     stuck: its stop is then a plain one). ExaBGP 5.0 closes a session that negotiated graceful
     restart without a NOTIFICATION whatever the reason (`Peer._main`; `Peer.shutdown` never
     sends one), so the withdrawals are what tell the peers. A BIRD node has no agent: BIRD
     sends a Cease itself."""
-    import signal
-
-    waiting = {}
-    for node in nodes:
-        agent = state.agent_pid(node)
-        if agent is not None:
-            process.send(agent, signal.SIGUSR2)
-            waiting[node] = agent
+    waiting = [node for node in nodes if agent_control.tell(state.dir, node, agent_control.CEASE)]
     if not waiting:
         return
     deadline = time.monotonic() + CEASE_WAIT
     while waiting and time.monotonic() < deadline:
-        for node, agent in list(waiting.items()):
-            try:
-                data = json.loads((state.node_dir(node) / "agent.json").read_text())
-            except (OSError, ValueError):
-                data = None
-            done = isinstance(data, dict) and (data.get("pid"), data.get("stopping")) == (
-                agent,
-                "withdrawn",
-            )
-            if done or not process.exists(agent):
-                del waiting[node]
+        for node in list(waiting):
+            withdrawn = (state.agent_state(node) or {}).get("stopping") == "withdrawn"
+            if withdrawn or not agent_control.running(state.dir, node):
+                waiting.remove(node)
         if waiting:
             time.sleep(0.02)
     time.sleep(CEASE_FLUSH)

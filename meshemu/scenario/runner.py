@@ -307,8 +307,8 @@ class Runner:
             started = self._start_bird(arg.router)
             return f"{arg.router} back: links up" + (", BIRD started" if started else "")
         if kind == "kill-agent":
-            pid = live.kill_agent(self.state, arg.node)
-            return f"{arg.node}'s agent (pid {pid}) killed"
+            live.kill_agent(self.state, arg.node)
+            return f"{arg.node}'s agent killed (a new one takes over)"
         if kind == "wait":
             time.sleep(float(arg))
             return f"waited {arg}s"

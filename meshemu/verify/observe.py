@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from meshemu import process
+from meshemu.controlplane import agent_control
 from meshemu.controlplane.birdc import BirdControl
 from meshemu.dataplane.netlink import enter_for_good, netns_exists, read_fib
 from meshemu.errors import DataplaneError, SpeakerError
@@ -72,7 +73,7 @@ def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
             agent = speaker
         else:
             speaker = f"speaker:{node.name}" in running
-            agent = speaker and state.agent_pid(node.name) is not None
+            agent = speaker and agent_control.running(state.dir, node.name)
         has_tunnel = ipip == "userspace" and node.ipv4 is not None
         health[node.name] = NodeHealth(
             netns=netns_exists(node.netns),
@@ -88,10 +89,10 @@ def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
 def fresh_agent_states(
     state: LabState, plan: LabPlan, health: dict[str, NodeHealth]
 ) -> dict[str, dict[str, Any] | None]:
-    """Each live agent's state, written out on request (SIGUSR1) so none is older than the
+    """Each live agent's state, written out on request (WRITE_STATE) so none is older than the
     agent's last update: agents throttle their own writes. A dead node's state is None.
     A BIRD node's is read from its BIRD now (`bird_node_state`)."""
-    asked: dict[str, tuple[int, object]] = {}
+    asked: dict[str, object] = {}
     birds: dict[str, dict[str, Any] | None] = {}
     for node in plan.nodes:
         if node.speaker == "none":
@@ -101,18 +102,17 @@ def fresh_agent_states(
             alive = health[node.name].control_alive
             birds[node.name] = bird_node_state(state, node) if alive else None
             continue
-        pid = state.agent_pid(node.name) if health[node.name].control_alive else None
-        if pid is not None:
+        if health[node.name].control_alive:
             before = (state.agent_state(node.name) or {}).get("updated")
-            process.send(pid, signal.SIGUSR1)
-            asked[node.name] = (pid, before)
+            if agent_control.tell(state.dir, node.name, agent_control.WRITE_STATE):
+                asked[node.name] = before
     deadline = time.monotonic() + FLUSH_SECONDS
     agents: dict[str, dict[str, Any] | None] = {n.name: None for n in plan.nodes}
     waiting = dict(asked)
     while True:
         for name in list(waiting):
             current = state.agent_state(name)
-            if current is not None and current.get("updated") != waiting[name][1]:
+            if current is not None and current.get("updated") != waiting[name]:
                 agents[name] = current
                 del waiting[name]
         if not waiting or time.monotonic() > deadline:

@@ -18,6 +18,7 @@ from meshemu.dataplane.netlink import read_fib
 from meshemu.errors import EnvironmentProblem
 from meshemu.lab import down, lab_status, up
 from meshemu.lab.converge import fib_diffs as check_convergence
+from meshemu.lab.live import kill_agent
 from meshemu.lab.status import NodeStatus
 from meshemu.model.load import load_topology
 from meshemu.model.plan import LabPlan, build_plan
@@ -366,16 +367,17 @@ def test_md5_password_sessions(lab_env: Path, tmp_path: Path) -> None:
 def test_killed_agent_is_restarted_and_keeps_the_fib(lab_env: Path) -> None:
     plan = plan_for("mesh.yaml", "it-agent", RESTART)
     bring_up(plan, "mesh.yaml", RESTART)
-    node_dir = LabState(plan.name).dir / "nodes" / "node1"
-    old_pid = int((node_dir / "agent.pid").read_text())
-    os.kill(old_pid, signal.SIGKILL)
+    state = LabState(plan.name)
+    node_dir = state.dir / "nodes" / "node1"
+    old_start = json.loads((node_dir / "agent.json").read_text())["started"]
+    kill_agent(state, "node1")
 
     def restarted() -> bool:
         try:
-            pid = int((node_dir / "agent.pid").read_text())
-        except (OSError, ValueError):
+            start = json.loads((node_dir / "agent.json").read_text())["started"]
+        except (OSError, ValueError, KeyError):
             return False
-        return pid != old_pid and node_status(plan, "node1").agent == "running"
+        return start != old_start and node_status(plan, "node1").agent == "running"
 
     wait_for(restarted, 10, "ExaBGP to restart node1's agent")
     assert all(d.ok for d in check_convergence(plan))

@@ -28,6 +28,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshemu import process
+from meshemu.controlplane import agent_control
 from meshemu.controlplane.agent import AgentCore
 from meshemu.controlplane.events import (
     LOCAL_SHUTDOWN,
@@ -527,20 +528,22 @@ def test_the_property_sees_routes_kept_and_dropped() -> None:
 # --- a stop for a configuration change: the agent withdraws before ExaBGP stops ------------------
 
 FAKE_AGENT = """
-import json, os, signal, sys, time
-record, log = sys.argv[1], sys.argv[2]
-def cease(*_):
-    with open(log, "a") as f:
-        f.write(f"agent SIGUSR2 {time.time()}\\n")
-    time.sleep(0.2)  # ExaBGP acknowledging the withdrawals
-    with open(record + ".tmp", "w") as f:
-        json.dump({"pid": os.getpid(), "stopping": "withdrawn"}, f)
-    os.replace(record + ".tmp", record)
-signal.signal(signal.SIGUSR2, cease)
+import json, os, select, sys, time
+from pathlib import Path
+from meshemu.controlplane import agent_control
+record, log = Path(sys.argv[1]), sys.argv[2]
+control = agent_control.open_for_agent(record.parent)
 with open(record, "w") as f:
     json.dump({"pid": os.getpid(), "stopping": None}, f)
 while True:
-    time.sleep(0.05)
+    select.select([control], [], [])
+    if agent_control.CEASE in os.read(control, 64):
+        with open(log, "a") as f:
+            f.write(f"agent CEASE {time.time()}\\n")
+        time.sleep(0.2)  # ExaBGP acknowledging the withdrawals
+        with open(str(record) + ".tmp", "w") as f:
+            json.dump({"pid": os.getpid(), "stopping": "withdrawn"}, f)
+        os.replace(str(record) + ".tmp", record)
 """
 FAKE_SPEAKER = """
 import signal, sys, time
@@ -563,24 +566,14 @@ def _fake_lab(
     state.dir.mkdir(parents=True)
     node_dir = state.node_dir("node1")
     log = tmp_path / "signals.log"
-    # The agent's command line names the module and the node, as `state.agent_pid` checks.
+    # An agent holds the node's control FIFO open, as `state.agent_running` checks.
     agent = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            textwrap.dedent(FAKE_AGENT),
-            str(node_dir / "agent.json"),
-            str(log),
-            "meshemu.controlplane.agent",
-            "--node",
-            "node1",
-        ],
+        [sys.executable, "-c", textwrap.dedent(FAKE_AGENT), str(node_dir / "agent.json"), str(log)]
     )
     speaker = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(FAKE_SPEAKER), str(log)], stdout=subprocess.PIPE
     )
     assert speaker.stdout is not None and speaker.stdout.readline() == b"ready\n"
-    (node_dir / "agent.pid").write_text(f"{agent.pid}\n")
     state.record(
         Resource(
             "process", "speaker:node1", speaker.pid, process.start_time(speaker.pid), "speaker"
@@ -598,7 +591,7 @@ def test_a_stop_for_a_configuration_change_lets_the_agent_withdraw_first(
 ) -> None:
     state, agent, speaker, log = _fake_lab(tmp_path)
     try:
-        assert state.agent_pid("node1") == agent.pid
+        assert agent_control.running(state.dir, "node1")
         assert supervise.stop_speaker(state, "node1", withdraw=withdraw)
         assert speaker.wait(5) == 0
         lines = log.read_text().splitlines()
