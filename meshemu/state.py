@@ -60,8 +60,14 @@ def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
     os.replace(tmp, path)
 
 
-def write_json_atomic(path: Path, data: Any, mode: int | None = None) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1), mode)
+def write_json_atomic(
+    path: Path, data: Any, mode: int | None = None, compact: bool = False
+) -> None:
+    """`compact`: one line, by json's C encoder, about five times faster than the indented
+    form's pure-Python one (for files rewritten many times a second, as a reflector's agent
+    state: 60 ms a write for a 60-node reflector lab's, indented)."""
+    text = json.dumps(data, separators=(",", ":")) if compact else json.dumps(data, indent=1)
+    write_text_atomic(path, text, mode)
 
 
 def read_json(path: Path) -> Any:

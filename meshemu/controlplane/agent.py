@@ -52,7 +52,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path as FsPath
-from typing import IO, Any
+from typing import Any
 
 from meshemu.controlplane import agent_control
 from meshemu.controlplane.events import (
@@ -636,25 +636,48 @@ ENDED_RESTART = "restart"  # the lab asked for a successor (a new agent configur
 ENDED_CRASH = "crash"  # the lab asked for a crash (a fault): nothing more is written
 
 
-class SpeakerLines:
-    """ExaBGP's pipe to the agent, read as whole lines; the part of a line read so far stays
-    here, so an agent's successor on the same pipe gets the rest of it."""
+class SpeakerPipe:
+    """ExaBGP's pipes with the agent, both non-blocking: lines read whole, commands queued.
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    The part of a line read so far and the commands ExaBGP has not taken yet stay here, so an
+    agent's successor on the same pipes gets the rest. The agent never waits for ExaBGP to
+    read: ExaBGP's own writes to the agent block while the agent's pipe is full, so an agent
+    blocked on its writes while ExaBGP is blocked on its own would hang both (a reflector sends
+    every client's routes to every other client: measured, a 60-node reflector lab hung so,
+    its reflectors with 116 of 118 sessions never reported up).
+    """
+
+    def __init__(self, from_speaker: int, to_speaker: int) -> None:
+        self.fd_in, self.fd_out = from_speaker, to_speaker
         self.pending = b""
-        os.set_blocking(fd, False)
+        self.outbox = bytearray()
+        os.set_blocking(from_speaker, False)
+        os.set_blocking(to_speaker, False)
 
     def read(self) -> list[bytes] | None:
         """The complete lines that arrived; None when ExaBGP closed the pipe."""
         try:
-            chunk = os.read(self.fd, 65536)
+            chunk = os.read(self.fd_in, 65536)
         except BlockingIOError:
             return []
         if not chunk:
             return None
         *lines, self.pending = (self.pending + chunk).split(b"\n")
         return lines
+
+    def queue(self, data: bytes) -> None:
+        self.outbox += data
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the pipe takes now; the rest when it is writable again."""
+        if not self.outbox:
+            return
+        try:
+            written = os.write(self.fd_out, self.outbox)
+        except BlockingIOError:
+            return
+        del self.outbox[:written]
 
 
 class Runtime:
@@ -668,14 +691,18 @@ class Runtime:
     restarted too.
     """
 
-    STATE_INTERVAL = 0.25  # seconds between state-file writes while updates stream in
+    STATE_INTERVAL = 0.25  # seconds between state-file writes while updates stream in, at least
+    # A write costs time that grows with the RIB (a reflector of 200 clients holds tens of
+    # thousands of paths): the next one waits at least this many times as long as the last
+    # took, so writing the state never takes more than a tenth of the agent's time.
+    STATE_COST_FACTOR = 10.0
 
     def __init__(self, state_dir: FsPath, node: str, speaker_pid: int | None = None) -> None:
         import json
 
         self.node_dir = state_dir / "nodes" / node
         self.speaker_pid = os.getppid() if speaker_pid is None else speaker_pid
-        self.to_speaker: IO[bytes] | None = None  # set by `run`
+        self.pipe: SpeakerPipe | None = None  # set by `run`
         path = self.node_dir / AGENT_CONFIG
         self.core = AgentCore(AgentConfig.from_json(json.loads(path.read_text()), str(path)))
         self.restarted = False
@@ -693,6 +720,7 @@ class Runtime:
         self.errors: list[str] = []
         self.started = time.time()
         self.last_write = 0.0
+        self.state_interval = self.STATE_INTERVAL
         self.state_pending = True
         self._take_over()
 
@@ -739,9 +767,8 @@ class Runtime:
         ]
 
     def send(self, commands: list[str]) -> None:
-        if commands and self.to_speaker is not None:
-            self.to_speaker.write("".join(command + "\n" for command in commands).encode())
-            self.to_speaker.flush()
+        if commands and self.pipe is not None:
+            self.pipe.queue("".join(command + "\n" for command in commands).encode())
 
     def _fibd(self) -> socket.socket | None:
         if self.fibd is None:
@@ -842,7 +869,7 @@ class Runtime:
         from meshemu.state import write_json_atomic
 
         now = time.time()
-        if not force and now - self.last_write < self.STATE_INTERVAL:
+        if not force and now - self.last_write < self.state_interval:
             self.state_pending = True
             return
         data = self.core.snapshot()
@@ -863,8 +890,10 @@ class Runtime:
                 "stopping": self.stopping,
             }
         )
-        write_json_atomic(self.out_file, data)
+        write_json_atomic(self.out_file, data, compact=True)
         self.last_write, self.state_pending = now, False
+        took = time.time() - now
+        self.state_interval = max(self.STATE_INTERVAL, self.STATE_COST_FACTOR * took)
 
     def on_control(self, control: int) -> str | None:
         """The lab's requests (`agent_control`): WRITE_STATE (`verify` asks before it reads,
@@ -922,28 +951,40 @@ class Runtime:
     def _timeout(self) -> float | None:
         # Wake up to retry failed routes (tunl0 restarting), to flush a pending state, and when
         # stale routes are due.
-        timeout = 1.0 if self.core.dirty else self.STATE_INTERVAL if self.state_pending else None
+        timeout = 1.0 if self.core.dirty else self.state_interval if self.state_pending else None
         expiry = self.core.next_expiry()
         if expiry is not None:
             due = max(0.0, expiry - time.time()) + 0.01
             timeout = due if timeout is None else min(timeout, due)
         return timeout
 
-    def run(self, from_speaker: SpeakerLines, to_speaker: IO[bytes], control: int) -> str:
+    def run(self, pipe: SpeakerPipe, control: int) -> str:
         """Serve until ExaBGP closes the pipe (`ENDED_EOF`) or the lab asks for a restart or a
         crash (`ENDED_RESTART`, `ENDED_CRASH`). `control` is the FIFO's fd."""
-        self.to_speaker = to_speaker
+        self.pipe = pipe
         self.send(self.core.start())
         if self.restarted and not self.speaker_restarted:
             self.send(self.core.refresh_commands() + self.core.end_of_rib_commands())
         self.sync_fib()
         self.write_state(force=True)
         selector = selectors.DefaultSelector()
-        selector.register(from_speaker.fd, selectors.EVENT_READ)
+        selector.register(pipe.fd_in, selectors.EVENT_READ)
         selector.register(control, selectors.EVENT_READ)
+        writing = False
         while True:
             self.expire()
+            if bool(pipe.outbox) != writing:
+                writing = bool(pipe.outbox)
+                if writing:
+                    selector.register(pipe.fd_out, selectors.EVENT_WRITE)
+                else:
+                    selector.unregister(pipe.fd_out)
             ready = selector.select(self._timeout())
+            if any(key.fd == pipe.fd_out for key, _ in ready):
+                pipe.flush()
+                ready = [(key, events) for key, events in ready if key.fd != pipe.fd_out]
+                if not ready:
+                    continue
             if not ready:
                 self.sync_fib()
                 self.write_state(force=True)
@@ -954,7 +995,7 @@ class Runtime:
                     return ended
                 if all(key.fileobj == control for key, _ in ready):
                     continue
-            lines = from_speaker.read()
+            lines = pipe.read()
             if lines is None:
                 return ENDED_EOF  # ExaBGP closed the pipe: it is shutting down
             self.on_lines(lines)
@@ -993,19 +1034,19 @@ def command_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def serve(state_dir: FsPath, node: str, io: tuple[int, IO[bytes]], speaker_pid: int) -> None:
+def serve(state_dir: FsPath, node: str, io: tuple[int, int], speaker_pid: int) -> None:
     """Run the node's agent on ExaBGP's pipe `io` (from it, to it) until ExaBGP closes it.
     A restart or a crash the lab asks for ends one agent and starts its successor on the same
     pipe, which loses nothing ExaBGP sent in between; the successor takes over from the state
     file (`Runtime._take_over`), which a crash leaves as it was (a crash writes nothing)."""
-    from_speaker = SpeakerLines(io[0])
+    pipe = SpeakerPipe(*io)
     control = agent_control.open_for_agent(state_dir / "nodes" / node)
     try:
         while True:
             runtime = Runtime(state_dir, node, speaker_pid)
             ended = ENDED_CRASH
             try:
-                ended = runtime.run(from_speaker, io[1], control)
+                ended = runtime.run(pipe, control)
             finally:
                 if ended != ENDED_CRASH:
                     runtime.write_state(force=True)
@@ -1019,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     """The agent as a process of its own (ExaBGP started it): stdin, stdout, SIGTERM."""
     args = command_parser().parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    serve(args.state, args.node, (sys.stdin.fileno(), sys.stdout.buffer), os.getppid())
+    serve(args.state, args.node, (sys.stdin.fileno(), sys.stdout.fileno()), os.getppid())
     return 0
 
 

@@ -60,18 +60,15 @@ class AgentThread:
     def _serve(self, state_dir: Path, node: str, from_speaker: int, to_speaker: int) -> None:
         code = 1
         try:
-            with os.fdopen(to_speaker, "wb") as out:
-                to_speaker = -1  # the file owns it now
-                agent.serve(state_dir, node, (from_speaker, out), os.getpid())
-                code = 0
-                self.returncode = code  # before the pipe closes: ExaBGP polls, then reads
+            _profiled(agent.serve, state_dir, node, (from_speaker, to_speaker), os.getpid())
+            code = 0
+            self.returncode = code  # before the pipe closes: ExaBGP polls, then reads
         except BaseException:  # a thread's failure must reach the log, and end the agent
             traceback.print_exc(file=sys.stderr)
         finally:
             self.returncode = code
             os.close(from_speaker)
-            if to_speaker != -1:
-                os.close(to_speaker)
+            os.close(to_speaker)
 
     def poll(self) -> int | None:
         return None if self._thread.is_alive() else self.returncode
@@ -88,6 +85,25 @@ class AgentThread:
         if self._thread.is_alive():
             raise subprocess.TimeoutExpired(f"agent thread {self._thread.name}", timeout or 0.0)
         return self.returncode
+
+
+# Set to a node's name (or "all") to profile its agent thread with cProfile (CPU time of the
+# thread): the stats go to `nodes/<node>/agent.prof` when ExaBGP stops.
+PROFILE_ENV = "MESHEMU_PROFILE_AGENT"
+
+
+def _profiled(serve: Any, state_dir: Path, node: str, *args: Any) -> None:
+    if os.environ.get(PROFILE_ENV, "") not in ("all", node):
+        serve(state_dir, node, *args)
+        return
+    import cProfile
+    import time
+
+    profile = cProfile.Profile(time.thread_time)
+    try:
+        profile.runcall(serve, state_dir, node, *args)
+    finally:
+        profile.dump_stats(str(state_dir / "nodes" / node / "agent.prof"))
 
 
 def _popen(run: Any, **kwargs: Any) -> Any:
