@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from meshemu.dataplane import felix
-from meshemu.dataplane.netlink import NetnsHandle, netns_inode
+from meshemu.dataplane.netlink import Batch, NetnsHandle, netns_inode
 from meshemu.errors import DataplaneError, MeshemuError
 from meshemu.model.labplan import LabPlan
 from meshemu.model.routes import PROTO_BIRD, FibRoute
@@ -35,28 +35,67 @@ from meshemu.state import read_json, write_json_atomic
 SOCKET_NAME = "fib.sock"
 
 
-def apply(handles: dict[str, NetnsHandle], request: dict[str, Any]) -> str:
-    """One change: {"netns", "op": replace|del, "prefix", "type", "via", "dev", "onlink",
-    "proto", "metric"} (the agents write as BIRD: protocol 12 and BIRD's metric)."""
-    netns = str(request["netns"])
+def apply_all(handles: dict[str, NetnsHandle], lines: list[bytes]) -> list[str]:
+    """The agents' changes, one JSON object a line: {"netns", "op": replace|del, "prefix",
+    "type", "via", "dev", "onlink", "proto", "metric"} (the agents write as BIRD: protocol 12
+    and BIRD's metric); per line `ok` or the error. The changes of one namespace that follow
+    each other go to the kernel in one netlink write (`netlink.Batch`): an agent sends all its
+    changes at once, and a 100-node mesh is 20,000 routes (measured: 11 s of this process's
+    CPU through pyroute2, one round trip per route)."""
+    replies: list[str] = []
+    group: list[int] = []  # positions in `replies` of the changes queued in `batch`
+    batch: Batch | None = None
+    for line in lines:
+        try:
+            request = json.loads(line)
+            netns = str(request["netns"])
+            if batch is None or batch.netns != netns:
+                _send(handles, batch, group, replies)
+                batch, group = None, []
+                batch = Batch(netns, _handle(handles, netns).index)
+            _queue(batch, request)
+        except (ValueError, KeyError, TypeError) as err:
+            replies.append(f"error bad request: {err}")
+            continue
+        except DataplaneError as err:  # no such namespace or interface
+            replies.append(f"error {err}")
+            if batch is not None and batch.netns in handles:
+                handles[batch.netns]._index.clear()  # an interface may be new (tunl0)
+            continue
+        group.append(len(replies))
+        replies.append("ok")
+    _send(handles, batch, group, replies)
+    return replies
+
+
+def _queue(batch: Batch, request: dict[str, Any]) -> None:
     metric = request.get("metric")
+    batch.route(
+        str(request["op"]),
+        str(request["prefix"]),
+        via=request.get("via"),
+        dev=request.get("dev"),
+        onlink=bool(request.get("onlink")),
+        kind=str(request.get("type", "unicast")),
+        proto=int(request.get("proto", PROTO_BIRD)),
+        metric=int(metric) if metric is not None else None,
+    )
+
+
+def _send(
+    handles: dict[str, NetnsHandle], batch: Batch | None, group: list[int], replies: list[str]
+) -> None:
+    if batch is None or not group:
+        return
     try:
-        handle = _handle(handles, netns)
-        handle.route(
-            str(request["op"]),
-            str(request["prefix"]),
-            via=request.get("via"),
-            dev=request.get("dev"),
-            onlink=bool(request.get("onlink")),
-            kind=str(request.get("type", "unicast")),
-            proto=int(request.get("proto", PROTO_BIRD)),
-            metric=int(metric) if metric is not None else None,
-        )
+        errors = batch.send()
     except DataplaneError as err:
-        if netns in handles:
-            handles[netns]._index.clear()  # an interface may be new (tunl0 restarting)
-        return f"error {err}"
-    return "ok"
+        errors = [str(err)] * len(group)
+    for position, error in zip(group, errors, strict=True):
+        if error is not None:
+            replies[position] = f"error {error}"
+    if any(errors) and batch.netns in handles:
+        handles[batch.netns]._index.clear()  # an interface may be new (tunl0 restarting)
 
 
 def _handle(handles: dict[str, NetnsHandle], netns: str) -> NetnsHandle:
@@ -175,12 +214,7 @@ def serve(state_dir: Path) -> int:
                 continue
             data = buffers[sock] + chunk
             *lines, buffers[sock] = data.split(b"\n")
-            replies = []
-            for line in lines:
-                try:
-                    replies.append(apply(handles, json.loads(line)))
-                except (ValueError, KeyError) as err:
-                    replies.append(f"error bad request: {err}")
+            replies = apply_all(handles, lines)
             if replies:
                 sock.sendall(("\n".join(replies) + "\n").encode())
     for handle in handles.values():

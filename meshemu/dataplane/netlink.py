@@ -330,6 +330,7 @@ RTM_NEWLINK, RTM_NEWADDR, RTM_NEWNEIGH = 16, 20, 28
 IFF_UP = 1
 _SCOPES = {"universe": 0, "link": 253, "host": 254}
 _BATCH_MESSAGES = 256  # per write: about 25 KiB, and as many acknowledgements
+_ROUTE_TYPES = {"unicast": 1, "blackhole": 6}  # RTN_UNICAST, RTN_BLACKHOLE
 
 
 def _attr(kind: int, data: bytes) -> bytes:
@@ -398,8 +399,11 @@ class Batch:
         proto: int = 4,  # RTPROT_STATIC, as `ip route add` and pyroute2 write
         scope: str = "universe",
         metric: int | None = None,
+        kind: str = "unicast",
+        onlink: bool = False,
     ) -> None:
-        """`add` or `replace` a unicast route in the main table."""
+        """`add`, `replace` or `del` a route (`kind` unicast or blackhole) in the main table;
+        `del` of a route that is not there is no error, as for `NetnsHandle.route`."""
         network = ipaddress.ip_network(prefix)
         family = 10 if network.version == 6 else 2
         body = struct.pack(
@@ -410,9 +414,10 @@ class Batch:
             0,
             RT_TABLE_MAIN,
             proto,
-            _SCOPES[scope],
-            1,
-            0,
+            # Any scope matches a deletion (RT_SCOPE_NOWHERE, as `ip route del` sends).
+            255 if command == "del" else _SCOPES[scope],
+            _ROUTE_TYPES[kind],
+            RTNH_F_ONLINK if onlink else 0,
         )
         body += _attr(15, struct.pack("=I", RT_TABLE_MAIN))  # RTA_TABLE
         if network.prefixlen:
@@ -423,9 +428,12 @@ class Batch:
             body += _attr(4, struct.pack("=i", self.index(dev)))  # RTA_OIF
         if metric is not None:
             body += _attr(6, struct.pack("=I", metric))  # RTA_PRIORITY
+        what = f"route {command} {prefix} via {via} dev {dev}"
+        if command == "del":
+            self._queue(RTM_DELROUTE, 0, body, what, (errno.ESRCH, errno.ENOENT))
+            return
         flags = NLM_F_CREATE | (NLM_F_REPLACE if command == "replace" else NLM_F_EXCL)
         ok = (errno.EEXIST,) if command == "add" else ()
-        what = f"route {command} {prefix} via {via} dev {dev}"
         self._queue(RTM_NEWROUTE, flags, body, what, ok)
 
     def add_neighbor(self, ifname: str, address: str, mac: str) -> None:
@@ -436,21 +444,30 @@ class Batch:
         self._queue(RTM_NEWNEIGH, flags, body, f"neighbour {address} on {ifname}", ())
 
     def flush(self) -> None:
-        """Send everything queued, in order, and wait for every acknowledgement."""
+        """Send everything queued, in order, and wait for every acknowledgement; the first
+        refusal is a DataplaneError."""
+        failure = next((error for error in self.send() if error is not None), None)
+        if failure is not None:
+            raise DataplaneError(failure)
+
+    def send(self) -> list[str | None]:
+        """Send everything queued, in order; per change, None or what the kernel refused."""
         if not self._messages:
-            return
+            return []
         messages, self._messages = self._messages, []
         with entered(self.netns) if self.netns else contextlib.nullcontext():
             sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        errors: list[str | None] = []
         with sock:
             sock.settimeout(10.0)
             sock.bind((0, 0))
             for start in range(0, len(messages), _BATCH_MESSAGES):
-                self._send(sock, messages[start : start + _BATCH_MESSAGES])
+                errors += self._send(sock, messages[start : start + _BATCH_MESSAGES])
+        return errors
 
     def _send(
         self, sock: socket.socket, messages: list[tuple[bytes, str, tuple[int, ...]]]
-    ) -> None:
+    ) -> list[str | None]:
         out = bytearray()
         for seq, (message, _what, _ok) in enumerate(messages, 1):
             out += struct.pack("=I", 12 + len(message)) + message[:4] + struct.pack("=II", seq, 0)
@@ -458,7 +475,7 @@ class Batch:
         # One write: the kernel handles the messages in order and acknowledges each one.
         sock.sendall(bytes(out))
         pending = len(messages)
-        failure = ""
+        errors: list[str | None] = [None] * len(messages)
         while pending:
             try:
                 data = sock.recv(1 << 20)
@@ -471,11 +488,10 @@ class Batch:
                     pending -= 1
                     (code,) = struct.unpack_from("=i", data, offset + 16)
                     _message, what, ok = messages[seq - 1]
-                    if code and -code not in ok and not failure:
-                        failure = f"{self.name}: {what}: {os.strerror(-code)}"
+                    if code and -code not in ok:
+                        errors[seq - 1] = f"{self.name}: {what}: {os.strerror(-code)}"
                 offset += (size + 3) & ~3
-        if failure:
-            raise DataplaneError(failure)
+        return errors
 
 
 @contextlib.contextmanager

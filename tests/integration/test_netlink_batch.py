@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from meshemu.dataplane.netlink import (
+    Batch,
     create_netns,
     in_netns,
     netns_exists,
@@ -51,6 +52,11 @@ def _changes(do: Any) -> None:
     do.route("replace", "10.8.0.0/24", via="10.1.0.254", dev="cali1")
     do.route("add", "10.7.0.0/24", via="10.1.0.254", dev="cali1")
     do.route("add", "10.7.0.0/24", via="10.1.0.254", dev="cali1")
+    do.route("add", "10.6.0.0/26", kind="blackhole", proto=80)
+    do.route("replace", "10.5.0.0/26", via="10.1.0.99", dev="cali1", onlink=True, proto=12)
+    do.route("replace", "fd00:5::/122", via="fd00::99", dev="cali1", proto=12, metric=2147483547)
+    do.route("del", "10.7.0.0/24", via="10.1.0.254", dev="cali1")
+    do.route("del", "10.4.0.0/24", via="10.1.0.254", dev="cali1")  # not there: ignored
     do.add_neighbor("cali1", "10.1.0.7", "ee:ee:ee:ee:ee:01")
     do.add_neighbor("cali1", "fd00::7", "ee:ee:ee:ee:ee:02")
 
@@ -93,6 +99,25 @@ def test_a_refused_change_is_a_dataplane_error_naming_it(spaces: tuple[str, str,
         refused = pytest.raises(DataplaneError, match=r"route add 10.99.0.0/24 via 10.200.0.1")
         with refused, ns.batch() as changes:
             changes.route("add", "10.99.0.0/24", via="10.200.0.1", dev="cali1")
+
+
+def test_a_batch_sent_for_answers_says_which_changes_were_refused(
+    spaces: tuple[str, str, str],
+) -> None:
+    """What the route programmer relies on: one write, an answer per change, in order."""
+    one, _batched, pods = spaces
+    with in_netns(one) as ns:
+        ns.add_veth("cali1", pods, "eth1")
+        ns.up("cali1")
+        ns.add_address("cali1", "10.1.0.1", 24)
+        batch = Batch(one, ns.index)
+        batch.route("replace", "10.98.0.0/24", via="10.1.0.2", dev="cali1", proto=12)
+        batch.route("add", "10.99.0.0/24", via="10.200.0.1", dev="cali1")  # unreachable
+        batch.route("del", "10.98.0.0/24", via="10.1.0.2", dev="cali1", proto=12)
+        answers = batch.send()
+    assert answers[0] is None and answers[2] is None
+    assert answers[1] is not None and "route add 10.99.0.0/24" in answers[1]
+    assert batch.send() == []  # nothing left queued
 
 
 def test_namespaces_are_real_and_found_with_their_processes(spaces: tuple[str, str, str]) -> None:
