@@ -206,6 +206,7 @@ def _install_idle_peer_skip() -> None:
     again (`ACTION.NOW`), or it has anything to send (routes, End-of-RIB, route refresh,
     operational messages); otherwise its turn comes every `IDLE_TURN` seconds, for its timers
     (keepalive every 80 s, hold time 240 s: a second or two late is nothing to them).
+    While sessions that should be up are not, the reactor sleeps less (`SETTLING_SLEEP_MS`).
     """
     from exabgp.bgp.fsm import FSM
     from exabgp.reactor import loop, peer
@@ -224,6 +225,8 @@ def _install_idle_peer_skip() -> None:
     def wait_for_io(self: Any, sleeptime: int) -> Any:
         ready: set[int] = set()
         self.__dict__["_meshemu_ready"] = ready
+        if 0 < self.__dict__.get("_meshemu_unsettled", 1) <= SETTLING_PEERS:
+            sleeptime = min(sleeptime, SETTLING_SLEEP_MS)
         for fd in original_wait(self, sleeptime):
             ready.add(fd)
             yield fd
@@ -245,7 +248,11 @@ def _install_idle_peer_skip() -> None:
     def active_peers(self: Any) -> set[str]:
         ready = self.__dict__.get("_meshemu_ready", set())
         now = time.monotonic()
-        return {key for key in original_active(self) if busy(self._peers[key], ready, now)}
+        active = original_active(self)
+        self.__dict__["_meshemu_unsettled"] = sum(
+            1 for key in active if self._peers[key].fsm != FSM.ESTABLISHED
+        )
+        return {key for key in active if busy(self._peers[key], ready, now)}
 
     peer.Peer.run = run
     loop.Reactor._wait_for_io = wait_for_io
@@ -253,6 +260,14 @@ def _install_idle_peer_skip() -> None:
 
 
 IDLE_TURN = 2.0  # seconds between the turns of an established, idle peer
+# While a few sessions that should be up are not (a small lab starting, a peer restarting),
+# the reactor sleeps at most 50 ms: connection attempts and the start gate are checked on the
+# peers' turns, and nothing else wakes the reactor for them (measured: a 10-node mesh
+# converged in 1.9 s with the 0.4 s sleep, 1.05 s with 50 ms). With many (a 100-node mesh
+# starting: 198 per speaker) the turns would cost more CPU than the wait (measured: 77 s up
+# and converged with the short sleep, 69 s without).
+SETTLING_SLEEP_MS = 50
+SETTLING_PEERS = 20
 
 
 def _install_uncopied_changes() -> None:
