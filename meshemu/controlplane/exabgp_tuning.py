@@ -1,0 +1,239 @@
+"""What meshemu changes in ExaBGP 5.0's reactor, each change measured, none changing BGP.
+
+Owns the patches a speaker applies to ExaBGP after it is forked and before ExaBGP starts
+(`install`): ExaBGP as released spends most of a large lab's CPU on work that is not BGP
+(regexes, deep copies, turns of idle peers, debug messages nobody reads), and several of its
+waits delay convergence. Every patch names the ExaBGP code it replaces and the profile or
+run that showed the need (docs/bench.md). Sessions, messages and what goes to the agent stay
+ExaBGP's own.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+LOG_LEVEL = "exabgp.log.level"
+
+
+def install() -> None:
+    """Apply every patch; once per speaker process, before ExaBGP's main."""
+    _install_fast_accept()
+    _install_exact_neighbor_match()
+    _install_drained_callbacks()
+    _skip_debug_logging()
+    _install_idle_peer_skip()
+    _install_uncopied_changes()
+
+
+def _install_fast_accept() -> None:
+    """Accept every waiting connection per reactor turn, not one per listening socket.
+
+    ExaBGP 5.0 takes one new connection per listening socket per turn of its reactor; a node
+    that is the passive side of dozens of sessions then needs dozens of turns, and under load a
+    turn takes a good fraction of a second, so the last peers wait seconds after their TCP
+    handshake completed. Draining the accept queue each turn removes that wait; the matching
+    of connections to neighbours stays ExaBGP's own.
+    """
+    import socket as socket_module
+
+    from exabgp.reactor import listener as listener_module
+    from exabgp.reactor.network.error import error
+    from exabgp.reactor.network.incoming import Incoming
+
+    def incoming(self: Any) -> bool:
+        if not self.serving:
+            return False
+        waiting = self.__dict__.setdefault("_meshemu_waiting", [])
+        for sock in self._sockets:
+            while True:
+                try:
+                    connection, _address = sock.accept()
+                except OSError as exc:
+                    if exc.errno not in error.block:
+                        listener_module.log.critical(lambda exc=exc: str(exc), "network")
+                    break
+                waiting.append((sock, connection))
+        return bool(waiting)
+
+    def connected(self: Any) -> Any:
+        waiting = self.__dict__.get("_meshemu_waiting", [])
+        self.__dict__["_meshemu_waiting"] = []
+        for sock, connection in waiting:
+            if sock.family not in (socket_module.AF_INET, socket_module.AF_INET6):
+                connection.close()
+                continue
+            # ExaBGP names the connection from the peer's point of view: "local" is the
+            # remote end's address and "remote" ours.
+            peer_end = connection.getpeername()[0]
+            our_end = connection.getsockname()[0]
+            yield Incoming(self._family_AFI_map[sock.family], our_end, peer_end, connection)
+
+    listener_module.Listener.incoming = incoming
+    listener_module.Listener._connected = connected
+
+
+def _install_exact_neighbor_match() -> None:
+    """Find the peer a command names by its address instead of a regex per configured peer.
+
+    ExaBGP 5.0 matches every API command's `neighbor <ip>` against every peer's name with a
+    regex compiled on the fly (`reactor/api/command/limit.py` `match_neighbors`). The agent
+    sends a command per peer and prefix, so a mesh node of N peers runs N^2 regex searches, the
+    lab N^3: in a profile of a 50-node mesh's speaker they were a fifth of its CPU. A peer's
+    name always starts `neighbor <peer-address> ` (`bgp/neighbor.py` `Neighbor.name`), so a
+    description that is only `neighbor <ip>` matches exactly the peers whose second word is
+    that address; any other description goes to ExaBGP's own matcher.
+    """
+    from exabgp.reactor.api.command import announce, limit, rib
+
+    original = limit.match_neighbors
+
+    def match_neighbors(peers: list[str], descriptions: list[list[str]]) -> list[str]:
+        matched = exact_neighbor_match(peers, descriptions)
+        return list(original(peers, descriptions)) if matched is None else matched
+
+    for module in (limit, announce, rib):
+        module.match_neighbors = match_neighbors
+
+
+def exact_neighbor_match(peers: list[str], descriptions: list[list[str]]) -> list[str] | None:
+    """The peers ExaBGP's `match_neighbors` finds for descriptions that are all a plain
+    `neighbor <ip>`, in the same order; None for any other description (ExaBGP's to match)."""
+    if not descriptions:
+        return None
+    wanted = set()
+    for description in descriptions:
+        words = description[0].split() if len(description) == 1 else []
+        if len(words) != 2 or words[0] != "neighbor" or words[1] == "*":
+            return None
+        wanted.add(words[1])
+    return [name for name in peers if name.split(" ", 2)[1] in wanted]
+
+
+def _install_drained_callbacks() -> None:
+    """Run the API commands' callbacks to the end in the turn they arrive.
+
+    ExaBGP 5.0 runs 50 steps of its scheduled callbacks per reactor turn (`reactor/
+    asynchronous.py` `ASYNC.run`, whose "more to do" answer the loop ignores), so a burst of
+    commands (an agent announcing its blocks to every peer) waits a reactor sleep per 50
+    steps. Bounded, so a callback that waits for something cannot hold the reactor.
+    """
+    from exabgp.reactor.asynchronous import ASYNC
+
+    original = ASYNC.run
+
+    def run(self: Any) -> bool:
+        return all(original(self) for _ in range(DRAIN_ROUNDS))
+
+    ASYNC.run = run
+
+
+DRAIN_ROUNDS = 40  # of ExaBGP's 50 steps each
+
+
+def _install_idle_peer_skip() -> None:
+    """Give an established, idle peer a turn of the reactor only every `IDLE_TURN` seconds.
+
+    ExaBGP 5.0 gives every peer a turn on every wake-up of its reactor (`reactor/loop.py`
+    `run`: `active_peers` each time), and anything wakes it: a keepalive from any of its peers,
+    the sleep running out. A node of a 100-node mesh has 198 peers, so each keepalive costs 198
+    turns; measured, a converged 100-node mesh used a whole core doing nothing, which it took
+    from the nodes still converging. A peer keeps its turn on every wake-up while it is not
+    established, is stopping, its socket was readable in the last poll, it asked to be called
+    again (`ACTION.NOW`), or it has anything to send (routes, End-of-RIB, route refresh,
+    operational messages); otherwise its turn comes every `IDLE_TURN` seconds, for its timers
+    (keepalive every 80 s, hold time 240 s: a second or two late is nothing to them).
+    While sessions that should be up are not, the reactor sleeps less (`SETTLING_SLEEP_MS`).
+    """
+    from exabgp.bgp.fsm import FSM
+    from exabgp.reactor import loop, peer
+    from exabgp.reactor.peer import ACTION
+
+    original_active = loop.Reactor.active_peers
+    original_wait = loop.Reactor._wait_for_io
+    original_run = peer.Peer.run
+
+    def run(self: Any) -> Any:
+        action = original_run(self)
+        self.__dict__["_meshemu_turn"] = time.monotonic()
+        self.__dict__["_meshemu_again"] = action == ACTION.NOW
+        return action
+
+    def wait_for_io(self: Any, sleeptime: int) -> Any:
+        ready: set[int] = set()
+        self.__dict__["_meshemu_ready"] = ready
+        if 0 < self.__dict__.get("_meshemu_unsettled", 1) <= SETTLING_PEERS:
+            sleeptime = min(sleeptime, SETTLING_SLEEP_MS)
+        for fd in original_wait(self, sleeptime):
+            ready.add(fd)
+            yield fd
+
+    def busy(item: Any, ready: set[int], now: float) -> bool:
+        neighbor = item.neighbor
+        return bool(
+            item.fsm != FSM.ESTABLISHED
+            or item._teardown is not None
+            or item.__dict__.get("_meshemu_again", True)
+            or now - item.__dict__.get("_meshemu_turn", 0.0) >= IDLE_TURN
+            or item.socket() in ready
+            or neighbor.rib.outgoing.pending()
+            or neighbor.eor
+            or neighbor.refresh
+            or neighbor.messages
+        )
+
+    def active_peers(self: Any) -> set[str]:
+        ready = self.__dict__.get("_meshemu_ready", set())
+        now = time.monotonic()
+        active = original_active(self)
+        self.__dict__["_meshemu_unsettled"] = sum(
+            1 for key in active if self._peers[key].fsm != FSM.ESTABLISHED
+        )
+        return {key for key in active if busy(self._peers[key], ready, now)}
+
+    peer.Peer.run = run
+    loop.Reactor._wait_for_io = wait_for_io
+    loop.Reactor.active_peers = active_peers
+
+
+IDLE_TURN = 2.0  # seconds between the turns of an established, idle peer
+# While a few sessions that should be up are not (a small lab starting, a peer restarting),
+# the reactor sleeps at most 50 ms: connection attempts and the start gate are checked on the
+# peers' turns, and nothing else wakes the reactor for them (measured: a 10-node mesh
+# converged in 1.9 s with the 0.4 s sleep, 1.05 s with 50 ms). With many (a 100-node mesh
+# starting: 198 per speaker) the turns would cost more CPU than the wait (measured: 77 s up
+# and converged with the short sleep, 69 s without).
+SETTLING_SLEEP_MS = 50
+SETTLING_PEERS = 20
+
+
+def _install_uncopied_changes() -> None:
+    """Hand a route the agent announces to its one peer without a deep copy of it.
+
+    ExaBGP 5.0 deep-copies every route for every peer it goes to (`bgp/neighbor.py`
+    `Neighbor.remove_self`), so that a route sent to several peers at once can get each
+    peer's own next hop for `next-hop self`. The agent names one peer per command and never
+    uses `next-hop self` (its commands carry the next hop `model.bgp` chose), so each route
+    parsed from a command goes to one peer's RIB only: the copy protects nothing. In a profile
+    of a 60-node reflector lab it was a third of a reflector's CPU. A route with `next-hop
+    self` still gets its copy.
+    """
+    from exabgp.bgp.neighbor import Neighbor
+
+    original = Neighbor.remove_self
+
+    def remove_self(self: Any, change: Any) -> Any:
+        return original(self, change) if change.nlri.nexthop.SELF else change
+
+    Neighbor.remove_self = remove_self
+
+
+def _skip_debug_logging() -> None:
+    """ExaBGP builds and checks every debug message (some ten thousand while a 50-node mesh
+    converges, a tenth of a speaker's CPU) even when the level is INFO: skip them then."""
+    if os.environ.get(LOG_LEVEL, "INFO").upper() == "DEBUG":
+        return
+    from exabgp.logger import log
+
+    log.debug = classmethod(lambda cls, message, source="", level="DEBUG": None)

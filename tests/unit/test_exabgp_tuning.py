@@ -1,0 +1,50 @@
+"""meshemu's changes to ExaBGP (`controlplane.exabgp_tuning`) decide what ExaBGP decides."""
+
+from __future__ import annotations
+
+import pytest
+from exabgp.reactor.api.command import limit
+
+from meshemu.controlplane.exabgp_tuning import exact_neighbor_match
+
+
+def _name(peer: str, local: str) -> str:
+    """A peer's name as ExaBGP 5.0 writes it (`bgp/neighbor.py` `Neighbor.name`)."""
+    return (
+        f"neighbor {peer} local-ip {local} local-as 64512 peer-as 64512 router-id 10.0.0.1 "
+        "family-allowed in-open"
+    )
+
+
+PEERS = [
+    _name("10.77.0.1", "10.77.0.6"),
+    _name("10.77.0.10", "10.77.0.6"),
+    _name("10.77.0.100", "10.77.0.6"),
+    _name("fd00:77::1", "fd00:77::6"),
+    _name("fd00:77::10", "fd00:77::6"),
+    _name("10.77.0.2", "10.77.0.1"),  # the address asked for is this one's local-ip
+]
+
+
+@pytest.mark.parametrize(
+    "descriptions",
+    [
+        [["neighbor 10.77.0.1"]],
+        [["neighbor 10.77.0.10"]],
+        [["neighbor fd00:77::1"]],
+        [["neighbor 10.77.0.1"], ["neighbor fd00:77::10"]],
+        [["neighbor 10.77.0.99"]],
+    ],
+    ids=["one", "prefix-of-others", "ipv6", "two", "none"],
+)
+def test_a_plain_neighbor_matches_the_peers_exabgp_matches(descriptions: list[list[str]]) -> None:
+    assert exact_neighbor_match(PEERS, descriptions) == limit.match_neighbors(PEERS, descriptions)
+
+
+@pytest.mark.parametrize(
+    "descriptions",
+    [[], [["neighbor *"]], [["neighbor 10.77.0.1", "local-as 64512"]], [["local-ip 10.77.0.6"]]],
+    ids=["no-description", "any", "with-keys", "no-neighbor"],
+)
+def test_any_other_description_is_left_to_exabgp(descriptions: list[list[str]]) -> None:
+    assert exact_neighbor_match(PEERS, descriptions) is None
