@@ -21,6 +21,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -116,9 +117,15 @@ class FelixPart:
     """Felix's routes of every node (`dataplane.felix`), from the lab's plan: written at start,
     again on SIGHUP (the lab sends it after a change of the plan, a link brought up, a repair)
     and every `REFRESH` seconds, as Felix's periodic route resync. Its last result goes to
-    `felix.json` in the state folder."""
+    `felix.json` in the state folder.
+
+    It runs in a thread of its own with its own netlink handles (`run`): a pass reads every
+    node's table, 2.8 s of CPU at 100 nodes, and the agents' route changes must not wait for
+    it (measured: while it ran in the loop that serves them, every agent's FIB writes, and so
+    its ExaBGP, stalled for that long every 30 s)."""
 
     REFRESH = 30.0
+    STOP_WAIT = 5.0  # seconds the route programmer waits for a pass to end when it stops
 
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
@@ -131,6 +138,20 @@ class FelixPart:
 
     def timeout(self) -> float:
         return max(0.05, min(1.0, self.due - time.monotonic()))
+
+    def run(self, running: threading.Event) -> None:
+        """Passes while `running` is set, each when due (`wake` makes the next one due)."""
+        handles: dict[str, NetnsHandle] = {}
+        try:
+            while running.is_set():
+                try:
+                    self.tick(handles)
+                except Exception as err:  # the thread must outlive one bad pass, and say so
+                    self._report([f"pass failed: {err!r}"], 0)
+                time.sleep(self.timeout())
+        finally:
+            for handle in handles.values():
+                handle.close()
 
     def tick(self, handles: dict[str, NetnsHandle]) -> None:
         now = time.monotonic()
@@ -186,12 +207,15 @@ def serve(state_dir: Path) -> int:
     signal.signal(signal.SIGINT, on_term)
     felix = FelixPart(state_dir)
     signal.signal(signal.SIGHUP, felix.wake)
-    # Ready once the agents can connect; Felix's routes follow in the loop's first turn (`up`
+    running = threading.Event()
+    running.set()
+    felix_thread = threading.Thread(target=felix.run, args=(running,), name="felix", daemon=True)
+    # Ready once the agents can connect; Felix's routes follow in its thread's first pass (`up`
     # waits until every FIB equals the plan, so nothing depends on their order).
+    felix_thread.start()
     (state_dir / "fibd.ready").write_text(f"{os.getpid()}\n")
     while not stop and state_dir.is_dir():  # a lab whose state folder is gone is down
-        felix.tick(handles)
-        for key, _ in selector.select(felix.timeout()):
+        for key, _ in selector.select(1.0):
             sock = key.fileobj
             assert isinstance(sock, socket.socket)
             if sock is server:
@@ -217,6 +241,8 @@ def serve(state_dir: Path) -> int:
             replies = apply_all(handles, lines)
             if replies:
                 sock.sendall(("\n".join(replies) + "\n").encode())
+    running.clear()
+    felix_thread.join(FelixPart.STOP_WAIT)
     for handle in handles.values():
         handle.close()
     path.unlink(missing_ok=True)
