@@ -214,7 +214,11 @@ def down(name: str, progress: Progress) -> DownResult:
     }
     victims.update(pids_in_namespaces(namespaces))
     victims.discard(os.getpid())
-    process.stop(victims)
+    # No grace: everything they could tidy (sockets, state files, routes, devices) goes with
+    # the state folder and the namespaces, and a graceful stop is no use to a lab that is going
+    # (measured: a 100-node ExaBGP mesh's speakers, each closing 198 sessions and ending its
+    # agent on SIGTERM, took the whole 3 s grace; down 5.9 s).
+    process.stop(victims, grace=0.0)
     result.processes = sum(1 for r in resources if r.kind == "process" and r.pid)
     for netns in reversed(namespaces):
         if remove_netns(netns):
