@@ -62,11 +62,10 @@ class AgentThread:
         try:
             _profiled(agent.serve, state_dir, node, (from_speaker, to_speaker), os.getpid())
             code = 0
-            self.returncode = code  # before the pipe closes: ExaBGP polls, then reads
         except BaseException:  # a thread's failure must reach the log, and end the agent
             traceback.print_exc(file=sys.stderr)
         finally:
-            self.returncode = code
+            self.returncode = code  # before the pipe closes: ExaBGP polls, then reads
             os.close(from_speaker)
             os.close(to_speaker)
 
