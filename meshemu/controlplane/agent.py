@@ -63,6 +63,7 @@ from meshemu.controlplane.events import (
     StateEvent,
     UpdateEvent,
     announce_command,
+    coalesce_commands,
     down_kind,
     end_of_rib_command,
     parse_message,
@@ -766,9 +767,13 @@ class Runtime:
             ),
         ]
 
-    def send(self, commands: list[str]) -> None:
-        if commands and self.pipe is not None:
-            self.pipe.queue("".join(command + "\n" for command in commands).encode())
+    def send(self, commands: list[str]) -> int:
+        """Queue commands for ExaBGP, those that differ only in their peer joined
+        (`coalesce_commands`); how many lines ExaBGP will answer (once `enable-ack` is on)."""
+        lines = coalesce_commands(commands)
+        if lines and self.pipe is not None:
+            self.pipe.queue("".join(line + "\n" for line in lines).encode())
+        return len(lines)
 
     def _fibd(self) -> socket.socket | None:
         if self.fibd is None:
@@ -925,9 +930,8 @@ class Runtime:
         (the lab runs it with acknowledgements off), in order."""
         if self.core.ceased:
             return
-        commands = self.core.cease()
-        self.stopping, self.acks_awaited = "withdrawing", 1 + len(commands)
-        self.send(["enable-ack", *commands])
+        self.stopping = "withdrawing"
+        self.acks_awaited = self.send(["enable-ack", *self.core.cease()])
         self.sync_fib()
         self.write_state(force=True)
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import TypeVar
 
@@ -417,6 +417,45 @@ def announce_command(peer: str, path: Path) -> str:
 
 def withdraw_command(peer: str, path: Path) -> str:
     return f"neighbor {peer} withdraw route {path.prefix} next-hop {path.next_hop}"
+
+
+def coalesce_commands(commands: Iterable[str]) -> list[str]:
+    """Adjacent route commands that differ only in their peer, as one command naming every peer
+    (`neighbor A , neighbor B announce route ...`, ExaBGP's `reactor/api/command/limit.py`
+    `extract_neighbors`), in the same order otherwise.
+
+    ExaBGP parses a route once per command; a reflector that sends each route to 199 clients
+    one by one parses it 199 times, and so does a mesh node announcing its own blocks. Only
+    adjacent commands are joined, so what one peer is sent keeps its order; a peer already in
+    the group ends it (its two commands stay two, in order). ExaBGP answers a joined command
+    once, so a caller counting answers counts the returned lines.
+    """
+    joined: list[str] = []
+    peers: list[str] = []
+    rest = ""
+    for command in commands:
+        words = command.split(" ", 2)
+        if (
+            len(words) == 3
+            and words[0] == "neighbor"
+            and words[2].startswith(("announce ", "withdraw "))
+        ):
+            if peers and words[2] == rest and words[1] not in peers:
+                peers.append(words[1])
+                continue
+            _flush_group(joined, peers, rest)
+            peers, rest = [words[1]], words[2]
+            continue
+        _flush_group(joined, peers, rest)
+        peers = []
+        joined.append(command)
+    _flush_group(joined, peers, rest)
+    return joined
+
+
+def _flush_group(joined: list[str], peers: list[str], rest: str) -> None:
+    if peers:
+        joined.append(" , ".join(f"neighbor {peer}" for peer in peers) + f" {rest}")
 
 
 def end_of_rib_command(peer: str) -> str:

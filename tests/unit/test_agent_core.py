@@ -19,13 +19,13 @@ import os
 import time
 from collections import deque
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshemu.controlplane.agent import AGENT_CONFIG, AgentCore, Runtime
+from meshemu.controlplane.agent import AGENT_CONFIG, AgentCore, Runtime, SpeakerPipe
 from meshemu.controlplane.events import (
     LOCAL_SHUTDOWN,
     SILENT_CLOSE,
@@ -1283,11 +1283,17 @@ def test_the_runtime_takes_over_as_stale_only_under_a_new_speaker(
 
 
 def test_the_runtime_says_when_exabgp_has_taken_every_withdrawal(
-    reflectors: LabPlan, tmp_path: FsPath, monkeypatch: pytest.MonkeyPatch
+    reflectors: LabPlan, tmp_path: FsPath
 ) -> None:
     runtime = _runtime(tmp_path, reflectors, "rr1", None)
     sent: list[str] = []
-    monkeypatch.setattr(runtime, "send", sent.extend)
+    queue = sent.extend  # what the real `send` hands its pipe, one line per command
+
+    class Pipe:
+        def queue(self, data: bytes) -> None:
+            queue(data.decode().splitlines())
+
+    runtime.pipe = cast(SpeakerPipe, Pipe())
     runtime.send(runtime.core.start())
     for peer in (C1, C2, RR2, RR3):
         _opened(runtime.core, peer)

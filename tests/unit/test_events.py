@@ -26,6 +26,7 @@ from meshemu.controlplane.events import (
     StateEvent,
     UpdateEvent,
     announce_command,
+    coalesce_commands,
     parse_message,
     path_from_json,
     path_to_json,
@@ -729,3 +730,64 @@ def test_a_link_local_next_hop_alone_is_kept() -> None:
     event = parse_message(alone)
     assert isinstance(event, UpdateEvent)
     assert [p.next_hop for p in event.announced] == ["fe80::48:fbff:fe21:cd94"]
+
+
+A, B, C = "10.0.0.2", "10.0.0.3", "10.0.0.4"
+ROUTE = "announce route 10.244.1.0/26 next-hop 10.0.0.1 local-preference 100"
+GONE = "withdraw route 10.244.2.0/26 next-hop 10.0.0.1"
+
+
+def test_coalesce_joins_adjacent_commands_that_differ_only_in_the_peer() -> None:
+    commands = [f"neighbor {A} {ROUTE}", f"neighbor {B} {ROUTE}", f"neighbor {C} {ROUTE}"]
+    assert coalesce_commands(commands) == [f"neighbor {A} , neighbor {B} , neighbor {C} {ROUTE}"]
+
+
+def test_coalesce_keeps_each_peers_order_and_everything_else() -> None:
+    commands = [
+        "enable-ack",
+        f"neighbor {A} {GONE}",
+        f"neighbor {B} {GONE}",
+        f"neighbor {A} {ROUTE}",
+        f"neighbor {B} {ROUTE}",
+        f"neighbor {A} {ROUTE}",  # the same peer twice: a new group, after the first
+        f"neighbor {C} announce eor ipv4 unicast",
+        f"neighbor {A} announce eor ipv4 unicast",
+    ]
+    assert coalesce_commands(commands) == [
+        "enable-ack",
+        f"neighbor {A} , neighbor {B} {GONE}",
+        f"neighbor {A} , neighbor {B} {ROUTE}",
+        f"neighbor {A} {ROUTE}",
+        f"neighbor {C} , neighbor {A} announce eor ipv4 unicast",
+    ]
+
+
+def test_coalesce_leaves_commands_that_are_not_a_peers_route_alone() -> None:
+    commands = [f"neighbor {A} teardown 2", f"neighbor {B} teardown 2", "shutdown", ""]
+    assert coalesce_commands(commands) == commands
+    assert coalesce_commands([]) == []
+
+
+@settings(max_examples=50, deadline=None, database=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([A, B, C]), st.sampled_from([ROUTE, GONE, "teardown 2"])),
+        max_size=12,
+    )
+)
+def test_coalesce_sends_every_peer_the_same_commands_in_the_same_order(
+    sent: list[tuple[str, str]],
+) -> None:
+    commands = [f"neighbor {peer} {rest}" for peer, rest in sent]
+
+    from exabgp.reactor.api.command.limit import extract_neighbors
+
+    def per_peer(lines: list[str]) -> dict[str, list[str]]:
+        told: dict[str, list[str]] = {}
+        for line in lines:
+            descriptions, rest = extract_neighbors(line)
+            for description in descriptions:
+                told.setdefault(description[0].split()[1], []).append(rest)
+        return told
+
+    assert per_peer(coalesce_commands(commands)) == per_peer(commands)

@@ -48,3 +48,18 @@ def test_a_plain_neighbor_matches_the_peers_exabgp_matches(descriptions: list[li
 )
 def test_any_other_description_is_left_to_exabgp(descriptions: list[list[str]]) -> None:
     assert exact_neighbor_match(PEERS, descriptions) is None
+
+
+def test_a_joined_command_names_exactly_its_peers_for_exabgp() -> None:
+    """What `coalesce_commands` joins, ExaBGP splits back into the same peers and command."""
+    from meshemu.controlplane.events import coalesce_commands
+
+    rest = "announce route 10.244.0.0/26 next-hop 10.77.0.6 local-preference 100"
+    commands = [f"neighbor {p} {rest}" for p in ("10.77.0.1", "10.77.0.10", "10.77.0.2")]
+    [joined] = coalesce_commands(commands)
+    descriptions, command = limit.extract_neighbors(joined)
+    assert command == rest
+    assert descriptions == [["neighbor 10.77.0.1"], ["neighbor 10.77.0.10"], ["neighbor 10.77.0.2"]]
+    matched = exact_neighbor_match(PEERS, descriptions)
+    assert matched == limit.match_neighbors(PEERS, descriptions)
+    assert matched == [PEERS[0], PEERS[1], PEERS[5]]
