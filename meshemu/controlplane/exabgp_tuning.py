@@ -150,6 +150,7 @@ def _install_idle_peer_skip() -> None:
     from exabgp.reactor import loop, peer
     from exabgp.reactor.peer import ACTION
 
+    established = FSM.ESTABLISHED
     original_active = loop.Reactor.active_peers
     original_wait = loop.Reactor._wait_for_io
     original_run = peer.Peer.run
@@ -170,31 +171,52 @@ def _install_idle_peer_skip() -> None:
             yield fd
 
     def busy(item: Any, ready: set[int], now: float) -> bool:
+        """Whether an established peer needs its turn now. Called for every peer on every
+        wake-up (a reflector: 398 peers, thousands of wake-ups), so the cheap tests go first
+        and nothing here goes through ExaBGP's accessors (in a profile of a 200-node lab's
+        reflector they made this check a quarter of its CPU)."""
+        state = item.__dict__
+        if state.get("_meshemu_again", True) or now - state.get("_meshemu_turn", 0.0) >= IDLE_TURN:
+            return True
         neighbor = item.neighbor
-        return bool(
-            item.fsm != FSM.ESTABLISHED
-            or item._teardown is not None
-            or item.__dict__.get("_meshemu_again", True)
-            or now - item.__dict__.get("_meshemu_turn", 0.0) >= IDLE_TURN
-            or item.socket() in ready
-            or neighbor.rib.outgoing.pending()
-            or neighbor.eor
-            or neighbor.refresh
-            or neighbor.messages
-        )
+        outgoing = neighbor.rib.outgoing
+        if item._teardown is not None or outgoing._new_nlri or outgoing._refresh_changes:
+            return True
+        if neighbor.eor or neighbor.refresh or neighbor.messages:
+            return True
+        return bool(ready) and _socket_of(item) in ready
 
     def active_peers(self: Any) -> set[str]:
         ready = self.__dict__.get("_meshemu_ready", set())
         now = time.monotonic()
-        active = original_active(self)
-        self.__dict__["_meshemu_unsettled"] = sum(
-            1 for key in active if self._peers[key].fsm != FSM.ESTABLISHED
-        )
-        return {key for key in active if busy(self._peers[key], ready, now)}
+        peers = self._peers
+        unsettled = 0
+        wanted = set()
+        for key in original_active(self):
+            item = peers[key]
+            if item.fsm.state != established:
+                unsettled += 1
+                wanted.add(key)
+            elif busy(item, ready, now):
+                wanted.add(key)
+        self.__dict__["_meshemu_unsettled"] = unsettled
+        return wanted
 
     peer.Peer.run = run
     loop.Reactor._wait_for_io = wait_for_io
     loop.Reactor.active_peers = active_peers
+
+
+def _socket_of(peer: Any) -> int:
+    """`Peer.socket()`, remembered for as long as the peer keeps its protocol object (its
+    connection, and so its descriptor, is the protocol's for life)."""
+    proto = peer.proto
+    known = peer.__dict__.get("_meshemu_socket")
+    if known is not None and known[0] is proto:
+        return int(known[1])
+    fd = peer.socket()
+    peer.__dict__["_meshemu_socket"] = (proto, fd)
+    return int(fd)
 
 
 IDLE_TURN = 2.0  # seconds between the turns of an established, idle peer

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from meshemu.dataplane.netlink import NetnsHandle
+from meshemu.dataplane.netlink import Batch, NetnsHandle
 from meshemu.errors import DataplaneError
 from meshemu.model.labplan import LabPlan
 from meshemu.model.routes import PROTO_FELIX, FibRoute, kernel_protocol
@@ -34,16 +34,28 @@ def written_by_felix(route: FibRoute) -> bool:
 
 
 def reconcile(handle: NetnsHandle, wanted: Sequence[FibRoute]) -> list[str]:
-    """Make the namespace's Felix routes exactly `wanted`; the errors, one line each."""
-    errors = []
+    """Make the namespace's Felix routes exactly `wanted`; the errors, one line each.
+
+    The changes go to the kernel in one netlink write (`netlink.Batch`): the first pass of a
+    100-node lab with an IP-in-IP pool writes some 10,000 routes, which one round trip each
+    through pyroute2 took 15 s, the longest wait of the lab's convergence."""
     want = {r.key(): r for r in wanted}
     have = {r.key(): r for r in handle.routes() if written_by_felix(r)}
-    for key, route in have.items():
-        if key not in want:
-            errors += _apply(handle, "del", route, _observed_protocol(route))
-    for key, route in want.items():
-        if key not in have:
-            errors += _apply(handle, "replace", route, kernel_protocol(route))
+    changes = [("del", r, _observed_protocol(r)) for k, r in have.items() if k not in want]
+    changes += [("replace", r, kernel_protocol(r)) for k, r in want.items() if k not in have]
+    batch = Batch(handle.netns, handle.index)
+    errors = []
+    for op, route, proto in changes:
+        try:
+            _queue(batch, op, route, proto)
+        except DataplaneError as err:  # its device is not there (yet): the others still go
+            errors.append(f"{op} {route.text()}: {err}")
+    try:
+        errors += [error for error in batch.send() if error is not None]
+    except DataplaneError as err:  # no answer from the kernel
+        errors.append(str(err))
+    if errors:
+        handle.forget_indexes()  # a device may have been made again since it was looked up
     return errors
 
 
@@ -51,21 +63,17 @@ def _observed_protocol(route: FibRoute) -> int:
     return int(route.reason.split()[-1])
 
 
-def _apply(handle: NetnsHandle, op: str, route: FibRoute, proto: int) -> list[str]:
-    try:
-        handle.route(
-            op,
-            route.prefix,
-            via=route.via,
-            dev=route.dev,
-            onlink=route.onlink,
-            kind=route.type,
-            proto=proto,
-            metric=route.metric,
-        )
-    except DataplaneError as err:
-        return [f"{op} {route.text()}: {err}"]
-    return []
+def _queue(batch: Batch, op: str, route: FibRoute, proto: int) -> None:
+    batch.route(
+        op,
+        route.prefix,
+        via=route.via,
+        dev=route.dev,
+        onlink=route.onlink,
+        kind=route.type,
+        proto=proto,
+        metric=route.metric,
+    )
 
 
 def reconcile_all(

@@ -61,7 +61,7 @@ def apply_all(handles: dict[str, NetnsHandle], lines: list[bytes]) -> list[str]:
         except DataplaneError as err:  # no such namespace or interface
             replies.append(f"error {err}")
             if batch is not None and batch.netns in handles:
-                handles[batch.netns]._index.clear()  # an interface may be new (tunl0)
+                handles[batch.netns].forget_indexes()  # an interface may be new (tunl0)
             continue
         group.append(len(replies))
         replies.append("ok")
@@ -96,7 +96,7 @@ def _send(
         if error is not None:
             replies[position] = f"error {error}"
     if any(errors) and batch.netns in handles:
-        handles[batch.netns]._index.clear()  # an interface may be new (tunl0 restarting)
+        handles[batch.netns].forget_indexes()  # an interface may be new (tunl0 restarting)
 
 
 def _handle(handles: dict[str, NetnsHandle], netns: str) -> NetnsHandle:

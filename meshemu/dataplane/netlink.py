@@ -85,6 +85,11 @@ class NetnsHandle:
 
         return lookup
 
+    def forget_indexes(self) -> None:
+        """Look interfaces up again from now on: one may have been deleted and made again
+        (tunl0 restarting, a device Felix waits for)."""
+        self._index.clear()
+
     def index(self, ifname: str) -> int:
         if ifname not in self._index:
             # if_nametoindex in the namespace: a few microseconds, where a pyroute2 lookup
