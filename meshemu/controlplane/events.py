@@ -25,11 +25,12 @@ capabilities are `reactor/api/response/json.py` (`JSON.open`) with
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from meshemu.model.bgp import DEFAULT_LOCAL_PREF, Path
 
@@ -201,14 +202,26 @@ def _ip_text(value: object, what: str, parse: Callable[[str], T]) -> T:
     if not isinstance(value, str):
         raise _Malformed(f"{what} is not text")
     try:
-        return parse(value)
+        return cast(T, _parsed(parse, value))
     except ValueError:
         raise _Malformed(f"{what} {value!r} is not an IP address") from None
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def _parsed(parse: Callable[[str], T], text: str) -> T:
+    """The same few hundred prefixes and next hops come in every update of a lab: parsing
+    them again was a third of an agent's CPU. The values are immutable; bounded, so a
+    stream of distinct text cannot grow it; a refusal is not cached (it raises again)."""
+    return parse(text)
+
+
+def _strict_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=True)
+
+
 def _network(text: object, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     # strict: a prefix with host bits set is not a block any node announces.
-    network = _ip_text(text, what, lambda t: ipaddress.ip_network(t, strict=True))
+    network = _ip_text(text, what, _strict_network)
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.scope_id:
         raise _Malformed(f"{what} {text!r} carries a scope")
     return network

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from exabgp.reactor.api.command import limit
 
-from meshemu.controlplane.exabgp_tuning import exact_neighbor_match
+from meshemu.controlplane.exabgp_tuning import exact_neighbor_match, idle_turn
 
 
 def _name(peer: str, local: str) -> str:
@@ -63,3 +63,18 @@ def test_a_joined_command_names_exactly_its_peers_for_exabgp() -> None:
     matched = exact_neighbor_match(PEERS, descriptions)
     assert matched == limit.match_neighbors(PEERS, descriptions)
     assert matched == [PEERS[0], PEERS[1], PEERS[5]]
+
+
+@pytest.mark.parametrize(
+    ("hold_time", "turn"),
+    [(240, 10.0), (90, 10.0), (9, 1.125), (3, 0.5), (0, 10.0)],
+    ids=["calico", "long", "mesh.yaml", "shortest", "no-keepalives"],
+)
+def test_an_idle_peer_gets_its_turn_well_inside_its_keepalive_interval(
+    hold_time: int, turn: float
+) -> None:
+    assert idle_turn(hold_time) == turn
+    if hold_time:
+        # ExaBGP sends a keepalive a third of the hold time after the last message: even a
+        # whole turn late, it arrives well before the peer's hold timer runs out.
+        assert hold_time / 3 + idle_turn(hold_time) <= hold_time / 2
