@@ -25,6 +25,7 @@ def install() -> None:
     _skip_debug_logging()
     _install_idle_peer_skip()
     _install_uncopied_changes()
+    _install_shallow_api_defaults()
 
 
 def _install_fast_accept() -> None:
@@ -278,3 +279,25 @@ def _skip_debug_logging() -> None:
     from exabgp.logger import log
 
     log.debug = classmethod(lambda cls, message, source="", level="DEBUG": None)
+
+
+def _install_shallow_api_defaults() -> None:
+    """Copy the API defaults of a neighbour with a list copy per key, not `copy.deepcopy`.
+
+    ExaBGP 5.0 deep-copies `ParseAPI.DEFAULT_API` for every neighbour it reads
+    (`configuration/neighbor/api.py` `_empty`); its values are lists of process names, for
+    which a list copy is the same copy. A 100-node mesh speaker reads 198 neighbours: the copies
+    were a sixth of its configuration's parse time. Anything else in the defaults (another
+    ExaBGP) keeps the deep copy.
+    """
+    import copy
+
+    from exabgp.configuration.neighbor.api import ParseAPI
+
+    def empty(cls: Any) -> dict[str, Any]:
+        defaults = cls.DEFAULT_API
+        if all(isinstance(v, list) and all(type(i) is str for i in v) for v in defaults.values()):
+            return {key: list(value) for key, value in defaults.items()}
+        return copy.deepcopy(defaults)
+
+    ParseAPI._empty = classmethod(empty)

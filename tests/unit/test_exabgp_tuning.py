@@ -78,3 +78,18 @@ def test_an_idle_peer_gets_its_turn_well_inside_its_keepalive_interval(
         # ExaBGP sends a keepalive a third of the hold time after the last message: even a
         # whole turn late, it arrives well before the peer's hold timer runs out.
         assert hold_time / 3 + idle_turn(hold_time) <= hold_time / 2
+
+
+def test_a_neighbours_api_defaults_are_the_same_fresh_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    import copy
+
+    from exabgp.configuration.neighbor.api import ParseAPI
+
+    from meshemu.controlplane import exabgp_tuning
+
+    monkeypatch.setattr(ParseAPI, "_empty", ParseAPI._empty)  # restored after the test
+    exabgp_tuning._install_shallow_api_defaults()
+    built = ParseAPI._empty()
+    assert built == copy.deepcopy(ParseAPI.DEFAULT_API)
+    built["processes"].append("agent")
+    assert ParseAPI.DEFAULT_API["processes"] == []  # the defaults stay untouched
