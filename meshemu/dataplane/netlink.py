@@ -512,7 +512,8 @@ def in_netns(name: str) -> Iterator[NetnsHandle]:
 def entered(name: str) -> Iterator[None]:
     """Run the block with this thread in namespace `name`, which must exist (never created).
 
-    /proc/net and /proc/sys/net show the namespace of the thread that opens them.
+    /proc/sys/net and /proc/thread-self/net show the namespace of the thread that opens them
+    (/proc/net is /proc/self/net: the main thread's).
     """
     try:
         target = os.open(NETNS_DIR / name, os.O_RDONLY)
@@ -582,7 +583,10 @@ def listening(name: str, port: int) -> bool:
     """Is a TCP socket listening on `port` inside namespace `name`?"""
     hexport = f":{port:04X}"
     with entered(name):
-        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        # thread-self: /proc/net is /proc/self/net, the view of the process's main thread,
+        # which is not in `name` when a worker thread asks (the benchmark restarting a BIRD
+        # node was told "not listening" while BIRD listened).
+        for table in ("/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"):
             try:
                 lines = Path(table).read_text().splitlines()[1:]
             except OSError:

@@ -135,3 +135,26 @@ def test_namespaces_are_real_and_found_with_their_processes(spaces: tuple[str, s
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_listening_sees_the_namespace_from_any_thread(spaces: tuple[str, str, str]) -> None:
+    """`listening` answers for the namespace it is asked about from a worker thread too (the
+    benchmark starts a BIRD node from one): /proc/net is the process's main thread's view."""
+    import socket
+    import threading
+
+    from meshemu.dataplane.netlink import entered, listening
+
+    name = spaces[0]
+    with entered(name):
+        server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    with server:
+        server.bind(("127.0.0.1", 17900))
+        server.listen(1)
+        seen: list[bool] = []
+        worker = threading.Thread(target=lambda: seen.append(listening(name, 17900)))
+        worker.start()
+        worker.join()
+        assert seen == [True]
+        assert listening(name, 17900)
+        assert not listening(spaces[1], 17900)
