@@ -261,52 +261,7 @@ class NetnsHandle:
 
     def routes(self) -> list[FibRoute]:
         """The main table, IPv4 and IPv6, without the kernel's own connected/local routes."""
-        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in self.ipr.get_links()}
-        out = []
-        for family in (2, 10):
-            for msg in self.ipr.route("dump", family=family, table=RT_TABLE_MAIN):
-                if msg["proto"] == RTPROT_KERNEL:
-                    continue
-                dst = msg.get_attr("RTA_DST")
-                default_len = 0
-                if dst is None:
-                    dst = "0.0.0.0" if family == 2 else "::"
-                prefix = f"{dst}/{msg['dst_len'] if dst else default_len}"
-                kind = ROUTE_TYPES.get(msg["type"], str(msg["type"]))
-                proto, metric = msg["proto"], msg.get_attr("RTA_PRIORITY")
-                if kind != "unicast":
-                    out.append(
-                        FibRoute(
-                            str(ipaddress.ip_network(prefix)),
-                            kind,
-                            reason=f"proto {proto}",
-                            source=source_of(proto, kind, None),
-                            metric=metric,
-                        )
-                    )
-                    continue
-                gateway = msg.get_attr("RTA_GATEWAY")
-                oif = msg.get_attr("RTA_OIF")
-                dev = names.get(oif) if oif is not None else None
-                # An ECMP route (BIRD's `merge paths`) has RTA_MULTIPATH instead of a gateway.
-                hops = tuple(
-                    NextHop(hop.get_attr("RTA_GATEWAY"), names.get(hop["oif"]))
-                    for hop in msg.get_attr("RTA_MULTIPATH") or ()
-                )
-                out.append(
-                    FibRoute(
-                        str(ipaddress.ip_network(prefix)),
-                        "unicast",
-                        gateway,
-                        dev,
-                        bool(msg["flags"] & RTNH_F_ONLINK),
-                        f"proto {proto}",
-                        source_of(proto, kind, dev),
-                        metric,
-                        hops,
-                    )
-                )
-        return out
+        return dump_routes(self.netns)
 
     def link_names(self) -> list[str]:
         return [str(link.get_attr("IFLA_IFNAME")) for link in self.ipr.get_links()]
@@ -330,7 +285,10 @@ class NetnsHandle:
 
 # Raw rtnetlink encoding for `Batch` (linux/netlink.h, linux/rtnetlink.h, linux/neighbour.h).
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 1, 4, 0x100, 0x200, 0x400
-NLMSG_ERROR = 2
+NLMSG_ERROR, NLMSG_DONE = 2, 3
+NLM_F_DUMP = 0x300
+RTM_GETROUTE = 26
+RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWNEIGH = 16, 20, 28
 IFF_UP = 1
 _SCOPES = {"universe": 0, "link": 253, "host": 254}
@@ -497,6 +455,121 @@ class Batch:
                         errors[seq - 1] = f"{self.name}: {what}: {os.strerror(-code)}"
                 offset += (size + 3) & ~3
         return errors
+
+
+def dump_routes(netns: str | None) -> list[FibRoute]:
+    """The main table of `netns` (None: this thread's namespace), IPv4 and IPv6, without the
+    kernel's own connected and local routes, as `FibRoute`s.
+
+    One raw RTM_GETROUTE dump per family, decoded here: pyroute2 decoded a 400-route table in
+    80 ms, and `up` reads every node's table while the lab converges (16 s of the CLI's CPU for
+    a 100-node BIRD mesh, taken from the speakers it waits for).
+    """
+    with entered(netns) if netns else contextlib.nullcontext():
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 0)
+        with sock:
+            sock.settimeout(10.0)
+            sock.bind((0, 0))
+            messages = [m for family in (2, 10) for m in _dump(sock, family, netns)]
+            names: dict[int, str | None] = {}
+            return [
+                route
+                for message in messages
+                if (route := _fib_route(message, lambda i: _if_name(names, i))) is not None
+            ]
+
+
+def _dump(sock: socket.socket, family: int, netns: str | None) -> list[bytes]:
+    """The RTM_NEWROUTE messages (rtmsg and attributes) of one family's dump."""
+    request = struct.pack("=IHHII", 28, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    sock.sendall(request + struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0))
+    out: list[bytes] = []
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except TimeoutError as err:  # never wait forever on the kernel
+            raise DataplaneError(f"{netns or '(own namespace)'}: no route dump") from err
+        offset = 0
+        while offset + 16 <= len(data):
+            size, kind = struct.unpack_from("=IH", data, offset)
+            if size < 16:
+                raise DataplaneError(f"{netns or '(own namespace)'}: malformed route dump")
+            if kind == NLMSG_DONE:
+                return out
+            if kind == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + 16)
+                raise DataplaneError(
+                    f"{netns or '(own namespace)'}: route dump refused: {os.strerror(-code)}"
+                )
+            if kind == RTM_NEWROUTE:
+                out.append(data[offset + 16 : offset + size])
+            offset += (size + 3) & ~3
+
+
+def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
+    """rtattrs from `offset` to the end: type -> payload (the last one of a type wins)."""
+    out = {}
+    while offset + 4 <= len(data):
+        size, kind = struct.unpack_from("=HH", data, offset)
+        if size < 4:
+            break
+        out[kind & 0x3FFF] = data[offset + 4 : offset + size]  # (without the nested flags)
+        offset += (size + 3) & ~3
+    return out
+
+
+def _fib_route(message: bytes, name_of: Callable[[int], str | None]) -> FibRoute | None:
+    family, dst_len, _src, _tos, table, proto, _scope, rtype, flags = struct.unpack_from(
+        "=BBBBBBBBI", message
+    )
+    attrs = _attributes(message, 12)
+    if RTA_TABLE in attrs:
+        (table,) = struct.unpack("=I", attrs[RTA_TABLE][:4])
+    if table != RT_TABLE_MAIN or proto == RTPROT_KERNEL:
+        return None
+    prefix = str(ipaddress.ip_network((_address(family, attrs.get(RTA_DST)), dst_len)))
+    kind = ROUTE_TYPES.get(rtype, str(rtype))
+    metric = struct.unpack("=I", attrs[RTA_PRIORITY][:4])[0] if RTA_PRIORITY in attrs else None
+    if kind != "unicast":
+        source = source_of(proto, kind, None)
+        return FibRoute(prefix, kind, reason=f"proto {proto}", source=source, metric=metric)
+    gateway = _address(family, attrs[RTA_GATEWAY]) if RTA_GATEWAY in attrs else None
+    dev = name_of(struct.unpack("=i", attrs[RTA_OIF][:4])[0]) if RTA_OIF in attrs else None
+    # An ECMP route (BIRD's `merge paths`) has RTA_MULTIPATH instead of a gateway.
+    hops = tuple(_next_hops(family, attrs.get(RTA_MULTIPATH, b""), name_of))
+    onlink = bool(flags & RTNH_F_ONLINK)
+    source = source_of(proto, kind, dev)
+    return FibRoute(prefix, "unicast", gateway, dev, onlink, f"proto {proto}", source, metric, hops)
+
+
+def _next_hops(family: int, data: bytes, name_of: Callable[[int], str | None]) -> Iterator[NextHop]:
+    """The rtnexthops of RTA_MULTIPATH: each its length, flags, hops, ifindex, then its own
+    attributes (RTA_GATEWAY)."""
+    offset = 0
+    while offset + 8 <= len(data):
+        size, _flags, _hops, ifindex = struct.unpack_from("=HBBi", data, offset)
+        if size < 8:
+            return
+        attrs = _attributes(data[offset : offset + size], 8)
+        gateway = _address(family, attrs[RTA_GATEWAY]) if RTA_GATEWAY in attrs else None
+        yield NextHop(gateway, name_of(ifindex))
+        offset += (size + 3) & ~3
+
+
+def _address(family: int, packed: bytes | None) -> str:
+    if packed is None:
+        return "0.0.0.0" if family == 2 else "::"
+    return socket.inet_ntop(socket.AF_INET if family == 2 else socket.AF_INET6, packed)
+
+
+def _if_name(cache: dict[int, str | None], index: int) -> str | None:
+    """The name of interface `index` of this thread's namespace (None: gone meanwhile)."""
+    if index not in cache:
+        try:
+            cache[index] = socket.if_indextoname(index)
+        except OSError:
+            cache[index] = None
+    return cache[index]
 
 
 @contextlib.contextmanager

@@ -8,11 +8,10 @@ the node's connected and default routes are not Calico's and are left out.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from meshemu.model.routes import FibRoute
+from meshemu.model.routes import FibRoute, parsed_network
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,11 @@ def _by(route: FibRoute) -> str:
 
 
 def managed(routes: Iterable[FibRoute], pool_cidrs: Sequence[str]) -> list[FibRoute]:
-    pools = [ipaddress.ip_network(c) for c in pool_cidrs]
+    pools = [parsed_network(c) for c in pool_cidrs]
     out = []
     for route in routes:
-        network = ipaddress.ip_network(route.prefix)
+        # Cached: `up` compares every node's table again and again while the lab converges.
+        network = parsed_network(route.prefix)
         if any(
             p.version == network.version and network.subnet_of(p)  # type: ignore[arg-type]
             for p in pools

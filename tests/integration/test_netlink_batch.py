@@ -3,6 +3,7 @@ like them, and namespaces are made without helper processes."""
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 from collections.abc import Iterator
@@ -13,12 +14,14 @@ import pytest
 from meshemu.dataplane.netlink import (
     Batch,
     create_netns,
+    dump_routes,
     in_netns,
     netns_exists,
     pids_in_namespaces,
     remove_netns,
 )
 from meshemu.errors import DataplaneError
+from meshemu.model.routes import FibRoute, NextHop, source_of
 
 pytestmark = pytest.mark.integration
 NAMES = ("benchnla", "benchnlb", "benchnlp")
@@ -158,3 +161,81 @@ def test_listening_sees_the_namespace_from_any_thread(spaces: tuple[str, str, st
         assert seen == [True]
         assert listening(name, 17900)
         assert not listening(spaces[1], 17900)
+
+
+def _pyroute2_routes(netns: str) -> list[FibRoute]:
+    """The main table as pyroute2 decodes it: the reference for `dump_routes`."""
+    from pyroute2 import NetNS
+
+    with NetNS(netns) as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
+        out = []
+        for family in (2, 10):
+            for msg in ipr.route("dump", family=family, table=254):
+                if msg["proto"] == 2:  # the kernel's own
+                    continue
+                dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
+                prefix = str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}"))
+                kind = {1: "unicast", 6: "blackhole"}[msg["type"]]
+                proto, metric = msg["proto"], msg.get_attr("RTA_PRIORITY")
+                if kind != "unicast":
+                    out.append(
+                        FibRoute(
+                            prefix,
+                            kind,
+                            reason=f"proto {proto}",
+                            source=source_of(proto, kind, None),
+                            metric=metric,
+                        )
+                    )
+                    continue
+                oif = msg.get_attr("RTA_OIF")
+                dev = names.get(oif) if oif is not None else None
+                hops = tuple(
+                    NextHop(hop.get_attr("RTA_GATEWAY"), names.get(hop["oif"]))
+                    for hop in msg.get_attr("RTA_MULTIPATH") or ()
+                )
+                out.append(
+                    FibRoute(
+                        prefix,
+                        "unicast",
+                        msg.get_attr("RTA_GATEWAY"),
+                        dev,
+                        bool(msg["flags"] & 4),
+                        f"proto {proto}",
+                        source_of(proto, kind, dev),
+                        metric,
+                        hops,
+                    )
+                )
+        return out
+
+
+def test_the_route_dump_reads_what_pyroute2_reads(spaces: tuple[str, str, str]) -> None:
+    """Unicast, onlink, blackhole, IPv6, metrics, protocols and an ECMP route, read by
+    `dump_routes` (raw netlink) exactly as pyroute2 decodes them."""
+    one, _batched, pods = spaces
+    with in_netns(one) as ns:
+        ns.add_veth("cali1", pods, "eth1")
+        _changes(ns)
+        ns.add_veth("cali2", pods, "eth2")
+        ns.up("cali2")
+        ns.add_address("cali2", "10.2.0.1", 24)
+        ns.ipr.route(
+            "add",
+            dst="10.3.0.0/26",
+            proto=12,
+            multipath=[
+                {"gateway": "10.1.0.254", "oif": ns.index("cali1")},
+                {"gateway": "10.2.0.254", "oif": ns.index("cali2")},
+            ],
+        )
+        routes = dump_routes(one)
+        assert routes == ns.routes()
+    assert routes == _pyroute2_routes(one)
+    ecmp = next(r for r in routes if r.prefix == "10.3.0.0/26")
+    assert ecmp.nexthops == (NextHop("10.1.0.254", "cali1"), NextHop("10.2.0.254", "cali2"))
+    assert any(r.type == "blackhole" and r.prefix == "10.6.0.0/26" for r in routes)
+    assert any(r.onlink and r.prefix == "10.5.0.0/26" for r in routes)
+    assert any(r.prefix == "fd00:5::/122" and r.metric == 2147483547 for r in routes)
+    assert len(routes) == 9  # every route written above, none of the kernel's own
