@@ -288,6 +288,7 @@ NLM_F_REQUEST, NLM_F_ACK, NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 1, 4, 0x100,
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_DUMP = 0x300
 RTM_GETROUTE = 26
+SOCK_DIAG_BY_FAMILY, TCP_LISTEN = 20, 10
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 5, 6, 9, 15
 RTM_NEWLINK, RTM_NEWADDR, RTM_NEWNEIGH = 16, 20, 28
 IFF_UP = 1
@@ -647,28 +648,55 @@ def write_sysctls(name: str, values: dict[str, str]) -> None:
 
 
 def read_fib(name: str) -> list[FibRoute]:
-    """The main routing table of namespace `name` (see `NetnsHandle.routes`)."""
-    with in_netns(name) as ns:
-        return ns.routes()
+    """The main routing table of namespace `name` (see `dump_routes`); no pyroute2 handle."""
+    return dump_routes(name)
 
 
 def listening(name: str, port: int) -> bool:
-    """Is a TCP socket listening on `port` inside namespace `name`?"""
-    hexport = f":{port:04X}"
+    """Is a TCP socket listening on `port` inside namespace `name`?
+
+    Asked of the kernel's socket diagnostics (sock_diag, as `ss -lt` does) for the listening
+    sockets of the namespace: /proc/net/tcp walks every TCP socket of the machine and took
+    28 ms a read with a 100-node lab's 20,000 sessions up.
+    """
     with entered(name):
-        # thread-self: /proc/net is /proc/self/net, the view of the process's main thread,
-        # which is not in `name` when a worker thread asks (the benchmark restarting a BIRD
-        # node was told "not listening" while BIRD listened).
-        for table in ("/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"):
-            try:
-                lines = Path(table).read_text().splitlines()[1:]
-            except OSError:
-                continue
-            for line in lines:
-                fields = line.split()
-                if len(fields) > 3 and fields[1].endswith(hexport) and fields[3] == "0A":
-                    return True
-    return False
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, 4)
+    with sock:
+        sock.settimeout(10.0)
+        sock.bind((0, 0))
+        return any(
+            port in _listening_ports(sock, family, name)
+            for family in (socket.AF_INET, socket.AF_INET6)
+        )
+
+
+def _listening_ports(sock: socket.socket, family: int, name: str) -> set[int]:
+    """The ports of one family's TCP sockets in LISTEN (linux/inet_diag.h: an
+    inet_diag_req_v2 dump; each answer an inet_diag_msg, its source port at offset 4)."""
+    no_cookie = b"\xff" * 8  # INET_DIAG_NOCOOKIE
+    request = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, 1 << TCP_LISTEN)
+    request += struct.pack("=HH16s16sI8s", 0, 0, b"", b"", 0, no_cookie)
+    header = struct.pack(
+        "=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
+    )
+    sock.sendall(header + request)
+    ports: set[int] = set()
+    while True:
+        try:
+            data = sock.recv(1 << 16)
+        except TimeoutError as err:  # never wait forever on the kernel
+            raise DataplaneError(f"{name}: no answer from sock_diag") from err
+        offset = 0
+        while offset + 16 <= len(data):
+            size, kind = struct.unpack_from("=IH", data, offset)
+            if kind == NLMSG_DONE or size < 16:
+                return ports
+            if kind == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", data, offset + 16)
+                raise DataplaneError(f"{name}: sock_diag refused: {os.strerror(-code)}")
+            if size >= 16 + 6:
+                ports.add(struct.unpack_from("!H", data, offset + 16 + 4)[0])
+            offset += (size + 3) & ~3
 
 
 def create_netns(name: str) -> None:

@@ -45,7 +45,7 @@ def fib_diffs(plan: LabPlan) -> list[FibDiff]:
 def sessions_reported(plan: LabPlan, state: LabState) -> bool:
     """Every agent has written every session the plan expects up as established."""
     for node in plan.nodes:
-        reported = reported_sessions(node_state(state, node))
+        reported = reported_sessions(node_state(state, node, routes=False))
         seen = {peer for peer, s in reported.items() if s.get("state") == "established"}
         if not set(node.expected_up) <= seen:
             return False

@@ -17,6 +17,7 @@ learned routes), and `verify.observe` reads sessions and routes over their contr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -33,7 +34,7 @@ from meshemu.controlplane.bird_tools import Bird1, bird1_binaries
 from meshemu.controlplane.birdc import MAX_SOCKET_PATH
 from meshemu.controlplane.launcher import LAUNCH_FILE
 from meshemu.controlplane.speaker import exabgp_environment
-from meshemu.dataplane.netlink import enter_for_good, in_netns, listening
+from meshemu.dataplane.netlink import entered, in_netns, listening
 from meshemu.errors import DataplaneError, EnvironmentProblem, SpeakerError
 from meshemu.model import names
 from meshemu.model.agent_config import agent_config_of
@@ -58,15 +59,18 @@ FIBD_READY = "fibd.ready"
 def spawn(
     state: LabState, name: str, role: str, argv: list[str], log: Path, netns: str | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start and record a process; in `netns` when given (entered before it runs)."""
-    with open(log, "ab") as handle:
+    """Start and record a process; in `netns` when given.
+
+    The calling thread enters the namespace and the child inherits it: without a `preexec_fn`
+    Python starts the child with vfork instead of copying the CLI's whole address space (25 ms
+    a process for the 200 daemons of a 100-node BIRD lab)."""
+    with open(log, "ab") as handle, entered(netns) if netns else contextlib.nullcontext():
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=handle,
             start_new_session=True,
-            preexec_fn=(lambda: enter_for_good(netns)) if netns else None,
         )
     state.record(Resource("process", name, proc.pid, process.start_time(proc.pid), role))
     return proc

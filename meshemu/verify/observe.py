@@ -128,37 +128,38 @@ def _bird_daemons(node: NodePlan) -> int:
     return sum(1 for family in (4, 6) if node.address(family) is not None)
 
 
-def node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
+def node_state(state: LabState, node: NodePlan, routes: bool = True) -> dict[str, Any] | None:
     """A node's state in the agent's shape as last known: its agent's file, or for a BIRD
-    node what its BIRD says now (None when it cannot be read at all)."""
+    node what its BIRD says now (None when it cannot be read at all). `routes` False: a BIRD
+    node's sessions only (its RIB is not asked for)."""
     if node.speaker == "bird":
-        return bird_node_state(state, node)
+        return bird_node_state(state, node, routes)
     if node.speaker == "none":
         return {"sessions": {}, "rib": [], "speaker": "none"}  # BGP off: nothing learned
     return state.agent_state(node.name)
 
 
-def bird_node_state(state: LabState, node: NodePlan) -> dict[str, Any] | None:
-    """A BIRD node's sessions and routes, read from each of its daemons, in the agent's shape
-    (`bird_report`); a daemon that cannot be read adds its error to `errors`, and None when
-    none could be."""
+def bird_node_state(state: LabState, node: NodePlan, routes: bool = True) -> dict[str, Any] | None:
+    """A BIRD node's sessions and (`routes`) routes, read from each of its daemons, in the
+    agent's shape (`bird_report`); a daemon that cannot be read adds its error to `errors`, and
+    None when none could be."""
     protocols: list[BirdProtocol] = []
-    routes: list[BirdRoute] = []
+    learned: list[BirdRoute] = []
     errors: list[str] = []
     read = 0
     for family in (4, 6):
         if node.address(family) is None:
             continue
         try:
-            seen = read_bird(state.node_bird_socket(node.index, family), ("",))
+            seen = read_bird(state.node_bird_socket(node.index, family), ("",) if routes else ())
             protocols += seen[0]
-            routes += seen[1]
+            learned += seen[1]
             read += 1
         except SpeakerError as err:
             errors.append(f"BIRD (IPv{family}) of {node.name} cannot be read: {err}")
     if not read:
         return None
-    report = bird_report(node, protocols, routes)
+    report = bird_report(node, protocols, learned)
     report["errors"] = errors
     return report
 

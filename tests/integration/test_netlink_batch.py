@@ -161,6 +161,14 @@ def test_listening_sees_the_namespace_from_any_thread(spaces: tuple[str, str, st
         assert seen == [True]
         assert listening(name, 17900)
         assert not listening(spaces[1], 17900)
+        assert not listening(name, 17901)
+        with entered(name):
+            server6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        with server6:
+            server6.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            server6.bind(("::", 17901))
+            server6.listen(1)
+            assert listening(name, 17901)
 
 
 def _pyroute2_routes(netns: str) -> list[FibRoute]:
