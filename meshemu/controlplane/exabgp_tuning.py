@@ -26,6 +26,7 @@ def install() -> None:
     _install_idle_peer_skip()
     _install_uncopied_changes()
     _install_shallow_api_defaults()
+    _install_keepalive_wait()
 
 
 def _install_fast_accept() -> None:
@@ -301,3 +302,27 @@ def _install_shallow_api_defaults() -> None:
         return copy.deepcopy(defaults)
 
     ParseAPI._empty = classmethod(empty)
+
+
+def _install_keepalive_wait() -> None:
+    """Wait for the peer's first KEEPALIVE (OPENCONFIRM) on the socket, not in a busy loop.
+
+    ExaBGP 5.0 asks to be called again at once (`ACTION.NOW`: the reactor polls with no
+    timeout) on every turn a peer in OPENCONFIRM finds nothing to read (`reactor/peer.py`
+    `_read_ka`), as its `_read_open` did before ExaBGP's issue 723. While a 100-node mesh comes
+    up thousands of sessions wait there for peers starved of CPU, and every speaker spun
+    through its reactor, taking the CPU those peers needed: the last fifth of the sessions took
+    half the convergence time. Nothing to read is now `ACTION.LATER` (the reactor polls the
+    peer's socket, which wakes it when the KEEPALIVE arrives), exactly as `_read_open` does;
+    the messages read and the timers checked are ExaBGP's own.
+    """
+    from exabgp.bgp.message import Message
+    from exabgp.reactor import peer
+    from exabgp.reactor.peer import ACTION
+
+    def read_ka(self: Any) -> Any:
+        for message in self.proto.read_keepalive():
+            self.recv_timer.check_ka_timer(message)
+            yield ACTION.LATER if message.ID == Message.CODE.NOP else ACTION.NOW
+
+    peer.Peer._read_ka = read_ka

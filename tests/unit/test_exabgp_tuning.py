@@ -93,3 +93,26 @@ def test_a_neighbours_api_defaults_are_the_same_fresh_copy(monkeypatch: pytest.M
     assert built == copy.deepcopy(ParseAPI.DEFAULT_API)
     built["processes"].append("agent")
     assert ParseAPI.DEFAULT_API["processes"] == []  # the defaults stay untouched
+
+
+def test_a_peer_waiting_for_the_first_keepalive_waits_on_its_socket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """OPENCONFIRM with nothing to read: `ACTION.LATER` (poll the socket), not `ACTION.NOW`
+    (call again at once: a busy loop); the KEEPALIVE itself still goes on at once."""
+    from types import SimpleNamespace
+
+    from exabgp.bgp.message import NOP, KeepAlive
+    from exabgp.reactor.peer import ACTION, Peer
+
+    from meshemu.controlplane import exabgp_tuning
+
+    monkeypatch.setattr(Peer, "_read_ka", Peer._read_ka)  # restored after the test
+    exabgp_tuning._install_keepalive_wait()
+    checked: list[object] = []
+    waiting = SimpleNamespace(
+        proto=SimpleNamespace(read_keepalive=lambda: iter([NOP(), NOP(), KeepAlive()])),
+        recv_timer=SimpleNamespace(check_ka_timer=checked.append),
+    )
+    assert list(Peer._read_ka(waiting)) == [ACTION.LATER, ACTION.LATER, ACTION.NOW]
+    assert len(checked) == 3  # every message still goes through ExaBGP's hold timer
