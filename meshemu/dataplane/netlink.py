@@ -441,21 +441,32 @@ class Batch:
         pending = len(messages)
         errors: list[str | None] = [None] * len(messages)
         while pending:
-            try:
-                data = sock.recv(1 << 20)
-            except TimeoutError as err:  # never wait forever on the kernel
-                raise DataplaneError(f"{self.name}: no netlink answer") from err
-            offset = 0
-            while offset + 16 <= len(data):
-                size, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)
+            for kind, seq, payload in _receive(sock, f"{self.name}: netlink"):
                 if kind == NLMSG_ERROR:
                     pending -= 1
-                    (code,) = struct.unpack_from("=i", data, offset + 16)
+                    (code,) = struct.unpack_from("=i", payload)
                     _message, what, ok = messages[seq - 1]
                     if code and -code not in ok:
                         errors[seq - 1] = f"{self.name}: {what}: {os.strerror(-code)}"
-                offset += (size + 3) & ~3
         return errors
+
+
+def _receive(sock: socket.socket, what: str) -> list[tuple[int, int, bytes]]:
+    """One read of a netlink socket: each message's type, sequence number and payload.
+    DataplaneError, naming `what`, when the kernel does not answer or a message is malformed."""
+    try:
+        data = sock.recv(1 << 20)
+    except TimeoutError as err:  # never wait forever on the kernel
+        raise DataplaneError(f"{what}: no answer") from err
+    out = []
+    offset = 0
+    while offset + 16 <= len(data):
+        size, kind, _flags, seq, _pid = struct.unpack_from("=IHHII", data, offset)
+        if size < 16:
+            raise DataplaneError(f"{what}: malformed answer")
+        out.append((kind, seq, data[offset + 16 : offset + size]))
+        offset += (size + 3) & ~3
+    return out
 
 
 def dump_routes(netns: str | None) -> list[FibRoute]:
@@ -482,29 +493,26 @@ def dump_routes(netns: str | None) -> list[FibRoute]:
 
 def _dump(sock: socket.socket, family: int, netns: str | None) -> list[bytes]:
     """The RTM_NEWROUTE messages (rtmsg and attributes) of one family's dump."""
-    request = struct.pack("=IHHII", 28, RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
-    sock.sendall(request + struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0))
-    out: list[bytes] = []
+    rtmsg = struct.pack("=BBBBBBBBI", family, 0, 0, 0, 0, 0, 0, 0, 0)
+    answers = netlink_dump(sock, RTM_GETROUTE, rtmsg, f"{netns or '(own namespace)'}: route dump")
+    return [payload for kind, payload in answers if kind == RTM_NEWROUTE]
+
+
+def netlink_dump(sock: socket.socket, kind: int, body: bytes, what: str) -> list[tuple[int, bytes]]:
+    """Send one dump request (`kind` with `body`) on a bound netlink socket and read the
+    answers until NLMSG_DONE: each answer's message type and payload. DataplaneError, naming
+    `what`, when the kernel refuses, sends something malformed, or does not answer."""
+    header = struct.pack("=IHHII", 16 + len(body), kind, NLM_F_REQUEST | NLM_F_DUMP, 1, 0)
+    sock.sendall(header + body)
+    out: list[tuple[int, bytes]] = []
     while True:
-        try:
-            data = sock.recv(1 << 20)
-        except TimeoutError as err:  # never wait forever on the kernel
-            raise DataplaneError(f"{netns or '(own namespace)'}: no route dump") from err
-        offset = 0
-        while offset + 16 <= len(data):
-            size, kind = struct.unpack_from("=IH", data, offset)
-            if size < 16:
-                raise DataplaneError(f"{netns or '(own namespace)'}: malformed route dump")
-            if kind == NLMSG_DONE:
+        for answer, _seq, payload in _receive(sock, what):
+            if answer == NLMSG_DONE:
                 return out
-            if kind == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + 16)
-                raise DataplaneError(
-                    f"{netns or '(own namespace)'}: route dump refused: {os.strerror(-code)}"
-                )
-            if kind == RTM_NEWROUTE:
-                out.append(data[offset + 16 : offset + size])
-            offset += (size + 3) & ~3
+            if answer == NLMSG_ERROR:
+                (code,) = struct.unpack_from("=i", payload)
+                raise DataplaneError(f"{what}: refused: {os.strerror(-code)}")
+            out.append((answer, payload))
 
 
 def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
@@ -676,27 +684,10 @@ def _listening_ports(sock: socket.socket, family: int, name: str) -> set[int]:
     no_cookie = b"\xff" * 8  # INET_DIAG_NOCOOKIE
     request = struct.pack("=BBBxI", family, socket.IPPROTO_TCP, 0, 1 << TCP_LISTEN)
     request += struct.pack("=HH16s16sI8s", 0, 0, b"", b"", 0, no_cookie)
-    header = struct.pack(
-        "=IHHII", 16 + len(request), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST | NLM_F_DUMP, 1, 0
-    )
-    sock.sendall(header + request)
-    ports: set[int] = set()
-    while True:
-        try:
-            data = sock.recv(1 << 16)
-        except TimeoutError as err:  # never wait forever on the kernel
-            raise DataplaneError(f"{name}: no answer from sock_diag") from err
-        offset = 0
-        while offset + 16 <= len(data):
-            size, kind = struct.unpack_from("=IH", data, offset)
-            if kind == NLMSG_DONE or size < 16:
-                return ports
-            if kind == NLMSG_ERROR:
-                (code,) = struct.unpack_from("=i", data, offset + 16)
-                raise DataplaneError(f"{name}: sock_diag refused: {os.strerror(-code)}")
-            if size >= 16 + 6:
-                ports.add(struct.unpack_from("!H", data, offset + 16 + 4)[0])
-            offset += (size + 3) & ~3
+    answers = netlink_dump(sock, SOCK_DIAG_BY_FAMILY, request, f"{name}: sock_diag")
+    return {
+        struct.unpack_from("!H", payload, 4)[0] for _kind, payload in answers if len(payload) >= 6
+    }
 
 
 def create_netns(name: str) -> None:
