@@ -261,7 +261,7 @@ class NetnsHandle:
 
     def routes(self) -> list[FibRoute]:
         """The main table, IPv4 and IPv6, without the kernel's own connected/local routes."""
-        return dump_routes(self.netns)
+        return read_fib(self.netns)
 
     def link_names(self) -> list[str]:
         return [str(link.get_attr("IFLA_IFNAME")) for link in self.ipr.get_links()]
@@ -469,7 +469,7 @@ def _receive(sock: socket.socket, what: str) -> list[tuple[int, int, bytes]]:
     return out
 
 
-def dump_routes(netns: str | None) -> list[FibRoute]:
+def read_fib(netns: str | None) -> list[FibRoute]:
     """The main table of `netns` (None: this thread's namespace), IPv4 and IPv6, without the
     kernel's own connected and local routes, as `FibRoute`s.
 
@@ -653,11 +653,6 @@ def write_sysctls(name: str, values: dict[str, str]) -> None:
                 path.write_text(value)
             except OSError as err:
                 raise DataplaneError(f"{name}: sysctl {key}={value}: {err.strerror}") from err
-
-
-def read_fib(name: str) -> list[FibRoute]:
-    """The main routing table of namespace `name` (see `dump_routes`); no pyroute2 handle."""
-    return dump_routes(name)
 
 
 def listening(name: str, port: int) -> bool:

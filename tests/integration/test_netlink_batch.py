@@ -14,10 +14,10 @@ import pytest
 from meshemu.dataplane.netlink import (
     Batch,
     create_netns,
-    dump_routes,
     in_netns,
     netns_exists,
     pids_in_namespaces,
+    read_fib,
     remove_netns,
 )
 from meshemu.errors import DataplaneError
@@ -172,7 +172,7 @@ def test_listening_sees_the_namespace_from_any_thread(spaces: tuple[str, str, st
 
 
 def _pyroute2_routes(netns: str) -> list[FibRoute]:
-    """The main table as pyroute2 decodes it: the reference for `dump_routes`."""
+    """The main table as pyroute2 decodes it: the reference for `read_fib`."""
     from pyroute2 import NetNS
 
     with NetNS(netns) as ipr:
@@ -221,7 +221,7 @@ def _pyroute2_routes(netns: str) -> list[FibRoute]:
 
 def test_the_route_dump_reads_what_pyroute2_reads(spaces: tuple[str, str, str]) -> None:
     """Unicast, onlink, blackhole, IPv6, metrics, protocols and an ECMP route, read by
-    `dump_routes` (raw netlink) exactly as pyroute2 decodes them."""
+    `read_fib` (raw netlink) exactly as pyroute2 decodes them."""
     one, _batched, pods = spaces
     with in_netns(one) as ns:
         ns.add_veth("cali1", pods, "eth1")
@@ -238,7 +238,7 @@ def test_the_route_dump_reads_what_pyroute2_reads(spaces: tuple[str, str, str]) 
                 {"gateway": "10.2.0.254", "oif": ns.index("cali2")},
             ],
         )
-        routes = dump_routes(one)
+        routes = read_fib(one)
         assert routes == ns.routes()
     assert routes == _pyroute2_routes(one)
     ecmp = next(r for r in routes if r.prefix == "10.3.0.0/26")
