@@ -25,14 +25,14 @@ capabilities are `reactor/api/response/json.py` (`JSON.open`) with
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from meshemu.model.bgp import DEFAULT_LOCAL_PREF, Path
+from meshemu.model.routes import parsed_address, parsed_network
 
 U32_MAX = 2**32 - 1  # AS numbers and LOCAL_PREF are four-octet unsigned fields
 GR_TIME_MAX = 0x0FFF  # the graceful restart time's 12 bits (RFC 4724 section 3)
@@ -198,30 +198,20 @@ def _u32(value: object, what: str) -> int:
 
 
 def _ip_text(value: object, what: str, parse: Callable[[str], T]) -> T:
-    """`parse(value)` for a text `value` (an address or network constructor of `ipaddress`)."""
+    """`parse(value)` for a text `value`: `model.routes.parsed_network` or `parsed_address`,
+    cached there, as the same few hundred prefixes and next hops come in every update of a
+    lab (parsing them again was a third of an agent's CPU)."""
     if not isinstance(value, str):
         raise _Malformed(f"{what} is not text")
     try:
-        return cast(T, _parsed(parse, value))
+        return parse(value)
     except ValueError:
         raise _Malformed(f"{what} {value!r} is not an IP address") from None
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _parsed(parse: Callable[[str], T], text: str) -> T:
-    """The same few hundred prefixes and next hops come in every update of a lab: parsing
-    them again was a third of an agent's CPU. The values are immutable; bounded, so a
-    stream of distinct text cannot grow it; a refusal is not cached (it raises again)."""
-    return parse(text)
-
-
-def _strict_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text, strict=True)
-
-
 def _network(text: object, what: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     # strict: a prefix with host bits set is not a block any node announces.
-    network = _ip_text(text, what, _strict_network)
+    network = _ip_text(text, what, parsed_network)  # strict (ipaddress's default)
     if isinstance(network, ipaddress.IPv6Network) and network.network_address.scope_id:
         raise _Malformed(f"{what} {text!r} carries a scope")
     return network
@@ -233,7 +223,7 @@ def _prefix(nlri: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 
 def _next_hop(text: object, version: int) -> str:
-    address = _ip_text(text, "next hop", ipaddress.ip_address)
+    address = _ip_text(text, "next hop", parsed_address)
     if isinstance(address, ipaddress.IPv6Address) and address.scope_id:
         raise _Malformed(f"next hop {text!r} carries a scope")
     if address.version != version:
@@ -242,7 +232,10 @@ def _next_hop(text: object, version: int) -> str:
 
 
 def _ipv4(value: object, what: str) -> str:
-    return str(_ip_text(value, what, ipaddress.IPv4Address))
+    address = _ip_text(value, what, parsed_address)
+    if address.version != 4:
+        raise _Malformed(f"{what} {value!r} is not an IP address")
+    return str(address)
 
 
 def _as_path(attribute: dict[str, object]) -> tuple[int, ...]:
