@@ -693,9 +693,12 @@ class Runtime:
     """
 
     STATE_INTERVAL = 0.25  # seconds between state-file writes while updates stream in, at least
-    # A write costs time that grows with the RIB (a reflector of 200 clients holds tens of
-    # thousands of paths): the next one waits at least this many times as long as the last
-    # took, so writing the state never takes more than a tenth of the agent's time.
+    # A write costs CPU that grows with the RIB (a reflector of 200 clients holds tens of
+    # thousands of paths): the next one waits at least this many times the CPU the last one
+    # took, so writing the state never takes more than a tenth of the agent's CPU. CPU, not
+    # wall time: while a 100-node mesh converges the thread waits for a core and for the GIL
+    # its speaker holds, a write "took" seconds, and agents went 40 s without reporting
+    # sessions that were up long before (`up` waits for those reports).
     STATE_COST_FACTOR = 10.0
 
     def __init__(self, state_dir: FsPath, node: str, speaker_pid: int | None = None) -> None:
@@ -877,6 +880,7 @@ class Runtime:
         if not force and now - self.last_write < self.state_interval:
             self.state_pending = True
             return
+        cpu = time.thread_time()
         data = self.core.snapshot()
         data.update(
             {
@@ -897,7 +901,7 @@ class Runtime:
         )
         write_json_atomic(self.out_file, data, compact=True)
         self.last_write, self.state_pending = now, False
-        took = time.time() - now
+        took = time.thread_time() - cpu
         self.state_interval = max(self.STATE_INTERVAL, self.STATE_COST_FACTOR * took)
 
     def on_control(self, control: int) -> str | None:

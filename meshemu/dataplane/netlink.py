@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import ipaddress
 import os
 import selectors
@@ -458,6 +459,11 @@ def _receive(sock: socket.socket, what: str) -> list[tuple[int, int, bytes]]:
         data = sock.recv(1 << 20)
     except TimeoutError as err:  # never wait forever on the kernel
         raise DataplaneError(f"{what}: no answer") from err
+    return _messages(data, what)
+
+
+def _messages(data: bytes, what: str) -> list[tuple[int, int, bytes]]:
+    """The netlink messages of one read: each one's type, sequence number and payload."""
     out = []
     offset = 0
     while offset + 16 <= len(data):
@@ -527,16 +533,32 @@ def _attributes(data: bytes, offset: int) -> dict[int, bytes]:
     return out
 
 
-def _fib_route(message: bytes, name_of: Callable[[int], str | None]) -> FibRoute | None:
-    family, dst_len, _src, _tos, table, proto, _scope, rtype, flags = struct.unpack_from(
-        "=BBBBBBBBI", message
-    )
+def _main_table_route(message: bytes) -> tuple[str, dict[int, bytes]] | None:
+    """A route message's prefix and attributes; None when it is not of the main table."""
+    family, dst_len, _src, _tos, table = struct.unpack_from("=BBBBB", message)
     attrs = _attributes(message, 12)
     if RTA_TABLE in attrs:
         (table,) = struct.unpack("=I", attrs[RTA_TABLE][:4])
-    if table != RT_TABLE_MAIN or proto == RTPROT_KERNEL:
+    if table != RT_TABLE_MAIN:
         return None
-    prefix = str(ipaddress.ip_network((_address(family, attrs.get(RTA_DST)), dst_len)))
+    return _prefix(family, attrs.get(RTA_DST), dst_len), attrs
+
+
+@functools.lru_cache(maxsize=65536)
+def _prefix(family: int, packed: bytes | None, length: int) -> str:
+    """The prefix text `FibRoute` and `RouteEvent` carry, made once per prefix: a converging
+    lab's tables and events name the same few hundred prefixes again and again."""
+    return str(ipaddress.ip_network((_address(family, packed), length)))
+
+
+def _fib_route(message: bytes, name_of: Callable[[int], str | None]) -> FibRoute | None:
+    family, _dst_len, _src, _tos, _table, proto, _scope, rtype, flags = struct.unpack_from(
+        "=BBBBBBBBI", message
+    )
+    route = _main_table_route(message)
+    if route is None or proto == RTPROT_KERNEL:
+        return None
+    prefix, attrs = route
     kind = ROUTE_TYPES.get(rtype, str(rtype))
     metric = struct.unpack("=I", attrs[RTA_PRIORITY][:4])[0] if RTA_PRIORITY in attrs else None
     if kind != "unicast":
@@ -841,7 +863,7 @@ class RouteEvent:
 
     netns: str
     added: bool
-    prefix: str
+    prefix: str  # "": events of this namespace were lost (the socket overran); anything changed
     seen: float  # time.monotonic() when read
 
 
@@ -853,9 +875,6 @@ class RouteWatch:
     """
 
     def __init__(self, namespaces: Sequence[str]) -> None:
-        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
-
-        self._marshal = MarshalRtnl()
         self._selector = selectors.DefaultSelector()
         self._sockets: list[socket.socket] = []
         try:
@@ -891,16 +910,13 @@ class RouteWatch:
                         continue
                     raise
                 seen = time.monotonic()
-                for msg in self._marshal.parse(data):
-                    kind = msg["header"]["type"]
+                for kind, _seq, message in _messages(data, f"{key.data}: route events"):
                     if kind not in (RTM_NEWROUTE, RTM_DELROUTE):
                         continue
-                    if msg.get_attr("RTA_TABLE", msg["table"]) != RT_TABLE_MAIN:
-                        continue
-                    family = msg["family"]
-                    dst = msg.get_attr("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
-                    prefix = str(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
-                    out.append(RouteEvent(str(key.data), kind == RTM_NEWROUTE, prefix, seen))
+                    route = _main_table_route(message)
+                    if route is not None:
+                        added = kind == RTM_NEWROUTE
+                        out.append(RouteEvent(str(key.data), added, route[0], seen))
         return out
 
     def close(self) -> None:

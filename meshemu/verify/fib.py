@@ -8,6 +8,7 @@ the node's connected and default routes are not Calico's and are left out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -25,6 +26,12 @@ class FibDiff:
     def ok(self) -> bool:
         return not (self.missing or self.unexpected or self.wrong)
 
+    def awaited(self) -> frozenset[str]:
+        """The prefixes the kernel must add a route to before this FIB can equal the plan:
+        every missing and every wrong one. Only an unexpected route can go without an event of
+        its prefix (the kernel flushes the IPv4 routes of a device that goes down silently)."""
+        return frozenset(r.prefix for r in self.missing) | {e.prefix for e, _o in self.wrong}
+
     def describe(self) -> list[str]:
         lines = [f"{self.node}: missing {r.text()}" for r in self.missing]
         lines += [f"{self.node}: unexpected {r.text()}" for r in self.unexpected]
@@ -40,17 +47,18 @@ def _by(route: FibRoute) -> str:
 
 
 def managed(routes: Iterable[FibRoute], pool_cidrs: Sequence[str]) -> list[FibRoute]:
-    pools = [parsed_network(c) for c in pool_cidrs]
-    out = []
-    for route in routes:
-        # Cached: `up` compares every node's table again and again while the lab converges.
-        network = parsed_network(route.prefix)
-        if any(
-            p.version == network.version and network.subnet_of(p)  # type: ignore[arg-type]
-            for p in pools
-        ):
-            out.append(route)
-    return out
+    pools = tuple(pool_cidrs)
+    return [route for route in routes if _in_pools(route.prefix, pools)]
+
+
+@functools.lru_cache(maxsize=65536)
+def _in_pools(prefix: str, pool_cidrs: tuple[str, ...]) -> bool:
+    """Cached: `up` compares every node's table again and again while the lab converges."""
+    network = parsed_network(prefix)
+    return any(
+        p.version == network.version and network.subnet_of(p)  # type: ignore[arg-type]
+        for p in map(parsed_network, pool_cidrs)
+    )
 
 
 def compare_fib(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from meshemu.dataplane.netlink import (
     Batch,
+    RouteWatch,
     create_netns,
     in_netns,
     netns_exists,
@@ -247,3 +249,27 @@ def test_the_route_dump_reads_what_pyroute2_reads(spaces: tuple[str, str, str]) 
     assert any(r.onlink and r.prefix == "10.5.0.0/26" for r in routes)
     assert any(r.prefix == "fd00:5::/122" and r.metric == 2147483547 for r in routes)
     assert len(routes) == 9  # every route written above, none of the kernel's own
+
+
+def test_route_events_name_each_prefix_as_the_route_dump_does(
+    spaces: tuple[str, str, str],
+) -> None:
+    """The convergence wait matches events to the prefixes of a table it read: the same text."""
+    one, _batched, pods = spaces
+    watch = RouteWatch([one])
+    try:
+        with in_netns(one) as ns:
+            ns.add_veth("cali1", pods, "eth1")
+            _changes(ns)
+        events = []
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not any(
+            e.prefix == "10.7.0.0/24" and not e.added for e in events
+        ):
+            events += watch.poll(0.1)
+    finally:
+        watch.close()
+    assert {e.netns for e in events} == {one}
+    assert {r.prefix for r in read_fib(one)} <= {e.prefix for e in events if e.added}
+    assert "fd00:5::/122" in {e.prefix for e in events if e.added}
+    assert "10.7.0.0/24" in {e.prefix for e in events if not e.added}
