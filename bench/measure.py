@@ -16,8 +16,9 @@ Figures (seconds unless named otherwise):
   first; a BIRD node sends a Cease) until its blocks left the FIB of every node that had them;
 - announce: that speaker started again until its blocks are back in every such FIB;
 - down: `meshemu down`;
-- rss_mb / pss_mb: per node, every process in the node's namespace (ExaBGP with its agent thread, BIRD,
-  tunnel) plus its share (1/N) of the lab-wide ones (route programmer, shared tunnel);
+- rss_mb / pss_mb: per node, every process in the node's namespace (ExaBGP with its agent
+  thread, BIRD, tunnel) plus its share (1/N) of the lab-wide ones (route programmer, shared
+  tunnel);
 - idle_cpu: CPU of all the lab's processes over a quiet window after convergence, percent of
   one core; and (`cpu` in the JSON) the CPU seconds each kind of process used to come up.
 """

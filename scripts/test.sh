@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 echo "== ruff"
-.venv/bin/ruff check meshemu tests
-.venv/bin/ruff format --check meshemu tests
+.venv/bin/ruff check meshemu tests bench scripts
+.venv/bin/ruff format --check meshemu tests bench scripts
 echo "== mypy --strict"
-.venv/bin/mypy meshemu
+.venv/bin/mypy meshemu bench
 echo "== pytest"
 exec .venv/bin/python -m pytest -ra "$@"
