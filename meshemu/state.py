@@ -331,8 +331,20 @@ class LabState:
 
     # -- per node ----------------------------------------------------------------------------
     def agent_state(self, node: str) -> dict[str, Any] | None:
-        data = read_json(self.dir / "nodes" / node / "agent.json")
+        data = read_json(self._agent_file(node))
         return data if isinstance(data, dict) else None
+
+    def agent_state_version(self, node: str) -> tuple[int, int] | None:
+        """Which write of the agent's state file is there now (it is replaced whole on each
+        write), without reading it; None when there is none."""
+        try:
+            info = self._agent_file(node).stat()
+        except OSError:
+            return None
+        return info.st_ino, info.st_mtime_ns
+
+    def _agent_file(self, node: str) -> Path:
+        return self.dir / "nodes" / node / "agent.json"
 
 
 def current_speakers(resources: list[Resource]) -> dict[str, list[Resource]]:

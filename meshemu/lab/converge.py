@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from meshemu.dataplane.netlink import RouteEvent, RouteWatch, read_fib
 from meshemu.model.plan import LabPlan, NodePlan, RouterPlan
@@ -19,7 +20,7 @@ from meshemu.model.routes import FibRoute
 from meshemu.state import LabState
 from meshemu.verify.fib import FibDiff, compare_fib
 from meshemu.verify.observation import reported_sessions
-from meshemu.verify.observe import node_state
+from meshemu.verify.observe import asked_agent_states, node_state
 
 
 def fib_diff(plan: LabPlan, node: NodePlan | RouterPlan) -> FibDiff:
@@ -43,22 +44,30 @@ def fib_diffs(plan: LabPlan) -> list[FibDiff]:
     return [fib_diff(plan, n) for n in everyone]
 
 
-def _reports_expected_sessions(state: LabState, node: NodePlan) -> bool:
-    """The node's agent has written every session the plan expects up as established."""
-    reported = reported_sessions(node_state(state, node, routes=False))
-    seen = {peer for peer, s in reported.items() if s.get("state") == "established"}
+def _reports_expected_sessions(node: NodePlan, reported: dict[str, Any] | None) -> bool:
+    """The node's state names every session the plan expects up as established."""
+    sessions = reported_sessions(reported)
+    seen = {peer for peer, s in sessions.items() if s.get("state") == "established"}
     return set(node.expected_up) <= seen
 
 
 def _wait_sessions_reported(plan: LabPlan, state: LabState, deadline: float) -> None:
-    """Until every agent has reported its expected sessions (a node that has is not read
-    again), or the deadline."""
+    """Until every node reports its expected sessions (an agent is asked to write its state,
+    which it otherwise writes less often the busier the machine; a node that has reported is
+    not asked again), or the deadline."""
     left = list(plan.nodes)
     while True:
-        left = [node for node in left if not _reports_expected_sessions(state, node)]
+        agents = asked_agent_states(state, [n.name for n in left if n.speaker == "exabgp"])
+        left = [
+            node
+            for node in left
+            if not _reports_expected_sessions(
+                node, agents[node.name] if node.name in agents else node_state(state, node, False)
+            )
+        ]
         if not left or time.monotonic() >= deadline:
             return
-        time.sleep(0.05)
+        time.sleep(0.1)
 
 
 @dataclass
@@ -73,11 +82,13 @@ class _Watched:
 
     def due(self, now: float) -> bool:
         """Worth reading now: never read, or every awaited prefix changed and the table has
-        been quiet for QUIET, or RECHECK passed (the kernel flushes IPv4 routes silently)."""
+        been quiet for QUIET, or RECHECK passed (the kernel flushes IPv4 routes silently).
+        With a prefix awaited, never: the FIB cannot be right yet, and at the deadline every
+        FIB is read whatever (`wait_converged`), so a wrong guess costs time, never a result."""
         if not self.last_read:
             return True
         if self.awaited:
-            return now - self.last_read >= FALLBACK
+            return False
         quiet = self.last_event >= self.last_read and now - self.last_event >= QUIET
         return quiet or now - self.last_read >= RECHECK
 
@@ -143,7 +154,6 @@ def _confirm_all(plan: LabPlan, everyone: list[NodePlan | RouterPlan]) -> dict[s
 
 QUIET = 0.2  # seconds without a route event before a changed FIB is read again
 RECHECK = 3.0  # seconds: a pending node with nothing awaited is read at least this often
-FALLBACK = 20.0  # seconds: and one with prefixes awaited (a safety net; see `_Watched.due`)
 
 
 @contextlib.contextmanager

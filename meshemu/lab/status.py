@@ -15,7 +15,12 @@ from typing import Any
 from meshemu.model.plan import NodePlan, RouterPlan
 from meshemu.state import LabState
 from meshemu.verify.observation import NodeHealth, RouterObservation, reported_sessions
-from meshemu.verify.observe import node_state, observe_health, observe_router
+from meshemu.verify.observe import (
+    fresh_agent_states,
+    node_state,
+    observe_health,
+    observe_router,
+)
 
 RUNNING, DEAD, NONE = "running", "dead", "none"
 
@@ -167,9 +172,8 @@ def _word(alive: bool) -> str:
     return RUNNING if alive else DEAD
 
 
-def node_status(state: LabState, node: NodePlan, health: NodeHealth) -> NodeStatus:
-    # An ExaBGP node's agent file, or what a BIRD node's BIRD says now (same shape).
-    agent = node_state(state, node)
+def node_status(node: NodePlan, health: NodeHealth, agent: dict[str, Any] | None) -> NodeStatus:
+    """`agent`: an ExaBGP node's agent state, or what a BIRD node's BIRD says (same shape)."""
     reported = reported_sessions(agent)
     sessions = []
     for s in node.sessions:
@@ -214,6 +218,10 @@ def lab_status(state: LabState) -> LabStatus:
     plan = state.plan()
     summary = state.summary()
     health = observe_health(state, plan)
+    # As they are now; a node with no live agent: what its agent last wrote.
+    states = fresh_agent_states(state, plan, health)
+    for node in plan.nodes:
+        states[node.name] = states[node.name] or node_state(state, node)
     return LabStatus(
         name=state.name,
         phase=summary.phase,
@@ -222,7 +230,7 @@ def lab_status(state: LabState) -> LabStatus:
         topology=summary.topology,
         state_dir=str(state.dir),
         fibd=_word(state.running("fibd")),
-        nodes=tuple(node_status(state, n, health[n.name]) for n in plan.nodes),
+        nodes=tuple(node_status(n, health[n.name], states[n.name]) for n in plan.nodes),
         routers=tuple(
             router_status(router, observe_router(state, index, router), state.bird_socket(index))
             for index, router in enumerate(plan.routers)

@@ -35,7 +35,7 @@ from meshemu.scenario.model import Expectation, Scenario, Step, output_path
 from meshemu.state import LabState
 from meshemu.verify.checks import check_dataplane
 from meshemu.verify.observation import Cell, expected_path, observed_path
-from meshemu.verify.observe import node_state, observe_dataplane, take_snapshot
+from meshemu.verify.observe import current_node_state, observe_dataplane, take_snapshot
 from meshemu.verify.policy import with_policy
 from meshemu.verify.policy_probe import port_matrix
 from meshemu.verify.probe import capture, in_child, ping_all
@@ -183,7 +183,7 @@ class Runner:
             peer_ip = self.plan.node(peer_ip).address(family) or peer_ip
         elif peer_ip in {r.name for r in self.plan.routers}:
             peer_ip = router_peer_address(self.plan, session.node, peer_ip, family) or peer_ip
-        agent = node_state(self.state, self.plan.node(session.node)) or {}
+        agent = current_node_state(self.state, self.plan.node(session.node), routes=False) or {}
         speaker_alive = self.state.running(f"speaker:{session.node}")
         seen = next((s for s in agent.get("sessions", []) if s["peer_ip"] == peer_ip), None)
         state = seen["state"] if seen and speaker_alive else "down"

@@ -89,39 +89,49 @@ def observe_health(state: LabState, plan: LabPlan) -> dict[str, NodeHealth]:
 def fresh_agent_states(
     state: LabState, plan: LabPlan, health: dict[str, NodeHealth]
 ) -> dict[str, dict[str, Any] | None]:
-    """Each live agent's state, written out on request (WRITE_STATE) so none is older than the
-    agent's last update: agents throttle their own writes. A dead node's state is None.
-    A BIRD node's is read from its BIRD now (`bird_node_state`)."""
-    asked: dict[str, object] = {}
-    birds: dict[str, dict[str, Any] | None] = {}
+    """Each node's state as it is now: a live agent's written out on request
+    (`asked_agent_states`), a BIRD node's read from its BIRD. A dead node's state is None."""
+    agents: dict[str, dict[str, Any] | None] = {n.name: None for n in plan.nodes}
+    alive_agents = []
     for node in plan.nodes:
         if node.speaker == "none":
-            birds[node.name] = node_state(state, node)
-            continue
-        if node.speaker == "bird":
+            agents[node.name] = node_state(state, node)
+        elif node.speaker == "bird":
             alive = health[node.name].control_alive
-            birds[node.name] = bird_node_state(state, node) if alive else None
-            continue
-        if health[node.name].control_alive:
-            before = (state.agent_state(node.name) or {}).get("updated")
-            if agent_control.tell(state.dir, node.name, agent_control.WRITE_STATE):
-                asked[node.name] = before
-    deadline = time.monotonic() + FLUSH_SECONDS
-    agents: dict[str, dict[str, Any] | None] = {n.name: None for n in plan.nodes}
-    waiting = dict(asked)
-    while True:
-        for name in list(waiting):
-            current = state.agent_state(name)
-            if current is not None and current.get("updated") != waiting[name]:
-                agents[name] = current
-                del waiting[name]
-        if not waiting or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    for name in waiting:  # alive but silent: its last state is the best there is
-        agents[name] = state.agent_state(name)
-    agents.update(birds)
+            agents[node.name] = bird_node_state(state, node) if alive else None
+        elif health[node.name].control_alive:
+            alive_agents.append(node.name)
+    agents.update(asked_agent_states(state, alive_agents))
     return agents
+
+
+def asked_agent_states(state: LabState, nodes: Sequence[str]) -> dict[str, dict[str, Any] | None]:
+    """The agents' states, each written out on request (WRITE_STATE) so none is older than its
+    agent's last update: agents throttle their own writes, the more the busier the machine.
+    An agent that does not answer within FLUSH_SECONDS: its last state; none running: None."""
+    asked = {}
+    for node in nodes:
+        before = state.agent_state_version(node)
+        if agent_control.tell(state.dir, node, agent_control.WRITE_STATE):
+            asked[node] = before
+    deadline = time.monotonic() + FLUSH_SECONDS
+    waiting = dict(asked)
+    while waiting and time.monotonic() <= deadline:
+        waiting = {n: v for n, v in waiting.items() if state.agent_state_version(n) == v}
+        if waiting:
+            time.sleep(0.01)
+    states: dict[str, dict[str, Any] | None] = dict.fromkeys(nodes)
+    states.update((node, state.agent_state(node)) for node in asked)
+    return states
+
+
+def current_node_state(
+    state: LabState, node: NodePlan, routes: bool = True
+) -> dict[str, Any] | None:
+    """`node_state`, with an ExaBGP node's agent asked to write its state first."""
+    if node.speaker == "exabgp":
+        return asked_agent_states(state, [node.name])[node.name]
+    return node_state(state, node, routes)
 
 
 def _bird_daemons(node: NodePlan) -> int:
