@@ -157,7 +157,7 @@ def _receiver_matters(path: Path) -> bool:
 # Parsing address text is the dearest step of the rules; the same few addresses recur in every
 # comparison, so each is parsed once. The caches are bounded; invalid text still raises.
 @functools.lru_cache(maxsize=1 << 16)
-def _prefix_family(prefix: str) -> int:
+def prefix_family(prefix: str) -> int:
     return ipaddress.ip_network(prefix).version
 
 
@@ -234,10 +234,10 @@ def export(path: Path, me: Speaker, link: Link) -> Path | None:
 
 def _same_family(path: Path, peer_ip: str) -> bool:
     """Like Calico's bird/bird6 split, a session carries its own family only."""
-    return _address_family(peer_ip) == _prefix_family(path.prefix)
+    return _address_family(peer_ip) == prefix_family(path.prefix)
 
 
-def _stays_off_ibgp(path: Path, me: Speaker) -> bool:
+def stays_off_ibgp(path: Path, me: Speaker) -> bool:
     """`me` passes `path` to no iBGP peer: learned over iBGP by a speaker that reflects
     nothing (RFC 4271 9.1.1; a reflector may, RFC 4456)."""
     return path.learned_from is not None and not path.ebgp and me.cluster_id is None
@@ -250,7 +250,7 @@ def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
     session's `policy`)."""
     if not link.ebgp and path.learned_from is not None and not path.ebgp:
         # iBGP-learned towards an iBGP peer: only a reflector may, per RFC 4456.
-        if _stays_off_ibgp(path, me):
+        if stays_off_ibgp(path, me):
             return None
         if not path.from_rr_client and not link.rr_client:
             return None
@@ -264,7 +264,7 @@ def _exported(path: Path, me: Speaker, link: Link) -> Path | None:
             return None
         path = kept
     if link.ebgp:
-        family = _prefix_family(path.prefix)
+        family = prefix_family(path.prefix)
         next_hop = (
             path.next_hop
             if link.keep_next_hop or _kept_on_subnet(path, link)
@@ -442,7 +442,7 @@ class Propagation:
                         names, sent, cast(list[Link], backs)
                     )
         # Speakers whose every session of a family is iBGP and that reflect nothing: an
-        # iBGP-learned best path of theirs goes nowhere (`_stays_off_ibgp`).
+        # iBGP-learned best path of theirs goes nowhere (`stays_off_ibgp`).
         self.ibgp_only = {
             key: all(not f.link.ebgp for f in fanouts) for key, fanouts in self.fanouts.items()
         }
@@ -512,7 +512,7 @@ class Propagation:
         return (
             path is not None
             and self.ibgp_only.get(key, True)
-            and _stays_off_ibgp(path, self.speakers[name])
+            and stays_off_ibgp(path, self.speakers[name])
             and key not in state.holding
         )
 
@@ -771,7 +771,7 @@ def propagate_prefixes(
     groups: dict[tuple[int, object], list[tuple[str, dict[str, list[Path]]]]] = {}
     for prefix, origin in _origins(speakers, originated).items():
         signature = (
-            _prefix_family(prefix),
+            prefix_family(prefix),
             tuple(
                 (name, tuple(replace(p, prefix="") for p in paths))
                 for name, paths in sorted(origin.items())
