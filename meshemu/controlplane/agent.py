@@ -173,6 +173,7 @@ class AgentCore:
         self.ctx = config.route_context()
         self.adj_in: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
         self.adj_out: dict[str, dict[str, Path]] = {peer: {} for peer in self.links}
+        self.ebgp_peers = {peer for peer, link in self.links.items() if link.ebgp}
         self.peers_by_family: dict[int, list[str]] = {
             family: [p for p in self.links if ipaddress.ip_address(p).version == family]
             for family in (4, 6)
@@ -231,7 +232,7 @@ class AgentCore:
         peers = self.peers_by_family[prefix_family(prefix)]
         if path is not None and not stays_off_ibgp(path, self.me):
             return peers
-        return [p for p in peers if self.links[p].ebgp or prefix in self.adj_out[p]]
+        return [p for p in peers if p in self.ebgp_peers or prefix in self.adj_out[p]]
 
     def restore(
         self, previous: object, speaker_restarted: bool = False, now: float | None = None
