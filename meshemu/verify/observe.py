@@ -107,8 +107,8 @@ def fresh_agent_states(
 
 def asked_agent_states(state: LabState, nodes: Sequence[str]) -> dict[str, dict[str, Any] | None]:
     """The agents' states, each written out on request (WRITE_STATE) so none is older than its
-    agent's last update: agents throttle their own writes, the more the busier the machine.
-    An agent that does not answer within FLUSH_SECONDS: its last state; none running: None."""
+    agent's last update: agents write on their own only when quiet. An agent that cannot be
+    asked (none runs) or does not answer within FLUSH_SECONDS: its last state (None: none)."""
     asked = {}
     for node in nodes:
         before = state.agent_state_version(node)
@@ -120,9 +120,7 @@ def asked_agent_states(state: LabState, nodes: Sequence[str]) -> dict[str, dict[
         waiting = {n: v for n, v in waiting.items() if state.agent_state_version(n) == v}
         if waiting:
             time.sleep(0.01)
-    states: dict[str, dict[str, Any] | None] = dict.fromkeys(nodes)
-    states.update((node, state.agent_state(node)) for node in asked)
-    return states
+    return {node: state.agent_state(node) for node in nodes}
 
 
 def current_node_state(
